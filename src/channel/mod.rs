@@ -1,0 +1,28 @@
+//! Channels deliver rendered messages. Email goes through lettre, by SMTP or into
+//! `.eml` files; each transport says whether a failure is worth retrying.
+
+pub mod email;
+
+use async_trait::async_trait;
+
+/// Why a delivery did not happen, as the send log needs to know it.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// Worth retrying later: a 4xx reply, a refused or dropped connection, a timeout.
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying cannot help: a 5xx reply, an address the server refuses.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// Hands a finished email to the outside world.
+#[async_trait]
+pub trait EmailTransport: Send + Sync {
+    /// Delivers `message`; `name` is a stable token of its send record (the same on
+    /// every attempt). Returns the server's reply or where the message was written.
+    async fn send(&self, message: &lettre::Message, name: &str) -> Result<String, DeliveryError>;
+
+    /// How many messages may be in flight at once.
+    fn concurrency(&self) -> usize;
+}

@@ -1,0 +1,256 @@
+//! The command line (SPEC section 2). Each subcommand has its own file; all printing to
+//! the terminal happens in this module.
+
+mod check;
+mod import;
+mod plan;
+mod preview;
+mod run;
+mod sends;
+mod subscribe;
+mod tick;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+use crate::config::Config;
+use crate::render::Templates;
+use crate::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tickler",
+    version,
+    about = "Follow-up sends for small businesses, each exactly once and on time."
+)]
+pub struct Cli {
+    /// Configuration file [default: $TICKLER_CONFIG, else /etc/tickler/tickler.yaml if it exists, else config/tickler.yaml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Log format [default: journald under systemd, else text]
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// More log output (-v, -vv).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less log output.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+    Journald,
+}
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: sync, plan, send and record, forever.
+    Run,
+    /// One full pass (sync, plan, send everything due, record), then exit.
+    Tick {
+        /// The time to act at: RFC 3339, or a date (its start in the business zone).
+        #[arg(long, value_name = "TS")]
+        now: Option<String>,
+        /// Show what would be sent; send and record nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Validate the configuration, the cadences and every template.
+    Check,
+    /// Upsert contacts or events from a CSV file (`-` reads standard input).
+    Import {
+        #[arg(value_enum)]
+        what: ImportKind,
+        /// The CSV file, or `-`.
+        file: PathBuf,
+    },
+    /// What would be sent in the next N days; records nothing.
+    Plan {
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        #[arg(long, value_name = "TS")]
+        now: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Render the exact message a contact would get from a cadence.
+    Preview {
+        cadence: String,
+        contact: String,
+        #[arg(long, value_name = "TS")]
+        now: Option<String>,
+        /// Write the message into this directory instead of printing it.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// The send log, newest first.
+    Sends {
+        #[arg(long, value_name = "D")]
+        since: Option<String>,
+        #[arg(long, value_name = "D")]
+        until: Option<String>,
+        #[arg(long)]
+        contact: Option<String>,
+        #[arg(long)]
+        cadence: Option<String>,
+        /// pending, sent, retrying, failed or skipped
+        #[arg(long, value_name = "S")]
+        status: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+    },
+    /// Opt a contact out of a channel.
+    Unsubscribe {
+        contact: String,
+        #[arg(long, value_enum, default_value_t = ChannelArg::All)]
+        channel: ChannelArg,
+    },
+    /// Opt a contact back into a channel.
+    Resubscribe {
+        contact: String,
+        #[arg(long, value_enum, default_value_t = ChannelArg::All)]
+        channel: ChannelArg,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ImportKind {
+    Contacts,
+    Events,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ChannelArg {
+    Email,
+    Postcard,
+    All,
+}
+
+/// How a command failed, which decides the exit status.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad usage: exit 2.
+    Usage(String),
+    /// Something the user must look at: exit 1. Each line is printed as `error: LINE`.
+    Errors(Vec<String>),
+    /// Already reported on stderr; exit 1.
+    Reported,
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        Failure::Errors(vec![format!("{e:#}")])
+    }
+}
+
+pub type Outcome = Result<(), Failure>;
+
+/// Runs the parsed command line.
+pub async fn execute(cli: Cli) -> Outcome {
+    let path = cli.config.clone().unwrap_or_else(Config::default_path);
+    match cli.command {
+        Command::Check => check::run(&path),
+        Command::Run => run::run(&path).await,
+        Command::Tick { now, dry_run } => tick::run(&path, now.as_deref(), dry_run).await,
+        Command::Import { what, file } => import::run(&path, what, &file).await,
+        Command::Plan { days, now, format } => plan::run(&path, days, now.as_deref(), format).await,
+        Command::Preview {
+            cadence,
+            contact,
+            now,
+            out,
+        } => preview::run(&path, &cadence, &contact, now.as_deref(), out.as_deref()).await,
+        Command::Sends {
+            since,
+            until,
+            contact,
+            cadence,
+            status,
+            format,
+            limit,
+        } => {
+            let filter = sends::Filter {
+                since,
+                until,
+                contact,
+                cadence,
+                status,
+                limit,
+            };
+            sends::run(&path, filter, format).await
+        }
+        Command::Unsubscribe { contact, channel } => {
+            subscribe::run(&path, &contact, channel, true).await
+        }
+        Command::Resubscribe { contact, channel } => {
+            subscribe::run(&path, &contact, channel, false).await
+        }
+    }
+}
+
+/// Loads the configuration, printing every problem.
+fn load_config(path: &std::path::Path) -> Result<Config, Failure> {
+    Config::load(path).map_err(|d| Failure::Errors(d.0.iter().map(ToString::to_string).collect()))
+}
+
+fn load_templates(config: &Config) -> Result<Templates, Failure> {
+    Templates::load(config)
+        .map_err(|d| Failure::Errors(d.iter().map(ToString::to_string).collect()))
+}
+
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, Failure> {
+    Ok(crate::store::open(&config.database_url).await?)
+}
+
+/// `--now`: RFC 3339, a zoned time, or a plain date meaning its start in `zone`.
+pub fn parse_now(text: Option<&str>, zone: &TimeZone) -> Result<Timestamp, Failure> {
+    match text {
+        None => Ok(Timestamp::now()),
+        Some(text) => parse_ts(text, zone).map_err(|m| Failure::Usage(format!("--now: {m}"))),
+    }
+}
+
+fn parse_ts(text: &str, zone: &TimeZone) -> Result<Timestamp, String> {
+    crate::domain::contact::parse_instant(text, zone)
+}
+
+/// Prints rows as an aligned table.
+fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_uppercase()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}

@@ -1,0 +1,146 @@
+//! `tickler plan`: what would be sent in the next N days, overdue sends included.
+
+use std::path::Path;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+use super::{Failure, Format, Outcome, load_config, open_store, parse_now, print_table};
+use crate::config::Config;
+use crate::plan::{self, Frame};
+use crate::store::Store;
+use crate::tick::{Decision, decide};
+
+#[derive(Debug, Serialize)]
+pub struct Item {
+    pub due_at: String,
+    pub contact: String,
+    pub cadence: String,
+    pub channel: String,
+    pub occurrence: String,
+    pub deferred_from: Option<String>,
+    /// When the occurrence first fell due, for sends that are already late.
+    pub overdue_since: Option<String>,
+}
+
+pub async fn run(path: &Path, days: u32, now: Option<&str>, format: Format) -> Outcome {
+    let config = load_config(path)?;
+    let now = parse_now(now, &config.business.zone)?;
+    let store = open_store(&config).await?;
+    let items = items(&config, store.as_ref(), now, days).await?;
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&items).map_err(anyhow::Error::from)?
+        ),
+        Format::Csv => {
+            let mut out = csv::Writer::from_writer(std::io::stdout());
+            for item in &items {
+                out.serialize(item).map_err(anyhow::Error::from)?;
+            }
+            out.flush().map_err(anyhow::Error::from)?;
+        }
+        Format::Table => {
+            let rows: Vec<Vec<String>> = items
+                .iter()
+                .map(|i| {
+                    vec![
+                        i.due_at.clone(),
+                        i.contact.clone(),
+                        i.cadence.clone(),
+                        i.channel.clone(),
+                        i.occurrence.clone(),
+                        i.overdue_since
+                            .as_ref()
+                            .map(|s| format!("overdue since {s}"))
+                            .unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "due_at",
+                    "contact",
+                    "cadence",
+                    "channel",
+                    "occurrence",
+                    "note",
+                ],
+                &rows,
+            );
+            println!("{} sends in the next {days} days", items.len());
+        }
+    }
+    Ok(())
+}
+
+/// Every send that would go out between `now` and `days` later, in due order.
+pub async fn items(
+    config: &Config,
+    store: &dyn Store,
+    now: Timestamp,
+    days: u32,
+) -> Result<Vec<Item>, Failure> {
+    let until = now + SignedDuration::from_hours(24 * i64::from(days));
+    let frame = Frame {
+        now,
+        until,
+        business_zone: &config.business.zone,
+    };
+    let mut out: Vec<(Timestamp, Item)> = Vec::new();
+    let mut after = String::new();
+    loop {
+        let ids = store.contact_ids(&after, 1000).await?;
+        let Some(last) = ids.last() else { break };
+        after = last.clone();
+        for h in store.history(&ids).await? {
+            let zone = h.contact.zone(&config.business.zone);
+            for cadence in &config.cadences {
+                for due in plan::occurrences(cadence, &h.contact, &h.events, frame) {
+                    if h.logged
+                        .contains(&(due.cadence.clone(), due.occurrence.clone()))
+                    {
+                        continue;
+                    }
+                    let at_now = due.due_at.max(now);
+                    let send_at = match decide(&due, cadence, &h.contact, config, at_now) {
+                        Decision::Send => at_now,
+                        Decision::Wait(at)
+                            if at.as_second() - due.due_at.as_second()
+                                <= cadence.max_lateness.seconds() =>
+                        {
+                            at
+                        }
+                        Decision::Wait(_) | Decision::Skip(_) => continue,
+                    };
+                    if send_at > until {
+                        continue;
+                    }
+                    let overdue =
+                        (due.due_at < now).then(|| due.due_at.to_zoned(zone.clone()).to_string());
+                    out.push((
+                        send_at,
+                        Item {
+                            due_at: rfc3339(send_at, &zone),
+                            contact: h.contact.id.clone(),
+                            cadence: cadence.id.clone(),
+                            channel: cadence.channel.to_string(),
+                            occurrence: due.occurrence,
+                            deferred_from: None,
+                            overdue_since: overdue.map(|_| rfc3339(due.due_at, &zone)),
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| (a.0, &a.1.contact, &a.1.cadence).cmp(&(b.0, &b.1.contact, &b.1.cadence)));
+    Ok(out.into_iter().map(|(_, item)| item).collect())
+}
+
+/// RFC 3339 with the offset of `zone`, e.g. `2026-03-03T09:00:00-05:00`.
+pub fn rfc3339(at: Timestamp, zone: &jiff::tz::TimeZone) -> String {
+    at.to_zoned(zone.clone())
+        .strftime("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string()
+}

@@ -1,0 +1,114 @@
+//! `tickler preview CADENCE CONTACT`: the exact message the contact would get.
+
+use std::path::Path;
+
+use jiff::SignedDuration;
+
+use super::{Failure, Outcome, load_config, load_templates, open_store, parse_now};
+use crate::channel::email::{self, Envelope};
+use crate::domain::{Channel, SendKey};
+use crate::plan::{self, Frame};
+use crate::render::MessageData;
+use crate::tick::unsubscribe_url;
+
+pub async fn run(
+    path: &Path,
+    cadence_id: &str,
+    contact_id: &str,
+    now: Option<&str>,
+    out: Option<&Path>,
+) -> Outcome {
+    let config = load_config(path)?;
+    let now = parse_now(now, &config.business.zone)?;
+    let cadence = config.cadence(cadence_id).ok_or_else(|| {
+        Failure::Errors(vec![format!(
+            "no cadence `{cadence_id}` in {}",
+            config.path.display()
+        )])
+    })?;
+    if cadence.channel != Channel::Email {
+        return Err(Failure::Errors(vec![format!(
+            "cadence `{cadence_id}`: postcard previews are not available in this version"
+        )]));
+    }
+    let templates = load_templates(&config)?;
+    let store = open_store(&config).await?;
+    let history = store
+        .history(&[contact_id.to_owned()])
+        .await?
+        .pop()
+        .ok_or_else(|| Failure::Errors(vec![format!("no contact `{contact_id}`")]))?;
+    let contact = &history.contact;
+    // The occurrence the contact would get next; else the latest one it had.
+    let frame = Frame {
+        now,
+        until: now + SignedDuration::from_hours(24 * 800),
+        business_zone: &config.business.zone,
+    };
+    // Look at the whole history, not only what is still owed.
+    let mut everything = history.clone();
+    everything.contact.armed_at = Some(jiff::Timestamp::UNIX_EPOCH);
+    for e in &mut everything.events {
+        e.armed_at = Some(jiff::Timestamp::UNIX_EPOCH);
+    }
+    let all = plan::occurrences(cadence, &everything.contact, &everything.events, frame);
+    let due = all
+        .iter()
+        .find(|d| d.due_at >= now)
+        .or(all.last())
+        .ok_or_else(|| {
+            let why = match cadence.trigger.event_kind() {
+                Some(kind) => format!("contact `{contact_id}` has no `{kind}` event, or does not match the cadence's `where`"),
+                None => format!("contact `{contact_id}` has no occurrence of this cadence (no birthday, or `where` does not match)"),
+            };
+            Failure::Errors(vec![format!("cadence `{cadence_id}`: {why}")])
+        })?;
+    let event = due
+        .event_id
+        .as_ref()
+        .and_then(|id| history.events.iter().find(|e| &e.id == id));
+    let to = contact.email.as_ref().ok_or_else(|| {
+        Failure::Errors(vec![format!("contact `{contact_id}` has no email address")])
+    })?;
+    let unsubscribe = unsubscribe_url(&config);
+    let data = MessageData {
+        config: &config,
+        cadence,
+        contact,
+        event,
+        occurrence: &due.occurrence,
+        now,
+        unsubscribe_url: &unsubscribe,
+    };
+    let body = templates
+        .render_email(&cadence.template, &data.to_json())
+        .map_err(|e| Failure::Errors(vec![e.0]))?;
+    let key = SendKey {
+        contact: contact.id.clone(),
+        cadence: cadence.id.clone(),
+        occurrence: due.occurrence.clone(),
+    };
+    let message_id = key.message_id(config.business.email.domain());
+    let envelope = Envelope {
+        business: &config.business,
+        to_name: &contact.full_name(),
+        to,
+        message_id: &message_id,
+        date: now,
+        unsubscribe_url: &unsubscribe,
+    };
+    let message = email::build(&envelope, &body).map_err(|m| Failure::Errors(vec![m]))?;
+    let text = String::from_utf8_lossy(&message.formatted()).into_owned();
+    match out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Failure::Errors(vec![format!("{}: {e}", dir.display())]))?;
+            let file = dir.join(format!("{}.eml", key.digest()));
+            std::fs::write(&file, text)
+                .map_err(|e| Failure::Errors(vec![format!("{}: {e}", file.display())]))?;
+            println!("{}", file.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! Pure types of tickler's business: contacts, events, cadences, periods and windows,
+//! and the send log's keys and states. No I/O here.
+
+pub mod cadence;
+pub mod contact;
+pub mod send;
+pub mod time;
+
+pub use cadence::{Cadence, Channel, Feb29, Trigger};
+pub use contact::{Contact, EmailAddress, Event, MonthDay};
+pub use send::{SendKey, SendStatus};
+pub use time::{Days, Opening, Period, Window};

@@ -1,0 +1,20 @@
+//! tickler: follow-up sends for small businesses, each exactly once and on time.
+//!
+//! Data flows one way:
+//! `config` (YAML → typed) → `sync` (CSV/API → store) → `store` (contacts, events, the
+//! send log) → `plan` (pure: who is owed what, when) → `render` (handlebars) →
+//! `channel` (SMTP, `.eml` files) → `store` (the send log records the outcome).
+//! `tick` is one pass of that pipeline; `daemon` runs ticks forever; `cli` is the
+//! command line. The clock is passed in everywhere (`now`), so time can be simulated.
+
+pub mod channel;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod domain;
+pub mod plan;
+pub mod render;
+pub mod store;
+pub mod sync;
+pub mod telemetry;
+pub mod tick;

@@ -1,0 +1,27 @@
+//! The `tickler` binary: parse the command line, set up logging, run the command, and
+//! turn its outcome into an exit status (0 ok, 1 a failure to look at, 2 bad usage).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tickler::cli::{Cli, Failure};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tickler::telemetry::init(cli.log_format, cli.verbose as i8 - cli.quiet as i8);
+    match tickler::cli::execute(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Errors(lines)) => {
+            for line in lines {
+                eprintln!("error: {line}");
+            }
+            ExitCode::from(1)
+        }
+        Err(Failure::Reported) => ExitCode::from(1),
+    }
+}

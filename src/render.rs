@@ -1,0 +1,528 @@
+//! Templates: handlebars in strict mode, one registry that HTML-escapes (for HTML
+//! bodies) and one that does not (subjects and text bodies), sharing partials,
+//! layouts and helpers. A missing variable is an error, never a blank in a
+//! customer's mail.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use handlebars::{
+    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderError,
+    RenderErrorReason, ScopedJson,
+};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use serde_json::{Value, json};
+
+use crate::config::{Config, Diagnostic, Location, PostalAddress};
+use crate::domain::{Cadence, Channel, Contact, Event};
+
+/// An email, rendered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RenderedEmail {
+    /// One line: newlines and runs of spaces are folded into single spaces.
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+}
+
+/// Why a message could not be rendered; becomes the send's `failed` reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RenderFailure(pub String);
+
+/// The compiled templates of one configuration.
+pub struct Templates {
+    text: Handlebars<'static>,
+    html: Handlebars<'static>,
+    /// Template names the cadences use, for `check`'s count.
+    names: BTreeSet<String>,
+}
+
+impl Templates {
+    /// Compiles the partials, layouts and every template the cadences name. Reports
+    /// each missing file and each syntax error, with its position.
+    pub fn load(config: &Config) -> Result<Templates, Vec<Diagnostic>> {
+        let dir = &config.templates_dir;
+        let mut errors = Vec::new();
+        let mut text = registry(false);
+        let mut html = registry(true);
+        for (sub, prefix) in [("partials", ""), ("layouts", "layouts/")] {
+            for file in hbs_files(&dir.join(sub)) {
+                let name = file
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                let name = format!("{prefix}{}", name.trim_end_matches(".hbs"));
+                match std::fs::read_to_string(&file) {
+                    Ok(source) => {
+                        for registry in [&mut text, &mut html] {
+                            if let Err(e) = registry.register_partial(&name, &source) {
+                                errors.push(template_error(&file, &e));
+                                break;
+                            }
+                        }
+                    }
+                    Err(e) => errors.push(file_error(&file, &e)),
+                }
+            }
+        }
+        let mut names = BTreeSet::new();
+        for (cadence, source) in config.cadences.iter().zip(&config.cadence_sources) {
+            if !names.insert(cadence.template.clone()) {
+                continue;
+            }
+            let parts: &[(&str, bool)] = match cadence.channel {
+                Channel::Email => &[("subject", true), ("txt", true), ("html", false)],
+                Channel::Postcard => &[("postcard", true)],
+            };
+            for &(part, required) in parts {
+                let file = dir.join(format!("{}.{part}.hbs", cadence.template));
+                let registry = if part == "html" { &mut html } else { &mut text };
+                if !file.exists() {
+                    if required {
+                        errors.push(Diagnostic {
+                            location: source.template.clone(),
+                            message: format!(
+                                "cadence `{}`: template file {} does not exist",
+                                cadence.id,
+                                file.display()
+                            ),
+                        });
+                    }
+                    continue;
+                }
+                match std::fs::read_to_string(&file) {
+                    Ok(body) => {
+                        let name = format!("{}.{part}", cadence.template);
+                        if let Err(e) = registry.register_template_string(&name, body) {
+                            errors.push(template_error(&file, &e));
+                        }
+                    }
+                    Err(e) => errors.push(file_error(&file, &e)),
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(Templates { text, html, names })
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn render_email(
+        &self,
+        template: &str,
+        data: &Value,
+    ) -> Result<RenderedEmail, RenderFailure> {
+        let render =
+            |registry: &Handlebars<'static>, part: &str| -> Result<Option<String>, RenderFailure> {
+                let name = format!("{template}.{part}");
+                if !registry.has_template(&name) {
+                    return Ok(None);
+                }
+                registry
+                    .render(&name, data)
+                    .map(Some)
+                    .map_err(|e| RenderFailure(describe(&e, &name)))
+            };
+        let subject = render(&self.text, "subject")?.ok_or_else(|| {
+            RenderFailure(format!("template {template}.subject.hbs is not loaded"))
+        })?;
+        let text = render(&self.text, "txt")?
+            .ok_or_else(|| RenderFailure(format!("template {template}.txt.hbs is not loaded")))?;
+        Ok(RenderedEmail {
+            subject: subject.split_whitespace().collect::<Vec<_>>().join(" "),
+            text,
+            html: render(&self.html, "html")?,
+        })
+    }
+
+    /// Renders every template of `cadence` against a sample contact, as `check` does.
+    /// Custom fields are open (they come from the data), so each one the template asks
+    /// for is filled in with a sample value; any other missing variable is an error.
+    pub fn check_cadence(
+        &self,
+        config: &Config,
+        cadence: &Cadence,
+        at: &Location,
+    ) -> Vec<Diagnostic> {
+        let mut data = sample_data(config, cadence);
+        for _ in 0..64 {
+            let result = match cadence.channel {
+                Channel::Email => self.render_email(&cadence.template, &data).map(|_| ()),
+                Channel::Postcard => self
+                    .text
+                    .render(&format!("{}.postcard", cadence.template), &data)
+                    .map(|_| ())
+                    .map_err(|e| RenderFailure(describe(&e, &cadence.template))),
+            };
+            let Err(RenderFailure(message)) = result else {
+                return Vec::new();
+            };
+            match custom_field(&message) {
+                Some(path) if fill(&mut data, &path) => continue,
+                _ => {
+                    let file = config
+                        .templates_dir
+                        .join(template_file(&message, &cadence.template));
+                    let (line, col) = position(&message);
+                    return vec![Diagnostic {
+                        location: Location { file, line, col },
+                        message: format!("cadence `{}` (see {at}): {message}", cadence.id),
+                    }];
+                }
+            }
+        }
+        Vec::new()
+    }
+}
+
+fn registry(escape_html: bool) -> Handlebars<'static> {
+    let mut registry = Handlebars::new();
+    registry.set_strict_mode(true);
+    registry.set_dev_mode(false);
+    if !escape_html {
+        registry.register_escape_fn(handlebars::no_escape);
+    }
+    registry.register_helper("date", Box::new(date_helper));
+    registry.register_helper("default", Box::new(default_helper));
+    registry.register_helper(
+        "upper",
+        Box::new(
+            |h: &Helper<'_>,
+             _: &Handlebars<'_>,
+             _: &Context,
+             _: &mut RenderContext<'_, '_>,
+             out: &mut dyn Output|
+             -> HelperResult {
+                out.write(&required_str(h, "upper", 0)?.to_uppercase())?;
+                Ok(())
+            },
+        ),
+    );
+    registry.register_helper(
+        "lower",
+        Box::new(
+            |h: &Helper<'_>,
+             _: &Handlebars<'_>,
+             _: &Context,
+             _: &mut RenderContext<'_, '_>,
+             out: &mut dyn Output|
+             -> HelperResult {
+                out.write(&required_str(h, "lower", 0)?.to_lowercase())?;
+                Ok(())
+            },
+        ),
+    );
+    registry.register_helper("plural", Box::new(plural_helper));
+    registry
+}
+
+/// A helper parameter that must be present; in strict mode a missing one is an error
+/// naming the variable.
+fn required<'a>(
+    h: &'a Helper<'_>,
+    helper: &'static str,
+    index: usize,
+) -> Result<&'a Value, RenderError> {
+    let param = h
+        .param(index)
+        .ok_or(RenderErrorReason::ParamNotFoundForIndex(helper, index))?;
+    if param.is_value_missing() {
+        return Err(RenderErrorReason::MissingVariable(param.relative_path().cloned()).into());
+    }
+    Ok(param.value())
+}
+
+fn required_str(h: &Helper<'_>, helper: &'static str, index: usize) -> Result<String, RenderError> {
+    Ok(match required(h, helper, index)? {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    })
+}
+
+/// `{{date VALUE "FORMAT"}}`: an RFC 3339 time or a plain date, in strftime format,
+/// in the contact's zone.
+fn date_helper(
+    h: &Helper<'_>,
+    _: &Handlebars<'_>,
+    ctx: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let value = required_str(h, "date", 0)?;
+    let format = h
+        .param(1)
+        .and_then(|p| p.value().as_str())
+        .unwrap_or("%B %-d, %Y");
+    let zone = ctx
+        .data()
+        .get("timezone")
+        .and_then(Value::as_str)
+        .and_then(|z| TimeZone::get(z).ok())
+        .unwrap_or(TimeZone::UTC);
+    let shown = if let Ok(at) = value.parse::<Timestamp>() {
+        at.to_zoned(zone).strftime(format).to_string()
+    } else if let Ok(day) = value.parse::<jiff::civil::Date>() {
+        day.strftime(format).to_string()
+    } else {
+        return Err(
+            RenderErrorReason::Other(format!("date: `{value}` is not a date or time")).into(),
+        );
+    };
+    out.write(&shown)?;
+    Ok(())
+}
+
+/// `{{default VALUE "fallback"}}`: the fallback when the value is missing or empty.
+fn default_helper<'reg, 'rc>(
+    h: &Helper<'rc>,
+    _: &'reg Handlebars<'reg>,
+    _: &'rc Context,
+    _: &mut RenderContext<'reg, 'rc>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let value = h
+        .param(0)
+        .filter(|p| !p.is_value_missing())
+        .map(|p| p.value());
+    let empty = match value {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) => s.trim().is_empty(),
+        _ => false,
+    };
+    let chosen = if empty {
+        h.param(1).map(|p| p.value())
+    } else {
+        value
+    };
+    let text = match chosen {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    };
+    out.write(&text)?;
+    Ok(())
+}
+
+/// `{{plural COUNT "visit" "visits"}}`.
+fn plural_helper(
+    h: &Helper<'_>,
+    _: &Handlebars<'_>,
+    _: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let count = required(h, "plural", 0)?;
+    let n = count
+        .as_f64()
+        .or_else(|| count.as_str().and_then(|s| s.trim().parse().ok()))
+        .unwrap_or(0.0);
+    let index = if n == 1.0 { 1 } else { 2 };
+    out.write(&required_str(h, "plural", index)?)?;
+    Ok(())
+}
+
+fn _unused(_: ScopedJson<'_>) {}
+
+/// The data a template sees (SPEC section 6).
+pub struct MessageData<'a> {
+    pub config: &'a Config,
+    pub cadence: &'a Cadence,
+    pub contact: &'a Contact,
+    pub event: Option<&'a Event>,
+    pub occurrence: &'a str,
+    pub now: Timestamp,
+    pub unsubscribe_url: &'a str,
+}
+
+impl MessageData<'_> {
+    pub fn to_json(&self) -> Value {
+        let zone = self.contact.zone(&self.config.business.zone);
+        let c = self.contact;
+        let mut data = json!({
+            "contact": {
+                "id": c.id, "first_name": c.first_name, "last_name": c.last_name,
+                "email": c.email.as_ref().map(|e| e.as_str()).unwrap_or_default(),
+                "address_line1": c.address_line1, "address_line2": c.address_line2,
+                "city": c.city, "region": c.region, "postal_code": c.postal_code, "country": c.country,
+                "birthday": c.birthday.map(|b| b.to_string()).unwrap_or_default(),
+                "timezone": c.timezone.clone().unwrap_or_default(),
+                "tags": c.tags,
+                "fields": c.fields,
+            },
+            "business": business_json(self.config),
+            "cadence": { "id": self.cadence.id },
+            "occurrence": self.occurrence,
+            "now": self.now.to_string(),
+            "unsubscribe_url": self.unsubscribe_url,
+            "timezone": zone.iana_name().unwrap_or("UTC"),
+        });
+        if let Some(e) = self.event {
+            data["event"] =
+                json!({ "id": e.id, "kind": e.kind, "at": e.at.to_string(), "fields": e.fields });
+        }
+        data
+    }
+}
+
+fn business_json(config: &Config) -> Value {
+    let b = &config.business;
+    let address: &PostalAddress = &b.address;
+    json!({
+        "name": b.name,
+        "email": b.email.as_str(),
+        "reply_to": b.reply_to.as_ref().map(|e| e.as_str()).unwrap_or_default(),
+        "phone": b.phone,
+        "address": address,
+        "address_line": address.one_line(),
+    })
+}
+
+/// A plausible contact (and event, for event triggers) to render `check` against.
+fn sample_data(config: &Config, cadence: &Cadence) -> Value {
+    let contact = Contact {
+        id: "SAMPLE-1".into(),
+        first_name: "Sam".into(),
+        last_name: "Sample".into(),
+        email: crate::domain::EmailAddress::parse("sam.sample@example.com").ok(),
+        address_line1: "1 Sample St".into(),
+        address_line2: String::new(),
+        city: "Albany".into(),
+        region: "NY".into(),
+        postal_code: "12207".into(),
+        country: "US".into(),
+        birthday: crate::domain::MonthDay::parse("1980-06-15").ok(),
+        timezone: None,
+        tags: cadence.tags.clone(),
+        email_opt_out: false,
+        postcard_opt_out: false,
+        fields: Default::default(),
+        armed_at: None,
+    };
+    let now: Timestamp = "2026-06-15T13:00:00Z"
+        .parse()
+        .unwrap_or(Timestamp::UNIX_EPOCH);
+    let event = cadence.trigger.event_kind().map(|kind| Event {
+        contact_id: contact.id.clone(),
+        id: "SAMPLE-E1".into(),
+        kind: kind.to_owned(),
+        at: now,
+        fields: Default::default(),
+        armed_at: None,
+    });
+    MessageData {
+        config,
+        cadence,
+        contact: &contact,
+        event: event.as_ref(),
+        occurrence: "sample",
+        now,
+        unsubscribe_url: "https://example.com/unsubscribe/sample",
+    }
+    .to_json()
+}
+
+/// `contact.fields.NAME` or `event.fields.NAME` named by a missing-variable message.
+fn custom_field(message: &str) -> Option<String> {
+    let path = message
+        .split("missing variable `")
+        .nth(1)?
+        .split('`')
+        .next()?;
+    let open = path.starts_with("contact.fields.") || path.starts_with("event.fields.");
+    (open && path.split('.').count() == 3).then(|| path.to_owned())
+}
+
+fn fill(data: &mut Value, path: &str) -> bool {
+    let parts: Vec<&str> = path.split('.').collect();
+    match data.pointer_mut(&format!("/{}/{}", parts[0], parts[1])) {
+        Some(Value::Object(map)) if !map.contains_key(parts[2]) => {
+            map.insert(
+                parts[2].to_owned(),
+                Value::String(format!("sample {}", parts[2])),
+            );
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Turns handlebars' error into a sentence that names the template and the variable.
+fn describe(err: &RenderError, fallback: &str) -> String {
+    let name = err
+        .template_name
+        .clone()
+        .unwrap_or_else(|| fallback.to_owned());
+    let at = match (err.line_no, err.column_no) {
+        (Some(l), Some(c)) => format!(" (line {l}, col {c})"),
+        _ => String::new(),
+    };
+    match err.reason() {
+        RenderErrorReason::MissingVariable(Some(path)) => {
+            format!("{name}.hbs{at}: missing variable `{path}`")
+        }
+        other => format!("{name}.hbs{at}: {other}"),
+    }
+}
+
+fn template_file(message: &str, fallback: &str) -> String {
+    match message.split(".hbs").next() {
+        Some(name) if !name.contains(' ') => format!("{name}.hbs"),
+        _ => format!("{fallback}.hbs"),
+    }
+}
+
+fn position(message: &str) -> (usize, usize) {
+    let grab = |key: &str| -> Option<usize> {
+        let rest = message.split(key).nth(1)?;
+        rest.trim_start()
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    (grab("(line").unwrap_or(1), grab(", col").unwrap_or(1))
+}
+
+fn template_error(file: &Path, err: &handlebars::TemplateError) -> Diagnostic {
+    let (line, col) = err.pos().unwrap_or((1, 1));
+    Diagnostic {
+        location: Location {
+            file: file.to_owned(),
+            line,
+            col,
+        },
+        message: format!("template syntax: {}", err.reason()),
+    }
+}
+
+fn file_error(file: &Path, err: &std::io::Error) -> Diagnostic {
+    Diagnostic {
+        location: Location {
+            file: file.to_owned(),
+            line: 1,
+            col: 1,
+        },
+        message: format!("cannot read: {err}"),
+    }
+}
+
+fn hbs_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "hbs"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}

@@ -1,0 +1,203 @@
+//! Storage: contacts, events, the send log, and the per-contact `next_due_at` that
+//! lets a tick touch only contacts with work due. Behind the [`Store`] trait so that
+//! SQLite (embedded) and PostgreSQL (shared) backends are interchangeable.
+
+mod sqlite;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use jiff::Timestamp;
+
+use crate::domain::{Channel, Contact, Event, SendKey, SendStatus};
+
+pub use sqlite::SqliteStore;
+
+/// A contact as a CSV row or an API call gives it: empty opt-out columns leave the
+/// stored value unchanged.
+#[derive(Clone, Debug)]
+pub struct ContactUpsert {
+    pub contact: Contact,
+    pub email_opt_out: Option<bool>,
+    pub postcard_opt_out: Option<bool>,
+}
+
+/// A contact with everything the planner needs to know about it.
+#[derive(Clone, Debug)]
+pub struct History {
+    pub contact: Contact,
+    pub events: Vec<Event>,
+    /// (cadence, occurrence) of every send-log row of the contact.
+    pub logged: HashSet<(String, String)>,
+}
+
+/// A row to add to the send log.
+#[derive(Clone, Debug)]
+pub struct NewSend {
+    pub key: SendKey,
+    pub channel: Channel,
+    pub status: SendStatus,
+    pub reason: Option<String>,
+    pub event_id: Option<String>,
+    pub due_at: Timestamp,
+    pub message_id: String,
+}
+
+/// A send-log row.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SendRow {
+    #[serde(skip)]
+    pub id: i64,
+    pub contact: String,
+    pub cadence: String,
+    pub occurrence: String,
+    pub channel: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub due_at: String,
+    pub attempts: i64,
+    pub message_id: String,
+    pub reply: Option<String>,
+    pub next_attempt_at: Option<String>,
+    pub updated_at: String,
+    #[serde(skip)]
+    pub event_id: Option<String>,
+}
+
+impl SendRow {
+    pub fn key(&self) -> SendKey {
+        SendKey {
+            contact: self.contact.clone(),
+            cadence: self.cadence.clone(),
+            occurrence: self.occurrence.clone(),
+        }
+    }
+}
+
+/// How a delivery attempt ended.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub id: i64,
+    pub status: SendStatus,
+    pub reason: Option<String>,
+    pub reply: Option<String>,
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SendFilter {
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub contact: Option<String>,
+    pub cadence: Option<String>,
+    pub status: Option<SendStatus>,
+    pub limit: Option<u32>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Upserts contacts in one transaction; returns how many rows changed. A changed
+    /// contact is looked at by the next tick.
+    async fn upsert_contacts(
+        &self,
+        contacts: &[ContactUpsert],
+        now: Timestamp,
+    ) -> anyhow::Result<u64>;
+    /// The stored time zone (`None`: the business's) of each id that exists.
+    async fn contact_zones(
+        &self,
+        ids: &[String],
+    ) -> anyhow::Result<HashMap<String, Option<String>>>;
+    /// Upserts events in one transaction; returns how many rows changed.
+    async fn upsert_events(&self, events: &[Event], now: Timestamp) -> anyhow::Result<u64>;
+    /// Sets an opt-out flag; `false` when the contact does not exist.
+    async fn set_opt_out(
+        &self,
+        contact: &str,
+        channel: Channel,
+        opted_out: bool,
+        now: Timestamp,
+    ) -> anyhow::Result<bool>;
+    /// Marks every contact and event not seen before as first seen at `now`.
+    async fn arm(&self, now: Timestamp) -> anyhow::Result<()>;
+    /// Contacts whose `next_due_at` has come, earliest first.
+    async fn due_contacts(&self, now: Timestamp, limit: u32) -> anyhow::Result<Vec<String>>;
+    /// Every contact in id order after `after`, for looking far ahead.
+    async fn contact_ids(&self, after: &str, limit: u32) -> anyhow::Result<Vec<String>>;
+    async fn history(&self, ids: &[String]) -> anyhow::Result<Vec<History>>;
+    /// Adds rows that do not exist yet (the key is unique) and returns those added.
+    /// Pending rows are leased to `owner` until `lease_until`.
+    async fn insert_sends(
+        &self,
+        sends: &[NewSend],
+        now: Timestamp,
+        lease_until: Timestamp,
+        owner: &str,
+    ) -> anyhow::Result<Vec<SendRow>>;
+    async fn set_next_due(&self, updates: &[(String, Option<Timestamp>)]) -> anyhow::Result<()>;
+    /// Claims retrying rows whose time has come and pending rows whose lease expired.
+    async fn claim_retries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        owner: &str,
+        limit: u32,
+    ) -> anyhow::Result<Vec<SendRow>>;
+    /// Records delivery outcomes in one transaction.
+    async fn record(&self, outcomes: &[Outcome], now: Timestamp) -> anyhow::Result<()>;
+    async fn sends(&self, filter: &SendFilter) -> anyhow::Result<Vec<SendRow>>;
+    async fn meta(&self, key: &str) -> anyhow::Result<Option<String>>;
+    async fn set_meta(&self, key: &str, value: &str) -> anyhow::Result<()>;
+    /// Makes the next tick look at every contact (after the cadences changed).
+    async fn mark_all_due(&self) -> anyhow::Result<()>;
+}
+
+/// Opens the database named by `url`, applying pending migrations.
+pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        let store = SqliteStore::open(url)
+            .await
+            .with_context(|| format!("cannot open database {url}"))?;
+        return Ok(Arc::new(store));
+    }
+    anyhow::bail!("database {url}: only sqlite:// is supported in this version")
+}
+
+pub(crate) fn ts(seconds: i64) -> Timestamp {
+    Timestamp::from_second(seconds).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// A fingerprint of a contact's imported values, so that re-importing an unchanged row
+/// writes nothing and wakes nothing.
+pub(crate) fn digest(c: &Contact) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    let birthday = c.birthday.map(|b| b.to_string()).unwrap_or_default();
+    let tags = c.tags.join(";");
+    let fields = serde_json::to_string(&c.fields).unwrap_or_default();
+    let email = c.email.as_ref().map(|e| e.as_str()).unwrap_or_default();
+    for part in [
+        c.first_name.as_str(),
+        &c.last_name,
+        email,
+        &c.address_line1,
+        &c.address_line2,
+        &c.city,
+        &c.region,
+        &c.postal_code,
+        &c.country,
+        &birthday,
+        c.timezone.as_deref().unwrap_or_default(),
+        &tags,
+        &fields,
+    ] {
+        hash.update(part.as_bytes());
+        hash.update([0u8]);
+    }
+    hash.finalize()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,476 @@
+//! One pass of the pipeline: sync the CSV files, find the contacts with work due,
+//! ask the planner, record skips and claim sends in the send log, deliver, and record
+//! the outcomes. Claims are written before anything is handed to a transport, and
+//! outcomes after, both in batches; the log's unique key makes overlapping ticks safe.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use futures_util::StreamExt as _;
+use jiff::{SignedDuration, Timestamp};
+
+use crate::channel::email::{self, Envelope};
+use crate::channel::{DeliveryError, EmailTransport};
+use crate::config::Config;
+use crate::domain::{Cadence, Channel, Contact, SendKey, SendStatus};
+use crate::plan::{self, Due, Frame};
+use crate::render::{MessageData, Templates};
+use crate::store::{History, NewSend, Outcome, SendRow, Store};
+use crate::sync;
+
+/// Contacts looked at per batch.
+const PAGE: u32 = 500;
+/// How long a claim holds before another tick may take the send over.
+const LEASE: SignedDuration = SignedDuration::from_mins(10);
+/// How far ahead the planner looks for a contact's next due time.
+const HORIZON: SignedDuration = SignedDuration::from_hours(24 * 400);
+
+/// The counts `tick` prints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub sent: usize,
+    pub failed: usize,
+    pub retrying: usize,
+    pub skipped: usize,
+    pub deferred: usize,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "sent={} failed={} retrying={} skipped={} deferred={}",
+            self.sent, self.failed, self.retrying, self.skipped, self.deferred
+        )
+    }
+}
+
+/// What to do with one due occurrence now.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    Send,
+    Skip(String),
+    /// Outside the window or days: look again then.
+    Wait(Timestamp),
+}
+
+/// Decides what happens to `due` at `now`.
+pub fn decide(
+    due: &Due,
+    cadence: &Cadence,
+    contact: &Contact,
+    config: &Config,
+    now: Timestamp,
+) -> Decision {
+    let late = now.as_second() - due.due_at.as_second();
+    if late > cadence.max_lateness.seconds() {
+        return Decision::Skip("stale".into());
+    }
+    if let Some(kind) = &due.cancelled_by {
+        return Decision::Skip(format!("unless:{kind}"));
+    }
+    match cadence.channel {
+        Channel::Email if contact.email_opt_out => return Decision::Skip("opted_out".into()),
+        Channel::Email if contact.email.is_none() => return Decision::Skip("no_email".into()),
+        Channel::Postcard if contact.postcard_opt_out => return Decision::Skip("opted_out".into()),
+        Channel::Postcard if !contact.has_postal_address() => {
+            return Decision::Skip("no_address".into());
+        }
+        _ => {}
+    }
+    let zone = contact.zone(&config.business.zone);
+    let open = cadence.opening.next_open(now, &zone);
+    if open > now {
+        Decision::Wait(open)
+    } else {
+        Decision::Send
+    }
+}
+
+/// A claimed send with what rendering it needs.
+struct Job {
+    row: SendRow,
+    history: Arc<History>,
+}
+
+/// The pipeline with its parts; cheap to share between the daemon's ticks.
+pub struct Engine {
+    pub config: Arc<Config>,
+    pub templates: Arc<Templates>,
+    pub store: Arc<dyn Store>,
+    pub transport: Arc<dyn EmailTransport>,
+    /// Names this process in leases.
+    pub owner: String,
+}
+
+impl Engine {
+    pub fn new(
+        config: Arc<Config>,
+        templates: Arc<Templates>,
+        store: Arc<dyn Store>,
+        transport: Arc<dyn EmailTransport>,
+    ) -> Engine {
+        let owner = format!("{}-{}", std::process::id(), fastrand::u32(..));
+        Engine {
+            config,
+            templates,
+            store,
+            transport,
+            owner,
+        }
+    }
+
+    /// One full pass at `now`. With `dry_run`, nothing is synced, written or sent; the
+    /// summary counts what would happen.
+    pub async fn tick(&self, now: Timestamp, dry_run: bool) -> anyhow::Result<Summary> {
+        if !dry_run {
+            self.sync_files(now).await;
+            self.notice_cadence_changes().await?;
+            self.store.arm(now).await?;
+        }
+        let mut summary = Summary::default();
+        let mut after = String::new();
+        loop {
+            let ids = self.store.due_contacts(now, PAGE).await?;
+            let ids: Vec<String> = if dry_run {
+                // Nothing is written in a dry run, so page by id instead of by progress.
+                let mut ids = self.store.due_contacts(now, u32::MAX).await?;
+                ids.sort();
+                ids.into_iter()
+                    .filter(|id| *id > after)
+                    .take(PAGE as usize)
+                    .collect()
+            } else {
+                ids
+            };
+            let Some(last) = ids.last() else { break };
+            after = last.clone();
+            let histories = self.store.history(&ids).await?;
+            let (sends, next_due) = self.evaluate(&histories, now);
+            if dry_run {
+                summary.sent += sends
+                    .iter()
+                    .filter(|s| s.status == SendStatus::Pending)
+                    .count();
+                summary.skipped += sends
+                    .iter()
+                    .filter(|s| s.status == SendStatus::Skipped)
+                    .count();
+                continue;
+            }
+            let lease_until = now + LEASE;
+            let inserted = self
+                .store
+                .insert_sends(&sends, now, lease_until, &self.owner)
+                .await?;
+            self.store.set_next_due(&next_due).await?;
+            let by_contact: HashMap<&str, Arc<History>> = histories
+                .iter()
+                .map(|h| (h.contact.id.as_str(), Arc::new(h.clone())))
+                .collect();
+            let mut jobs = Vec::new();
+            for row in inserted {
+                if row.status == SendStatus::Skipped.as_str() {
+                    summary.skipped += 1;
+                    tracing::info!(contact = %row.contact, cadence = %row.cadence, occurrence = %row.occurrence,
+                        status = "skipped", reason = row.reason.as_deref().unwrap_or_default(), "send");
+                } else if let Some(history) = by_contact.get(row.contact.as_str()) {
+                    jobs.push(Job {
+                        row,
+                        history: history.clone(),
+                    });
+                }
+            }
+            self.deliver_all(jobs, now, &mut summary).await?;
+        }
+        self.retry_due(now, dry_run, &mut summary).await?;
+        Ok(summary)
+    }
+
+    /// For each contact: the rows to add to the send log now, and when to look again.
+    fn evaluate(
+        &self,
+        histories: &[History],
+        now: Timestamp,
+    ) -> (Vec<NewSend>, Vec<(String, Option<Timestamp>)>) {
+        let config = &self.config;
+        let mut sends = Vec::new();
+        let mut next_due = Vec::new();
+        for h in histories {
+            let contact = &h.contact;
+            let zone = contact.zone(&config.business.zone);
+            let frame = Frame {
+                now,
+                until: now + HORIZON,
+                business_zone: &config.business.zone,
+            };
+            let mut next: Option<Timestamp> = None;
+            let mut consider =
+                |at: Timestamp| next = Some(next.map_or(at, |n: Timestamp| n.min(at)));
+            for cadence in &config.cadences {
+                for due in plan::occurrences(cadence, contact, &h.events, frame) {
+                    if h.logged
+                        .contains(&(due.cadence.clone(), due.occurrence.clone()))
+                    {
+                        continue;
+                    }
+                    if due.due_at > now {
+                        consider(due.due_at);
+                        break;
+                    }
+                    let key = SendKey {
+                        contact: contact.id.clone(),
+                        cadence: cadence.id.clone(),
+                        occurrence: due.occurrence.clone(),
+                    };
+                    let (status, reason) = match decide(&due, cadence, contact, config, now) {
+                        Decision::Send => (SendStatus::Pending, None),
+                        Decision::Skip(reason) => (SendStatus::Skipped, Some(reason)),
+                        Decision::Wait(at) => {
+                            consider(at);
+                            continue;
+                        }
+                    };
+                    sends.push(NewSend {
+                        message_id: key.message_id(config.business.email.domain()),
+                        key,
+                        channel: cadence.channel,
+                        status,
+                        reason,
+                        event_id: due.event_id.clone(),
+                        due_at: due.due_at,
+                    });
+                }
+            }
+            let _ = &zone;
+            // Nothing ahead within the horizon: look again when it has moved on.
+            next_due.push((contact.id.clone(), Some(next.unwrap_or(now + HORIZON))));
+        }
+        (sends, next_due)
+    }
+
+    /// Retrying sends whose time has come, and pending ones whose lease ran out (their
+    /// process died): claimed again and delivered with the same Message-ID.
+    async fn retry_due(
+        &self,
+        now: Timestamp,
+        dry_run: bool,
+        summary: &mut Summary,
+    ) -> anyhow::Result<()> {
+        if dry_run {
+            return Ok(());
+        }
+        loop {
+            let rows = self
+                .store
+                .claim_retries(now, now + LEASE, &self.owner, PAGE)
+                .await?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let mut ids: Vec<String> = rows.iter().map(|r| r.contact.clone()).collect();
+            ids.sort();
+            ids.dedup();
+            let histories: HashMap<String, Arc<History>> = self
+                .store
+                .history(&ids)
+                .await?
+                .into_iter()
+                .map(|h| (h.contact.id.clone(), Arc::new(h)))
+                .collect();
+            let mut jobs = Vec::new();
+            let mut orphans = Vec::new();
+            for row in rows {
+                match histories.get(&row.contact) {
+                    Some(history) => jobs.push(Job {
+                        row,
+                        history: history.clone(),
+                    }),
+                    None => orphans.push(Outcome {
+                        id: row.id,
+                        status: SendStatus::Failed,
+                        reason: Some("contact no longer exists".into()),
+                        reply: None,
+                        next_attempt_at: None,
+                    }),
+                }
+            }
+            summary.failed += orphans.len();
+            self.store.record(&orphans, now).await?;
+            self.deliver_all(jobs, now, summary).await?;
+        }
+    }
+
+    async fn deliver_all(
+        &self,
+        jobs: Vec<Job>,
+        now: Timestamp,
+        summary: &mut Summary,
+    ) -> anyhow::Result<()> {
+        let concurrency = self.transport.concurrency().max(1);
+        let outcomes: Vec<Outcome> = futures_util::stream::iter(jobs)
+            .map(|job| self.deliver(job, now))
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        for o in &outcomes {
+            match o.status {
+                SendStatus::Sent => summary.sent += 1,
+                SendStatus::Retrying => summary.retrying += 1,
+                SendStatus::Failed => summary.failed += 1,
+                _ => {}
+            }
+        }
+        self.store.record(&outcomes, now).await
+    }
+
+    async fn deliver(&self, job: Job, now: Timestamp) -> Outcome {
+        let row = &job.row;
+        let result = self.attempt(&job, now).await;
+        let (status, reason, reply, next_attempt_at) = match result {
+            Ok(reply) => (SendStatus::Sent, None, Some(reply), None),
+            Err(DeliveryError::Permanent(reason)) => (SendStatus::Failed, Some(reason), None, None),
+            Err(DeliveryError::Transient(reason)) => {
+                let due: Timestamp = row.due_at.parse().unwrap_or(now);
+                let give_up = due.as_second() + self.config.email.give_up_after.seconds();
+                let next = now + backoff(row.attempts + 1);
+                if next.as_second() > give_up {
+                    (
+                        SendStatus::Failed,
+                        Some(format!(
+                            "gave up after {} attempts: {reason}",
+                            row.attempts + 1
+                        )),
+                        None,
+                        None,
+                    )
+                } else {
+                    (SendStatus::Retrying, Some(reason), None, Some(next))
+                }
+            }
+        };
+        tracing::info!(contact = %row.contact, cadence = %row.cadence, occurrence = %row.occurrence,
+            status = status.as_str(), reason = reason.as_deref().unwrap_or_default(), "send");
+        Outcome {
+            id: row.id,
+            status,
+            reason,
+            reply,
+            next_attempt_at,
+        }
+    }
+
+    /// Renders and hands over one message.
+    async fn attempt(&self, job: &Job, now: Timestamp) -> Result<String, DeliveryError> {
+        let row = &job.row;
+        let config = &self.config;
+        let cadence = config.cadence(&row.cadence).ok_or_else(|| {
+            DeliveryError::Permanent(format!("cadence `{}` is no longer configured", row.cadence))
+        })?;
+        let contact = &job.history.contact;
+        let event = row
+            .event_id
+            .as_ref()
+            .and_then(|id| job.history.events.iter().find(|e| &e.id == id));
+        if cadence.channel != Channel::Email {
+            return Err(DeliveryError::Permanent(
+                "the postcard channel is not available in this version".into(),
+            ));
+        }
+        let to = contact
+            .email
+            .as_ref()
+            .ok_or_else(|| DeliveryError::Permanent("no_email".into()))?;
+        let unsubscribe_url = unsubscribe_url(config);
+        let data = MessageData {
+            config,
+            cadence,
+            contact,
+            event,
+            occurrence: &row.occurrence,
+            now,
+            unsubscribe_url: &unsubscribe_url,
+        };
+        let body = self
+            .templates
+            .render_email(&cadence.template, &data.to_json())
+            .map_err(|e| DeliveryError::Permanent(e.0))?;
+        let envelope = Envelope {
+            business: &config.business,
+            to_name: &contact.full_name(),
+            to,
+            message_id: &row.message_id,
+            date: now,
+            unsubscribe_url: &unsubscribe_url,
+        };
+        let message = email::build(&envelope, &body).map_err(DeliveryError::Permanent)?;
+        self.transport.send(&message, &row.key().digest()).await
+    }
+
+    async fn sync_files(&self, now: Timestamp) {
+        let files = [
+            (sync::Kind::Contacts, &self.config.contacts_sync),
+            (sync::Kind::Events, &self.config.events_sync),
+        ];
+        for (kind, path) in files {
+            let Some(path) = path else { continue };
+            match sync::sync_file(
+                self.store.as_ref(),
+                kind,
+                path,
+                &self.config.business.zone,
+                now,
+            )
+            .await
+            {
+                Ok(Some(report)) => {
+                    for (line, reason) in &report.rejected {
+                        tracing::warn!(file = %path.display(), line, reason = %reason, "row rejected");
+                    }
+                    tracing::info!(file = %path.display(), accepted = report.accepted, changed = report.changed,
+                        rejected = report.rejected.len(), "synced");
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(file = %path.display(), error = format!("{e:#}"), "sync failed")
+                }
+            }
+        }
+    }
+
+    /// When the cadences changed, every contact's next due time may have too.
+    async fn notice_cadence_changes(&self) -> anyhow::Result<()> {
+        use sha2::{Digest, Sha256};
+        let fingerprint: String = Sha256::digest(format!("{:?}", self.config.cadences).as_bytes())
+            [..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if self.store.meta("cadences").await?.as_deref() != Some(fingerprint.as_str()) {
+            self.store.mark_all_due().await?;
+            self.store.set_meta("cadences", &fingerprint).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Where an unsubscribe request goes: a mail to the business until the HTTP endpoint
+/// answers signed links.
+pub fn unsubscribe_url(config: &Config) -> String {
+    let to = config
+        .business
+        .reply_to
+        .as_ref()
+        .unwrap_or(&config.business.email);
+    format!("mailto:{to}?subject=unsubscribe")
+}
+
+/// Exponential backoff with jitter: about 5 minutes, doubling per attempt, at most 6 hours.
+fn backoff(attempt: i64) -> SignedDuration {
+    let base = 300i64
+        .saturating_mul(1 << (attempt - 1).clamp(0, 10))
+        .min(6 * 3600);
+    let jitter = fastrand::i64(0..=base / 5);
+    SignedDuration::from_secs(base - base / 10 + jitter)
+}
