@@ -9,7 +9,14 @@ use tickler::cli::{Cli, Failure};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tickler::telemetry::init(cli.log_format, cli.verbose as i8 - cli.quiet as i8);
+    // Commands other than the daemon print their results; their logs stay quiet
+    // unless asked for with -v.
+    let base: i8 = if matches!(cli.command, tickler::cli::Command::Run) {
+        0
+    } else {
+        -1
+    };
+    tickler::telemetry::init(cli.log_format, base + cli.verbose as i8 - cli.quiet as i8);
     match tickler::cli::execute(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(message)) => {

@@ -174,6 +174,7 @@ impl Config {
         } else {
             base
         };
+        let base = &Base(base);
         let mut v = Validator {
             doc: &doc,
             errors: &mut errors,
@@ -210,19 +211,20 @@ impl Config {
 
         let state_dir = match &raw.state_dir {
             Some(dir) => base.join(dir),
-            None => std::env::var_os("STATE_DIRECTORY")
-                .map(|d| PathBuf::from(d).join(""))
-                .map(|d| d.components().collect())
+            // systemd may list several directories, separated by colons.
+            None => std::env::var("STATE_DIRECTORY")
+                .ok()
+                .and_then(|d| d.split(':').next().map(PathBuf::from))
                 .unwrap_or_else(|| PathBuf::from("var")),
         };
         let database_url = match raw.database.as_ref().and_then(|d| d.url.as_deref()) {
             Some(url) => v
-                .check("database.url", database_url(url, &base))
+                .check("database.url", database_url(url, base))
                 .unwrap_or_default(),
             None => format!("sqlite://{}", state_dir.join("tickler.db").display()),
         };
         let schedule = schedule(&mut v, raw.schedule.unwrap_or_default());
-        let email = email(&mut v, raw.email, &base, &state_dir);
+        let email = email(&mut v, raw.email, base, &state_dir);
         let http = raw.http.and_then(|h| {
             let listen = v.check(
                 "http.listen",
@@ -244,10 +246,15 @@ impl Config {
         });
         let templates_dir = base.join(raw.templates.as_deref().unwrap_or("templates"));
         let cadence_path = base.join(raw.cadences.as_deref().unwrap_or("cadences.yaml"));
-        let (cadences, cadence_sources) = match &schedule {
-            Some(defaults) => load_cadences(&cadence_path, defaults, &mut errors),
-            None => (Vec::new(), Vec::new()),
+        // With a broken `schedule`, cadences are still checked, against the defaults.
+        let fallback = Schedule {
+            tick: std::time::Duration::from_secs(60),
+            opening: Opening::ALWAYS,
+            max_lateness: Period::days(7),
+            frequency_cap: None,
         };
+        let defaults = schedule.as_ref().unwrap_or(&fallback);
+        let (cadences, cadence_sources) = load_cadences(&cadence_path, defaults, &mut errors);
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
         }
@@ -301,6 +308,34 @@ impl Config {
     }
 }
 
+/// The directory of the file being read: relative paths in it are relative to it.
+struct Base(PathBuf);
+
+impl Base {
+    /// `self/relative` with `.` and `..` resolved lexically, so messages show
+    /// `../var/outbox` as `var/outbox` rather than `config/../var/outbox`.
+    fn join(&self, relative: impl AsRef<Path>) -> PathBuf {
+        use std::path::Component;
+        let mut out = PathBuf::new();
+        for part in self.0.join(relative).components() {
+            match part {
+                Component::CurDir => {}
+                Component::ParentDir
+                    if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+                {
+                    out.pop();
+                }
+                other => out.push(other),
+            }
+        }
+        if out.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            out
+        }
+    }
+}
+
 /// Collects diagnostics while turning raw values into typed ones.
 struct Validator<'a> {
     doc: &'a Document,
@@ -326,7 +361,7 @@ impl Validator<'_> {
     }
 }
 
-fn database_url(url: &str, base: &Path) -> Result<String, String> {
+fn database_url(url: &str, base: &Base) -> Result<String, String> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(url.to_owned());
     }
@@ -398,7 +433,7 @@ fn schedule(v: &mut Validator<'_>, raw: RawSchedule) -> Option<Schedule> {
 fn email(
     v: &mut Validator<'_>,
     raw: Option<raw::RawEmail>,
-    base: &Path,
+    base: &Base,
     state_dir: &Path,
 ) -> Option<EmailConfig> {
     let Some(raw) = raw else {

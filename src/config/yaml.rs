@@ -129,9 +129,14 @@ impl Document {
             let inner = join(path, &err.path().to_string());
             let message = strip_location(&err.inner().to_string());
             let location = match unknown_field(&message) {
+                // serde_path_to_error's path may or may not end with the unknown key.
+                Some(field) if inner == field || inner.ends_with(&format!(".{field}")) => {
+                    self.locate_key(&inner)
+                }
                 Some(field) => self.locate_key(&join(&inner, field)),
                 None => self.locate(&inner),
             };
+            let message = message.replacen("unknown field", "unknown key", 1);
             let field = if inner.is_empty() {
                 String::new()
             } else {
