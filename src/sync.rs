@@ -207,7 +207,10 @@ impl PendingEvent {
 
 /// Reads CSV records with their line numbers. A row that is not UTF-8 or has the wrong
 /// number of fields is reported, not fatal.
-pub fn read_csv(input: impl Read) -> Result<Vec<(u64, Result<Record, String>)>, String> {
+/// A CSV row's line and its record, or why it cannot be read.
+pub type Row = (u64, Result<Record, String>);
+
+pub fn read_csv(input: impl Read) -> Result<Vec<Row>, String> {
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
     let headers = reader
         .byte_headers()

@@ -205,17 +205,17 @@ fn index(text: &str) -> (Positions, Positions) {
         );
         if starts_node {
             // A scalar where a mapping expects a key is that key.
-            if let Some(Frame::Map {
-                path,
-                key: key @ None,
-            }) = stack.last_mut()
+            if let (
+                Some(Frame::Map {
+                    path,
+                    key: key @ None,
+                }),
+                Event::Scalar(name, ..),
+            ) = (stack.last_mut(), &event)
             {
-                if let Event::Scalar(name, ..) = &event {
-                    let entry = join(path, name);
-                    keys.insert(entry, at);
-                    *key = Some(name.to_string());
-                    continue;
-                }
+                keys.insert(join(path, name), at);
+                *key = Some(name.to_string());
+                continue;
             }
             let path = match stack.last_mut() {
                 None => String::new(),

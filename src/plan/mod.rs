@@ -105,14 +105,13 @@ pub fn occurrences(
                 // Jump close to the floor instead of walking from n = 1.
                 let approx =
                     (floor.as_second() - event.at.as_second()) / every.seconds().max(1) - 2;
-                let mut n = approx.max(1);
-                for _ in 0..MAX_PER_CADENCE {
+                let first = approx.max(1);
+                for n in first..first + MAX_PER_CADENCE as i64 {
                     let nominal = after(event.at, *every, &zone, n);
                     if nominal > frame.until {
                         break;
                     }
                     push(nominal, format!("{}/{n}", event.id), Some(event), floor);
-                    n += 1;
                 }
             }
         }

@@ -1,0 +1,182 @@
+//! Runs the real `tickler` binary against a workspace in a temporary directory: its own
+//! configuration, cadences, templates, CSV files and SQLite database.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+/// What a command did.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// Contacts that are not the shipped examples.
+pub const CONTACTS: &str = "\
+id,first_name,last_name,email,address_line1,city,postal_code,birthday,timezone,tags,email_opt_out,shoe_size
+K-1,Ingrid,Berg,ingrid@example.org,4 Fjord Rd,Bergen,5003,1979-11-25,Europe/Oslo,customer,,42
+K-2,Tomás,Ruiz,tomas@example.net,,,,,,customer;prospect,,
+K-3,Priya,Nair,priya@example.com,,,,,America/Chicago,prospect,,
+K-4,Olu,Ade,,9 Elm St,Utica,13501,,,customer,,
+K-5,Mei,Chen,mei@example.com,,,,,,customer,true,
+";
+
+pub const EVENTS: &str = "\
+id,contact_id,kind,at,item
+P-1,K-1,purchase,2026-03-02,slate tiles
+P-2,K-2,purchase,2026-03-02T16:00:00-05:00,grout
+I-1,K-3,inquiry,2026-03-01,marble
+P-3,K-4,purchase,2026-03-02,mosaic
+P-4,K-5,purchase,2026-03-02,terracotta
+P-0,K-1,purchase,2023-01-10,old history
+";
+
+pub const CADENCES: &str = "\
+cadences:
+  - id: thanks
+    channel: email
+    template: thanks
+    trigger: { after: purchase, delay: 2d }
+  - id: nudge
+    channel: email
+    template: nudge
+    trigger: { after: inquiry, delay: 3d }
+    where: { tags: [prospect] }
+    unless: [purchase]
+";
+
+impl Workspace {
+    /// A workspace whose email goes to `smtp_url` (or to `.eml` files when `None`).
+    pub fn new(smtp_url: Option<&str>) -> Workspace {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ws = Workspace { dir };
+        let email = match smtp_url {
+            Some(url) => format!(
+                "email:\n  transport: smtp\n  smtp: {{ url: \"{url}\", timeout: 10s, max_connections: 2 }}\n  retry: {{ give_up_after: 1d }}\n"
+            ),
+            None => "email:\n  transport: file\n".to_owned(),
+        };
+        ws.write(
+            "tickler.yaml",
+            &format!(
+                "business:\n  name: Fjord & Field Tiles\n  email: hello@fjord.example\n  phone: \"555-0100\"\n  \
+                 address: {{ line1: 1 Harbour St, city: Troy, region: NY, postal_code: \"12180\", country: US }}\n  \
+                 timezone: America/New_York\nstate_dir: state\ntemplates: templates\ncadences: cadences.yaml\n\
+                 schedule:\n  send_window: \"09:00-18:00\"\n{email}"
+            ),
+        );
+        ws.write("cadences.yaml", CADENCES);
+        ws.write(
+            "templates/thanks.subject.hbs",
+            "Thanks for the {{default event.fields.item \"order\"}}, {{contact.first_name}}!",
+        );
+        ws.write(
+            "templates/thanks.txt.hbs",
+            "Hello {{contact.first_name}}, & thank you.\nShoe size: {{default contact.fields.shoe_size \"unknown\"}}\n{{> footer}}",
+        );
+        ws.write(
+            "templates/thanks.html.hbs",
+            "<p>Hello {{contact.first_name}} &amp; welcome</p>{{> footer}}",
+        );
+        ws.write(
+            "templates/nudge.subject.hbs",
+            "Still thinking about {{event.fields.item}}?",
+        );
+        ws.write(
+            "templates/nudge.txt.hbs",
+            "Hi {{contact.first_name}}.\n{{> footer}}",
+        );
+        ws.write(
+            "templates/partials/footer.hbs",
+            "{{business.name}}, {{business.address_line}}\nUnsubscribe: {{unsubscribe_url}}\n",
+        );
+        ws.write("contacts.csv", CONTACTS);
+        ws.write("events.csv", EVENTS);
+        ws
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    pub fn write(&self, relative: &str, text: &str) {
+        let path = self.path(relative);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    /// Imports the workspace's contacts and events.
+    pub fn import_all(&self) {
+        self.tickler(&["import", "contacts", "contacts.csv"]).ok();
+        self.tickler(&["import", "events", "events.csv"]).ok();
+    }
+
+    /// Runs `tickler --config tickler.yaml ARGS` in the workspace.
+    pub fn tickler(&self, args: &[&str]) -> Run {
+        self.tickler_with_input(args, None)
+    }
+
+    pub fn tickler_with_input(&self, args: &[&str], input: Option<&str>) -> Run {
+        tickler_in(self.dir.path(), &["--config", "tickler.yaml"], args, input)
+    }
+
+    /// The send log as JSON.
+    pub fn sends(&self) -> Vec<serde_json::Value> {
+        let run = self.tickler(&["sends", "--format", "json"]).ok();
+        serde_json::from_str(&run.stdout).expect("sends --format json is JSON")
+    }
+}
+
+/// Runs the binary in `dir`; fails the test if it panicked.
+pub fn tickler_in(dir: &Path, global: &[&str], args: &[&str], input: Option<&str>) -> Run {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickler"))
+        .args(global)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("TICKLER_CONFIG")
+        .env_remove("JOURNAL_STREAM")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tickler starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    if let Some(input) = input {
+        stdin.write_all(input.as_bytes()).expect("write stdin");
+    }
+    drop(stdin);
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().expect("tickler runs");
+    let run = Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    };
+    assert!(
+        !run.stderr.contains("panicked") && run.code != 101,
+        "tickler panicked on {args:?}:\n{}",
+        run.stderr
+    );
+    run
+}

@@ -1,0 +1,137 @@
+//! Interoperability with Postfix's `smtp-sink`, a real SMTP server with failure
+//! injection. CI installs it (see .ci/run); elsewhere these tests say they skipped.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::Workspace;
+
+const NOW: &str = "2026-03-04T10:00:00-05:00";
+
+/// A running `smtp-sink` on 127.0.0.1 that dumps each accepted message into a file.
+struct Sink {
+    child: Child,
+    port: u16,
+    dump: tempfile::TempDir,
+}
+
+impl Sink {
+    /// Starts smtp-sink with extra `flags`, or returns `None` when it is not installed
+    /// (which fails the test under CI, where it must be).
+    fn start(flags: &[&str]) -> Option<Sink> {
+        let program = ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists());
+        let Some(program) = program else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "smtp-sink is not installed; .ci/run installs postfix"
+            );
+            eprintln!("skipped: smtp-sink is not installed (apt-get install postfix)");
+            return None;
+        };
+        let dump = tempfile::tempdir().expect("temp dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut permissions = std::fs::metadata(dump.path()).expect("meta").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o777);
+        std::fs::set_permissions(dump.path(), permissions).expect("chmod");
+        let template = format!("{}/%Y%m%d%H%M%S.", dump.path().display());
+        let mut command = Command::new(program);
+        // smtp-sink refuses to run as root without -u.
+        if running_as_root() {
+            command.args(["-u", "nobody"]);
+        }
+        let child = command
+            .args(flags)
+            .args(["-d", &template, &format!("127.0.0.1:{port}"), "16"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("smtp-sink starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "smtp-sink did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Sink { child, port, dump })
+    }
+
+    fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    fn delivered(&self) -> usize {
+        std::fs::read_dir(self.dump.path())
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn smtp_sink_accepts_every_due_message() {
+    let Some(sink) = Sink::start(&[]) else { return };
+    let ws = Workspace::new(Some(&sink.url()));
+    ws.import_all();
+    let run = ws.tickler(&["tick", "--now", NOW]).ok();
+    assert_eq!(
+        run.stdout.trim(),
+        "sent=3 failed=0 retrying=0 skipped=2 deferred=0"
+    );
+    assert_eq!(sink.delivered(), 3);
+    let sent = ws
+        .tickler(&["sends", "--status", "sent", "--format", "json"])
+        .ok();
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&sent.stdout).expect("JSON");
+    assert!(
+        rows.iter()
+            .all(|r| r["reply"].as_str().unwrap_or_default().starts_with("250")),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn smtp_sink_hard_reject_fails_and_soft_reject_retries() {
+    let Some(hard) = Sink::start(&["-f", "rcpt"]) else {
+        return;
+    };
+    let ws = Workspace::new(Some(&hard.url()));
+    ws.import_all();
+    let run = ws.tickler(&["tick", "--now", NOW]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stdout.trim(),
+        "sent=0 failed=3 retrying=0 skipped=2 deferred=0"
+    );
+
+    let Some(soft) = Sink::start(&["-r", "rcpt"]) else {
+        return;
+    };
+    let ws = Workspace::new(Some(&soft.url()));
+    ws.import_all();
+    let run = ws.tickler(&["tick", "--now", NOW]).ok();
+    assert_eq!(
+        run.stdout.trim(),
+        "sent=0 failed=0 retrying=3 skipped=2 deferred=0"
+    );
+    assert_eq!(soft.delivered(), 0);
+}
