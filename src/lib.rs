@@ -7,6 +7,7 @@
 //! `tick` is one pass of that pipeline; `daemon` runs ticks forever; `cli` is the
 //! command line. The clock is passed in everywhere (`now`), so time can be simulated.
 
+pub mod agenda;
 pub mod channel;
 pub mod cli;
 pub mod config;

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use futures_util::StreamExt as _;
 use jiff::{SignedDuration, Timestamp};
 
+use crate::agenda::{Decision, agenda};
 use crate::channel::email::{self, Envelope};
 use crate::channel::{DeliveryError, EmailTransport};
 use crate::config::Config;
-use crate::domain::{Cadence, Channel, Contact, SendKey, SendStatus};
-use crate::plan::{self, Due, Frame};
+use crate::domain::{Channel, SendKey, SendStatus};
 use crate::render::{MessageData, Templates};
 use crate::store::{History, NewSend, Outcome, SendRow, Store};
 use crate::sync;
@@ -46,47 +46,8 @@ impl fmt::Display for Summary {
     }
 }
 
-/// What to do with one due occurrence now.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Decision {
-    Send,
-    Skip(String),
-    /// Outside the window or days: look again then.
-    Wait(Timestamp),
-}
-
-/// Decides what happens to `due` at `now`.
-pub fn decide(
-    due: &Due,
-    cadence: &Cadence,
-    contact: &Contact,
-    config: &Config,
-    now: Timestamp,
-) -> Decision {
-    let late = now.as_second() - due.due_at.as_second();
-    if late > cadence.max_lateness.seconds() {
-        return Decision::Skip("stale".into());
-    }
-    if let Some(kind) = &due.cancelled_by {
-        return Decision::Skip(format!("unless:{kind}"));
-    }
-    match cadence.channel {
-        Channel::Email if contact.email_opt_out => return Decision::Skip("opted_out".into()),
-        Channel::Email if contact.email.is_none() => return Decision::Skip("no_email".into()),
-        Channel::Postcard if contact.postcard_opt_out => return Decision::Skip("opted_out".into()),
-        Channel::Postcard if !contact.has_postal_address() => {
-            return Decision::Skip("no_address".into());
-        }
-        _ => {}
-    }
-    let zone = contact.zone(&config.business.zone);
-    let open = cadence.opening.next_open(now, &zone);
-    if open > now {
-        Decision::Wait(open)
-    } else {
-        Decision::Send
-    }
-}
+/// Rows to add to the send log, and each contact's next due time.
+type Evaluation = (Vec<NewSend>, Vec<(String, Option<Timestamp>)>);
 
 /// A claimed send with what rendering it needs.
 struct Job {
@@ -147,7 +108,7 @@ impl Engine {
             let Some(last) = ids.last() else { break };
             after = last.clone();
             let histories = self.store.history(&ids).await?;
-            let (sends, next_due) = self.evaluate(&histories, now);
+            let (sends, next_due) = self.evaluate(&histories, now, &mut summary);
             if dry_run {
                 summary.sent += sends
                     .iter()
@@ -189,63 +150,48 @@ impl Engine {
     }
 
     /// For each contact: the rows to add to the send log now, and when to look again.
-    fn evaluate(
-        &self,
-        histories: &[History],
-        now: Timestamp,
-    ) -> (Vec<NewSend>, Vec<(String, Option<Timestamp>)>) {
+    fn evaluate(&self, histories: &[History], now: Timestamp, summary: &mut Summary) -> Evaluation {
         let config = &self.config;
         let mut sends = Vec::new();
         let mut next_due = Vec::new();
         for h in histories {
-            let contact = &h.contact;
-            let zone = contact.zone(&config.business.zone);
-            let frame = Frame {
-                now,
-                until: now + HORIZON,
-                business_zone: &config.business.zone,
-            };
             let mut next: Option<Timestamp> = None;
-            let mut consider =
-                |at: Timestamp| next = Some(next.map_or(at, |n: Timestamp| n.min(at)));
-            for cadence in &config.cadences {
-                for due in plan::occurrences(cadence, contact, &h.events, frame) {
-                    if h.logged
-                        .contains(&(due.cadence.clone(), due.occurrence.clone()))
-                    {
+            for verdict in agenda(config, h, now, now + HORIZON) {
+                let (status, reason) = match verdict.decision {
+                    Decision::Send => (SendStatus::Pending, None),
+                    Decision::Skip(reason) => (SendStatus::Skipped, Some(reason)),
+                    Decision::Wait(at) | Decision::Later(at) => {
+                        // A deferral is counted once, by the tick at which the send
+                        // fell due; so look again then, as well as at the new time.
+                        let look = match verdict.deferred_from {
+                            Some(from) if from <= now => {
+                                summary.deferred += 1;
+                                at
+                            }
+                            Some(from) => from.min(at),
+                            None => at,
+                        };
+                        next = Some(next.map_or(look, |n| n.min(look)));
                         continue;
                     }
-                    if due.due_at > now {
-                        consider(due.due_at);
-                        break;
-                    }
-                    let key = SendKey {
-                        contact: contact.id.clone(),
-                        cadence: cadence.id.clone(),
-                        occurrence: due.occurrence.clone(),
-                    };
-                    let (status, reason) = match decide(&due, cadence, contact, config, now) {
-                        Decision::Send => (SendStatus::Pending, None),
-                        Decision::Skip(reason) => (SendStatus::Skipped, Some(reason)),
-                        Decision::Wait(at) => {
-                            consider(at);
-                            continue;
-                        }
-                    };
-                    sends.push(NewSend {
-                        message_id: key.message_id(config.business.email.domain()),
-                        key,
-                        channel: cadence.channel,
-                        status,
-                        reason,
-                        event_id: due.event_id.clone(),
-                        due_at: due.due_at,
-                    });
-                }
+                };
+                let key = SendKey {
+                    contact: h.contact.id.clone(),
+                    cadence: verdict.cadence.id.clone(),
+                    occurrence: verdict.due.occurrence.clone(),
+                };
+                sends.push(NewSend {
+                    message_id: key.message_id(config.business.email.domain()),
+                    key,
+                    channel: verdict.cadence.channel,
+                    status,
+                    reason,
+                    event_id: verdict.due.event_id.clone(),
+                    due_at: verdict.due.due_at,
+                });
             }
-            let _ = &zone;
             // Nothing ahead within the horizon: look again when it has moved on.
-            next_due.push((contact.id.clone(), Some(next.unwrap_or(now + HORIZON))));
+            next_due.push((h.contact.id.clone(), Some(next.unwrap_or(now + HORIZON))));
         }
         (sends, next_due)
     }

@@ -89,6 +89,10 @@ pub enum Command {
         now: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// Plan with this cadence file (or directory) instead of the configured one,
+        /// to see what it would do before it goes live.
+        #[arg(long, value_name = "PATH")]
+        cadences: Option<PathBuf>,
     },
     /// Render the exact message a contact would get from a cadence.
     Preview {
@@ -172,7 +176,12 @@ pub async fn execute(cli: Cli) -> Outcome {
         Command::Run => run::run(&path).await,
         Command::Tick { now, dry_run } => tick::run(&path, now.as_deref(), dry_run).await,
         Command::Import { what, file } => import::run(&path, what, &file).await,
-        Command::Plan { days, now, format } => plan::run(&path, days, now.as_deref(), format).await,
+        Command::Plan {
+            days,
+            now,
+            format,
+            cadences,
+        } => plan::run(&path, days, now.as_deref(), format, cadences.as_deref()).await,
         Command::Preview {
             cadence,
             contact,

@@ -6,10 +6,9 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use super::{Failure, Format, Outcome, load_config, open_store, parse_now, print_table};
+use crate::agenda::{Decision, agenda};
 use crate::config::Config;
-use crate::plan::{self, Frame};
 use crate::store::Store;
-use crate::tick::{Decision, decide};
 
 #[derive(Debug, Serialize)]
 pub struct Item {
@@ -23,8 +22,20 @@ pub struct Item {
     pub overdue_since: Option<String>,
 }
 
-pub async fn run(path: &Path, days: u32, now: Option<&str>, format: Format) -> Outcome {
-    let config = load_config(path)?;
+pub async fn run(
+    path: &Path,
+    days: u32,
+    now: Option<&str>,
+    format: Format,
+    cadences: Option<&Path>,
+) -> Outcome {
+    let mut config = load_config(path)?;
+    if let Some(file) = cadences {
+        // Try a cadence file against the real contacts before it goes live.
+        let trial = Config::load_with_cadences(path, file)
+            .map_err(|d| Failure::Errors(d.0.iter().map(ToString::to_string).collect()))?;
+        config = trial;
+    }
     let now = parse_now(now, &config.business.zone)?;
     let store = open_store(&config).await?;
     let items = items(&config, store.as_ref(), now, days).await?;
@@ -74,7 +85,7 @@ pub async fn run(path: &Path, days: u32, now: Option<&str>, format: Format) -> O
     Ok(())
 }
 
-/// Every send that would go out between `now` and `days` later, in due order.
+/// Every send that would go out between `now` and `days` later, in send order.
 pub async fn items(
     config: &Config,
     store: &dyn Store,
@@ -82,11 +93,6 @@ pub async fn items(
     days: u32,
 ) -> Result<Vec<Item>, Failure> {
     let until = now + SignedDuration::from_hours(24 * i64::from(days));
-    let frame = Frame {
-        now,
-        until,
-        business_zone: &config.business.zone,
-    };
     let mut out: Vec<(Timestamp, Item)> = Vec::new();
     let mut after = String::new();
     loop {
@@ -95,42 +101,32 @@ pub async fn items(
         after = last.clone();
         for h in store.history(&ids).await? {
             let zone = h.contact.zone(&config.business.zone);
-            for cadence in &config.cadences {
-                for due in plan::occurrences(cadence, &h.contact, &h.events, frame) {
-                    if h.logged
-                        .contains(&(due.cadence.clone(), due.occurrence.clone()))
-                    {
-                        continue;
-                    }
-                    let at_now = due.due_at.max(now);
-                    let send_at = match decide(&due, cadence, &h.contact, config, at_now) {
-                        Decision::Send => at_now,
-                        Decision::Wait(at)
-                            if at.as_second() - due.due_at.as_second()
-                                <= cadence.max_lateness.seconds() =>
-                        {
-                            at
-                        }
-                        Decision::Wait(_) | Decision::Skip(_) => continue,
-                    };
-                    if send_at > until {
-                        continue;
-                    }
-                    let overdue =
-                        (due.due_at < now).then(|| due.due_at.to_zoned(zone.clone()).to_string());
-                    out.push((
-                        send_at,
-                        Item {
-                            due_at: rfc3339(send_at, &zone),
-                            contact: h.contact.id.clone(),
-                            cadence: cadence.id.clone(),
-                            channel: cadence.channel.to_string(),
-                            occurrence: due.occurrence,
-                            deferred_from: None,
-                            overdue_since: overdue.map(|_| rfc3339(due.due_at, &zone)),
-                        },
-                    ));
+            for verdict in agenda(config, &h, now, until) {
+                if verdict.skip_reason.is_some() {
+                    continue;
                 }
+                let send_at = match verdict.decision {
+                    Decision::Send => now,
+                    Decision::Wait(at) | Decision::Later(at) => at,
+                    Decision::Skip(_) => continue,
+                };
+                if send_at > until {
+                    continue;
+                }
+                let due_at = verdict.due.due_at;
+                out.push((
+                    send_at,
+                    Item {
+                        due_at: rfc3339(send_at, &zone),
+                        contact: h.contact.id.clone(),
+                        cadence: verdict.cadence.id.clone(),
+                        channel: verdict.cadence.channel.to_string(),
+                        occurrence: verdict.due.occurrence,
+                        deferred_from: verdict.deferred_from.map(|at| rfc3339(at, &zone)),
+                        overdue_since: (due_at < now && verdict.deferred_from.is_none())
+                            .then(|| rfc3339(due_at, &zone)),
+                    },
+                ));
             }
         }
     }

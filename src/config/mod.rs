@@ -163,6 +163,15 @@ impl std::error::Error for Diagnostics {}
 impl Config {
     /// Reads `path` and the cadence files it names.
     pub fn load(path: &Path) -> Result<Config, Diagnostics> {
+        Config::load_inner(path, None)
+    }
+
+    /// Reads `path`, but the cadences from `cadences` (a file or a directory).
+    pub fn load_with_cadences(path: &Path, cadences: &Path) -> Result<Config, Diagnostics> {
+        Config::load_inner(path, Some(cadences))
+    }
+
+    fn load_inner(path: &Path, cadences: Option<&Path>) -> Result<Config, Diagnostics> {
         let mut errors = Vec::new();
         let doc = Document::read(path).map_err(|d| Diagnostics(vec![d]))?;
         let raw: RawConfig = doc
@@ -245,7 +254,10 @@ impl Config {
             })
         });
         let templates_dir = base.join(raw.templates.as_deref().unwrap_or("templates"));
-        let cadence_path = base.join(raw.cadences.as_deref().unwrap_or("cadences.yaml"));
+        let cadence_path = match cadences {
+            Some(path) => path.to_owned(),
+            None => base.join(raw.cadences.as_deref().unwrap_or("cadences.yaml")),
+        };
         // With a broken `schedule`, cadences are still checked, against the defaults.
         let fallback = Schedule {
             tick: std::time::Duration::from_secs(60),

@@ -96,11 +96,12 @@ pub fn occurrences(
             }
         }
         Trigger::Every { every, since } => {
-            let latest = events
-                .iter()
-                .filter(|e| &e.kind == since)
-                .max_by_key(|e| (e.at, e.id.as_str()));
-            if let Some(event) = latest {
+            // Each event of `since` starts a series; a newer one ends the older series
+            // (occurrences due before it stay owed) and restarts the count.
+            let mut anchors: Vec<&Event> = events.iter().filter(|e| &e.kind == since).collect();
+            anchors.sort_by_key(|e| (e.at, e.id.as_str()));
+            for (i, event) in anchors.iter().enumerate() {
+                let end = anchors.get(i + 1).map_or(Timestamp::MAX, |next| next.at);
                 let floor = floor_for(event.armed_at);
                 // Jump close to the floor instead of walking from n = 1.
                 let approx =
@@ -108,7 +109,7 @@ pub fn occurrences(
                 let first = approx.max(1);
                 for n in first..first + MAX_PER_CADENCE as i64 {
                     let nominal = after(event.at, *every, &zone, n);
-                    if nominal > frame.until {
+                    if nominal > frame.until || nominal >= end {
                         break;
                     }
                     push(nominal, format!("{}/{n}", event.id), Some(event), floor);
@@ -312,8 +313,18 @@ mod tests {
         ];
         let due = occurrences(&c, &contact(), &events, frame("2026-08-01T00:00:00Z", &utc));
         let keys: Vec<&str> = due.iter().map(|d| d.occurrence.as_str()).collect();
+        // S-1's first reminder (Mar 1) would come after S-2: the count restarts.
         assert_eq!(keys, ["S-2/1", "S-2/2"]);
         assert_eq!(due[0].due_at, ts("2026-04-15T09:00:00Z"));
+
+        // A reminder that fell due before the newer service is still owed.
+        let events = [
+            event("S-1", "service", "2025-12-01T12:00:00Z"),
+            event("S-2", "service", "2026-03-10T12:00:00Z"),
+        ];
+        let due = occurrences(&c, &contact(), &events, frame("2026-08-01T00:00:00Z", &utc));
+        let keys: Vec<&str> = due.iter().map(|d| d.occurrence.as_str()).collect();
+        assert_eq!(keys, ["S-1/1", "S-2/1", "S-2/2"]);
     }
 
     #[test]

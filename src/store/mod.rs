@@ -31,6 +31,8 @@ pub struct History {
     pub events: Vec<Event>,
     /// (cadence, occurrence) of every send-log row of the contact.
     pub logged: HashSet<(String, String)>,
+    /// (cadence, when) of each send sent or being sent, for the frequency cap.
+    pub delivered: Vec<(String, Timestamp)>,
 }
 
 /// A row to add to the send log.

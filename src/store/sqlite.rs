@@ -245,7 +245,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
             let logged = in_list(
-                "SELECT contact_id, cadence, occurrence FROM sends WHERE contact_id IN (",
+                "SELECT contact_id, cadence, occurrence, status, updated_at FROM sends WHERE contact_id IN (",
                 chunk,
             )
             .build()
@@ -260,6 +260,7 @@ impl Store for SqliteStore {
                         contact,
                         events: Vec::new(),
                         logged: HashSet::new(),
+                        delivered: Vec::new(),
                     },
                 );
             }
@@ -272,6 +273,11 @@ impl Store for SqliteStore {
             for row in &logged {
                 if let Some(h) = by_id.get_mut(row.get::<&str, _>("contact_id")) {
                     h.logged.insert((row.get("cadence"), row.get("occurrence")));
+                    let status: &str = row.get("status");
+                    if status == "sent" || status == "pending" {
+                        h.delivered
+                            .push((row.get("cadence"), ts(row.get("updated_at"))));
+                    }
                 }
             }
             out.extend(chunk.iter().filter_map(|id| by_id.remove(id)));

@@ -1,0 +1,167 @@
+//! One contact's agenda: for each occurrence it is owed and that is not yet in the send
+//! log, what happens and when. Shared by `tick` (which acts on what is due now) and
+//! `plan` (which shows the rest), so that the two cannot disagree. Pure: no clock, no I/O.
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::config::{Config, FrequencyCap};
+use crate::domain::{Cadence, Channel, Contact};
+use crate::plan::{self, Due, Frame};
+use crate::store::History;
+
+/// What happens to one occurrence.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// Deliver now.
+    Send,
+    /// Record as skipped, with the reason, now.
+    Skip(String),
+    /// Due, but the window is closed: goes out at this time.
+    Wait(Timestamp),
+    /// Not due yet: goes out at this time (unless something changes).
+    Later(Timestamp),
+}
+
+#[derive(Clone, Debug)]
+pub struct Verdict<'a> {
+    pub cadence: &'a Cadence,
+    pub due: Due,
+    pub decision: Decision,
+    /// The due time the frequency cap moved this send away from.
+    pub deferred_from: Option<Timestamp>,
+    /// Why it would be skipped, for an occurrence that is not due yet.
+    pub skip_reason: Option<String>,
+}
+
+/// The agenda of `history`'s contact between its history and `until`, as of `now`, in
+/// due order.
+pub fn agenda<'a>(
+    config: &'a Config,
+    history: &History,
+    now: Timestamp,
+    until: Timestamp,
+) -> Vec<Verdict<'a>> {
+    let contact = &history.contact;
+    let zone = contact.zone(&config.business.zone);
+    let frame = Frame {
+        now,
+        until,
+        business_zone: &config.business.zone,
+    };
+    let mut candidates: Vec<(&Cadence, Due)> = Vec::new();
+    for cadence in &config.cadences {
+        for due in plan::occurrences(cadence, contact, &history.events, frame) {
+            if !history
+                .logged
+                .contains(&(due.cadence.clone(), due.occurrence.clone()))
+            {
+                candidates.push((cadence, due));
+            }
+        }
+    }
+    candidates.sort_by_key(|(_, d)| d.due_at);
+
+    // Send times that count against the cap: the log's, then each planned send's.
+    let counts = |cadence: &str| config.cadence(cadence).is_some_and(|c| !c.transactional);
+    let mut sent: Vec<Timestamp> = history
+        .delivered
+        .iter()
+        .filter(|(c, _)| counts(c))
+        .map(|(_, at)| *at)
+        .collect();
+    let mut out = Vec::with_capacity(candidates.len());
+    for (cadence, due) in candidates {
+        let skip_reason = skip_reason(&due, cadence, contact);
+        let capped = match (
+            config.schedule.frequency_cap,
+            cadence.transactional,
+            &skip_reason,
+        ) {
+            (Some(cap), false, None) => release(cap, due.due_at, &sent, |t| {
+                cadence.opening.next_open(t, &zone)
+            }),
+            _ => due.due_at,
+        };
+        let deferred_from = (capped > due.due_at).then_some(due.due_at);
+        let decision = if capped > now {
+            Decision::Later(capped)
+        } else if now.as_second() - capped.as_second() > cadence.max_lateness.seconds() {
+            Decision::Skip("stale".into())
+        } else if let Some(reason) = &skip_reason {
+            Decision::Skip(reason.clone())
+        } else {
+            match cadence.opening.next_open(now, &zone) {
+                open if open > now => Decision::Wait(open),
+                _ => Decision::Send,
+            }
+        };
+        if skip_reason.is_none() && !cadence.transactional {
+            match decision {
+                Decision::Send => sent.push(now),
+                Decision::Wait(at) | Decision::Later(at) => sent.push(at),
+                Decision::Skip(_) => {}
+            }
+            sent.sort();
+        }
+        out.push(Verdict {
+            cadence,
+            due,
+            decision,
+            deferred_from,
+            skip_reason,
+        });
+    }
+    out
+}
+
+/// Why an occurrence will be skipped whenever it falls due, if it will.
+fn skip_reason(due: &Due, cadence: &Cadence, contact: &Contact) -> Option<String> {
+    if let Some(kind) = &due.cancelled_by {
+        return Some(format!("unless:{kind}"));
+    }
+    let reason = match cadence.channel {
+        Channel::Email if contact.email_opt_out => "opted_out",
+        Channel::Email if contact.email.is_none() => "no_email",
+        Channel::Postcard if contact.postcard_opt_out => "opted_out",
+        Channel::Postcard if !contact.has_postal_address() => "no_address",
+        _ => return None,
+    };
+    Some(reason.into())
+}
+
+/// The first time at or after `at` when fewer than `cap.max` sends happened in the
+/// `cap.per` before it, moved into the window by `open`.
+fn release(
+    cap: FrequencyCap,
+    at: Timestamp,
+    sent: &[Timestamp],
+    open: impl Fn(Timestamp) -> Timestamp,
+) -> Timestamp {
+    let per = SignedDuration::from_secs(cap.per.seconds());
+    let mut t = open(at);
+    for _ in 0..64 {
+        let window: Vec<Timestamp> = sent
+            .iter()
+            .copied()
+            .filter(|s| *s > t - per && *s <= t + per)
+            .collect();
+        // A send at `t` must not make any stretch of `per` hold more than `max`.
+        let in_last = window.iter().filter(|s| **s > t - per && **s <= t).count();
+        let in_next = window.iter().filter(|s| **s >= t && **s < t + per).count();
+        if in_last < cap.max as usize && in_next < cap.max as usize {
+            return t;
+        }
+        let blockers: Vec<Timestamp> = window.iter().copied().filter(|s| *s <= t).collect();
+        let next = match blockers.iter().min() {
+            Some(oldest) if in_last >= cap.max as usize => *oldest + per,
+            _ => window
+                .iter()
+                .copied()
+                .filter(|s| *s >= t)
+                .max()
+                .map_or(t, |s| s + per),
+        };
+        t = open(next.max(t + SignedDuration::from_secs(1)));
+    }
+    t
+}
