@@ -6,7 +6,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use super::{Failure, Format, Outcome, load_config, open_store, parse_now, print_table};
-use crate::agenda::{Decision, agenda};
+use crate::agenda::forecast;
 use crate::config::Config;
 use crate::store::Store;
 
@@ -93,45 +93,20 @@ pub async fn items(
     days: u32,
 ) -> Result<Vec<Item>, Failure> {
     let until = now + SignedDuration::from_hours(24 * i64::from(days));
-    let mut out: Vec<(Timestamp, Item)> = Vec::new();
-    let mut after = String::new();
-    loop {
-        let ids = store.contact_ids(&after, 1000).await?;
-        let Some(last) = ids.last() else { break };
-        after = last.clone();
-        for h in store.history(&ids).await? {
-            let zone = h.contact.zone(&config.business.zone);
-            for verdict in agenda(config, &h, now, until) {
-                if verdict.skip_reason.is_some() {
-                    continue;
-                }
-                let send_at = match verdict.decision {
-                    Decision::Send => now,
-                    Decision::Wait(at) | Decision::Later(at) => at,
-                    Decision::Skip(_) => continue,
-                };
-                if send_at > until {
-                    continue;
-                }
-                let due_at = verdict.due.due_at;
-                out.push((
-                    send_at,
-                    Item {
-                        due_at: rfc3339(send_at, &zone),
-                        contact: h.contact.id.clone(),
-                        cadence: verdict.cadence.id.clone(),
-                        channel: verdict.cadence.channel.to_string(),
-                        occurrence: verdict.due.occurrence,
-                        deferred_from: verdict.deferred_from.map(|at| rfc3339(at, &zone)),
-                        overdue_since: (due_at < now && verdict.deferred_from.is_none())
-                            .then(|| rfc3339(due_at, &zone)),
-                    },
-                ));
-            }
-        }
-    }
-    out.sort_by(|a, b| (a.0, &a.1.contact, &a.1.cadence).cmp(&(b.0, &b.1.contact, &b.1.cadence)));
-    Ok(out.into_iter().map(|(_, item)| item).collect())
+    let planned = forecast(config, store, now, until).await?;
+    Ok(planned
+        .into_iter()
+        .map(|p| Item {
+            due_at: rfc3339(p.send_at, &p.zone),
+            contact: p.contact,
+            cadence: p.cadence,
+            channel: p.channel.to_string(),
+            deferred_from: p.deferred_from.map(|at| rfc3339(at, &p.zone)),
+            overdue_since: (p.due_at < now && p.deferred_from.is_none())
+                .then(|| rfc3339(p.due_at, &p.zone)),
+            occurrence: p.occurrence,
+        })
+        .collect())
 }
 
 /// RFC 3339 with the offset of `zone`, e.g. `2026-03-03T09:00:00-05:00`.

@@ -371,7 +371,7 @@ fn the_shipped_example_writes_eml_files() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let copy = tempfile::tempdir().expect("temp dir");
     for dir in ["config", "templates", "examples"] {
-        copy_dir(&root.join(dir), &copy.path().join(dir));
+        crate::helpers::copy_dir(&root.join(dir), &copy.path().join(dir));
     }
     let run = tickler_in(
         copy.path(),
@@ -389,18 +389,6 @@ fn the_shipped_example_writes_eml_files() {
         "{}",
         run.stdout
     );
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            copy_dir(&path, &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(&path, to.join(entry.file_name())).expect("copy");
-        }
-    }
 }
 
 #[test]

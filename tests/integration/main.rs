@@ -6,4 +6,5 @@ mod core;
 mod daemon;
 mod helpers;
 mod postfix;
+mod simulation;
 mod smtp;
