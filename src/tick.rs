@@ -93,18 +93,8 @@ impl Engine {
         let mut summary = Summary::default();
         let mut after = String::new();
         loop {
-            let ids = self.store.due_contacts(now, PAGE).await?;
-            let ids: Vec<String> = if dry_run {
-                // Nothing is written in a dry run, so page by id instead of by progress.
-                let mut ids = self.store.due_contacts(now, u32::MAX).await?;
-                ids.sort();
-                ids.into_iter()
-                    .filter(|id| *id > after)
-                    .take(PAGE as usize)
-                    .collect()
-            } else {
-                ids
-            };
+            // Pages by id: a contact handled in this pass is not met again in it.
+            let ids = self.store.due_contacts(now, &after, PAGE).await?;
             let Some(last) = ids.last() else { break };
             after = last.clone();
             let histories = self.store.history(&ids).await?;

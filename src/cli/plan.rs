@@ -61,10 +61,11 @@ pub async fn run(
                         i.cadence.clone(),
                         i.channel.clone(),
                         i.occurrence.clone(),
-                        i.overdue_since
-                            .as_ref()
-                            .map(|s| format!("overdue since {s}"))
-                            .unwrap_or_default(),
+                        match (&i.deferred_from, &i.overdue_since) {
+                            (Some(from), _) => format!("deferred from {from} (frequency cap)"),
+                            (None, Some(since)) => format!("overdue since {since}"),
+                            (None, None) => String::new(),
+                        },
                     ]
                 })
                 .collect();
@@ -79,7 +80,19 @@ pub async fn run(
                 ],
                 &rows,
             );
-            println!("{} sends in the next {days} days", items.len());
+            let mut per_cadence: std::collections::BTreeMap<&str, usize> = Default::default();
+            for item in &items {
+                *per_cadence.entry(item.cadence.as_str()).or_default() += 1;
+            }
+            let counts: Vec<String> = per_cadence
+                .iter()
+                .map(|(c, n)| format!("{c}: {n}"))
+                .collect();
+            println!(
+                "{} sends in the next {days} days ({})",
+                items.len(),
+                counts.join(", ")
+            );
         }
     }
     Ok(())

@@ -124,8 +124,13 @@ pub trait Store: Send + Sync {
     ) -> anyhow::Result<bool>;
     /// Marks every contact and event not seen before as first seen at `now`.
     async fn arm(&self, now: Timestamp) -> anyhow::Result<()>;
-    /// Contacts whose `next_due_at` has come, earliest first.
-    async fn due_contacts(&self, now: Timestamp, limit: u32) -> anyhow::Result<Vec<String>>;
+    /// Contacts whose `next_due_at` has come, in id order after `after`.
+    async fn due_contacts(
+        &self,
+        now: Timestamp,
+        after: &str,
+        limit: u32,
+    ) -> anyhow::Result<Vec<String>>;
     /// Every contact in id order after `after`, for looking far ahead.
     async fn contact_ids(&self, after: &str, limit: u32) -> anyhow::Result<Vec<String>>;
     async fn history(&self, ids: &[String]) -> anyhow::Result<Vec<History>>;

@@ -206,12 +206,17 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn due_contacts(&self, now: Timestamp, limit: u32) -> anyhow::Result<Vec<String>> {
+    async fn due_contacts(
+        &self,
+        now: Timestamp,
+        after: &str,
+        limit: u32,
+    ) -> anyhow::Result<Vec<String>> {
         let rows = sqlx::query(
-            "SELECT id FROM contacts WHERE next_due_at IS NOT NULL AND next_due_at <= ?1 \
-             ORDER BY next_due_at, id LIMIT ?2",
+            "SELECT id FROM contacts WHERE next_due_at <= ?1 AND id > ?2 ORDER BY id LIMIT ?3",
         )
         .bind(now.as_second())
+        .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

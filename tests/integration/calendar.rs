@@ -463,3 +463,66 @@ fn days_hold_sends_until_an_allowed_weekday() {
         ["2026-05-11T09:00:00-04:00"]
     );
 }
+
+#[test]
+fn plan_tries_a_cadence_file_against_the_real_contacts_before_it_goes_live() {
+    let cadences = format!(
+        "cadences:\n{}",
+        cadence("thanks", "{ after: purchase, delay: 1d }", "")
+    );
+    let contacts =
+        "id,first_name,email,birthday\nA,Ann,ann@example.com,03-15\nB,Bob,bob@example.com,\n";
+    let events = "id,contact_id,kind,at\np,A,purchase,2026-03-02\n";
+    let ws = workspace(WINDOW_9_TO_6, &cadences, contacts, events);
+    ws.write(
+        "trial.yaml",
+        &format!(
+            "cadences:\n{}",
+            cadence("bday", "{ yearly: birthday, lead: 3d }", "")
+        ),
+    );
+    let run = ws
+        .tickler(&[
+            "plan",
+            "--now",
+            "2026-03-01",
+            "--days",
+            "365",
+            "--cadences",
+            "trial.yaml",
+            "--format",
+            "json",
+        ])
+        .ok();
+    let items: Vec<Value> = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(
+        due_times(&items, "A", "bday"),
+        ["2026-03-12T09:00:00-04:00"]
+    );
+    assert!(due_times(&items, "A", "thanks").is_empty());
+    let table = ws
+        .tickler(&[
+            "plan",
+            "--now",
+            "2026-03-01",
+            "--days",
+            "365",
+            "--cadences",
+            "trial.yaml",
+        ])
+        .ok();
+    assert!(
+        table
+            .stdout
+            .contains("1 sends in the next 365 days (bday: 1)"),
+        "{}",
+        table.stdout
+    );
+    // Nothing was recorded, and the live cadences are unchanged.
+    assert!(ws.sends().is_empty());
+    let live = plan(&ws, "2026-03-01", 7);
+    assert_eq!(
+        due_times(&live, "A", "thanks"),
+        ["2026-03-03T09:00:00-05:00"]
+    );
+}
