@@ -8,21 +8,13 @@ use tokio::sync::Mutex;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 
-use crate::channel::email;
 use crate::config::Config;
 use crate::render::Templates;
 use crate::tick::Engine;
 
 pub async fn run(config: Config, templates: Templates) -> anyhow::Result<()> {
-    let store = crate::store::open(&config.database_url).await?;
-    let transport = email::transport(&config.email.transport)?;
     let every = config.schedule.tick;
-    let engine = Arc::new(Engine::new(
-        Arc::new(config),
-        Arc::new(templates),
-        store,
-        Arc::from(transport),
-    ));
+    let engine = Arc::new(Engine::build(config, templates).await?);
     let shutdown = CancellationToken::new();
     // Held for the length of a tick: a tick that runs long makes the next one wait
     // its turn instead of overlapping, and shutdown waits for it.

@@ -19,3 +19,4 @@ pub mod store;
 pub mod sync;
 pub mod telemetry;
 pub mod tick;
+pub mod unsubscribe;

@@ -18,6 +18,9 @@ use crate::domain::{Channel, SendKey, SendStatus};
 use crate::render::{MessageData, Templates};
 use crate::store::{History, NewSend, Outcome, SendRow, Store};
 use crate::sync;
+use crate::unsubscribe::{self, Signer};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::num::NonZeroU32;
 
 /// Contacts looked at per batch.
 const PAGE: u32 = 500;
@@ -27,13 +30,15 @@ const LEASE: SignedDuration = SignedDuration::from_mins(10);
 const HORIZON: SignedDuration = SignedDuration::from_hours(24 * 400);
 
 /// The counts `tick` prints.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
     pub sent: usize,
     pub failed: usize,
     pub retrying: usize,
     pub skipped: usize,
     pub deferred: usize,
+    /// Why sending stopped as a whole in this pass (bad credentials, TLS failure).
+    pub paused: Option<String>,
 }
 
 impl fmt::Display for Summary {
@@ -61,8 +66,14 @@ pub struct Engine {
     pub templates: Arc<Templates>,
     pub store: Arc<dyn Store>,
     pub transport: Arc<dyn EmailTransport>,
-    /// Names this process in leases.
+    /// Names this process in leases: `HOST:PID:RANDOM`.
     pub owner: String,
+    /// Signs unsubscribe links, when the HTTP endpoint is configured.
+    pub signer: Option<Signer>,
+    /// `email.rate_limit`.
+    limiter: Option<DefaultDirectRateLimiter>,
+    /// Set when a setup failure stops sending for the rest of a pass.
+    paused: std::sync::Mutex<Option<String>>,
 }
 
 impl Engine {
@@ -72,23 +83,84 @@ impl Engine {
         store: Arc<dyn Store>,
         transport: Arc<dyn EmailTransport>,
     ) -> Engine {
-        let owner = format!("{}-{}", std::process::id(), fastrand::u32(..));
+        let owner = format!(
+            "{}:{}:{:08x}",
+            host_name(),
+            std::process::id(),
+            fastrand::u32(..)
+        );
+        let limiter = config.email.rate_limit.and_then(|(n, per)| {
+            let n = NonZeroU32::new(n)?;
+            Quota::with_period(per / n.get()).map(|q| RateLimiter::direct(q.allow_burst(n)))
+        });
         Engine {
             config,
             templates,
             store,
             transport,
             owner,
+            signer: None,
+            limiter,
+            paused: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The engine for `config`: its database (migrated), transport and link signer.
+    pub async fn build(config: Config, templates: Templates) -> anyhow::Result<Engine> {
+        let store = crate::store::open(&config.database_url).await?;
+        let transport = crate::channel::email::transport(&config.email.transport)?;
+        let signer = unsubscribe::signer(&config)?;
+        Ok(Engine::new(
+            Arc::new(config),
+            Arc::new(templates),
+            store,
+            Arc::from(transport),
+        )
+        .with_signer(signer))
+    }
+
+    /// Signs unsubscribe links with `signer`.
+    pub fn with_signer(mut self, signer: Option<Signer>) -> Engine {
+        self.signer = signer;
+        self
+    }
+
+    fn pause_reason(&self) -> Option<String> {
+        self.paused.lock().map(|p| p.clone()).unwrap_or(None)
+    }
+
+    /// Sends claimed by processes of this host that no longer exist (killed, crashed)
+    /// are released now instead of when their lease runs out; their resend carries the
+    /// same Message-ID.
+    async fn release_dead_claims(&self) -> anyhow::Result<()> {
+        let host = host_name();
+        for owner in self.store.lease_owners().await? {
+            let mut parts = owner.split(':');
+            let (Some(h), Some(pid)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let alive = pid
+                .parse::<u32>()
+                .is_ok_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+            if h == host && !alive && owner != self.owner {
+                tracing::warn!(owner = %owner, "releasing the sends of a process that died");
+                self.store.release_leases(&owner).await?;
+            }
+        }
+        Ok(())
     }
 
     /// One full pass at `now`. With `dry_run`, nothing is synced, written or sent; the
     /// summary counts what would happen.
     pub async fn tick(&self, now: Timestamp, dry_run: bool) -> anyhow::Result<Summary> {
+        if let Ok(mut paused) = self.paused.lock() {
+            *paused = None;
+        }
         if !dry_run {
             self.sync_files(now).await;
             self.notice_cadence_changes().await?;
             self.store.arm(now).await?;
+            self.release_dead_claims().await?;
         }
         let mut summary = Summary::default();
         let mut after = String::new();
@@ -134,8 +206,14 @@ impl Engine {
                 }
             }
             self.deliver_all(jobs, now, &mut summary).await?;
+            if self.pause_reason().is_some() {
+                break;
+            }
         }
-        self.retry_due(now, dry_run, &mut summary).await?;
+        if self.pause_reason().is_none() {
+            self.retry_due(now, dry_run, &mut summary).await?;
+        }
+        summary.paused = self.pause_reason();
         Ok(summary)
     }
 
@@ -235,6 +313,9 @@ impl Engine {
             summary.failed += orphans.len();
             self.store.record(&orphans, now).await?;
             self.deliver_all(jobs, now, summary).await?;
+            if self.pause_reason().is_some() {
+                return Ok(());
+            }
         }
     }
 
@@ -263,8 +344,31 @@ impl Engine {
 
     async fn deliver(&self, job: Job, now: Timestamp) -> Outcome {
         let row = &job.row;
-        let result = self.attempt(&job, now).await;
+        let result = match self.pause_reason() {
+            Some(reason) => Err(DeliveryError::Paused(reason)),
+            None => {
+                if let Some(limiter) = &self.limiter {
+                    limiter.until_ready().await;
+                }
+                self.attempt(&job, now).await
+            }
+        };
         let (status, reason, reply, next_attempt_at) = match result {
+            Err(DeliveryError::Paused(reason)) => {
+                if let Ok(mut paused) = self.paused.lock()
+                    && paused.is_none()
+                {
+                    tracing::error!(reason = %reason, "sending paused: fix the SMTP settings; sends are kept and retried");
+                    *paused = Some(reason.clone());
+                }
+                let next = now + SignedDuration::from_mins(5);
+                (
+                    SendStatus::Retrying,
+                    Some(format!("paused: {reason}")),
+                    None,
+                    Some(next),
+                )
+            }
             Ok(reply) => (SendStatus::Sent, None, Some(reply), None),
             Err(DeliveryError::Permanent(reason)) => (SendStatus::Failed, Some(reason), None, None),
             Err(DeliveryError::Transient(reason)) => {
@@ -318,7 +422,8 @@ impl Engine {
             .email
             .as_ref()
             .ok_or_else(|| DeliveryError::Permanent("no_email".into()))?;
-        let unsubscribe_url = unsubscribe_url(config);
+        let unsubscribe_url =
+            unsubscribe::url(config, self.signer.as_ref(), &contact.id, cadence.channel);
         let data = MessageData {
             config,
             cadence,
@@ -391,15 +496,11 @@ impl Engine {
     }
 }
 
-/// Where an unsubscribe request goes: a mail to the business until the HTTP endpoint
-/// answers signed links.
-pub fn unsubscribe_url(config: &Config) -> String {
-    let to = config
-        .business
-        .reply_to
-        .as_ref()
-        .unwrap_or(&config.business.email);
-    format!("mailto:{to}?subject=unsubscribe")
+/// This machine's name, as leases record it.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// Exponential backoff with jitter: about 5 minutes, doubling per attempt, at most 6 hours.

@@ -227,6 +227,7 @@ impl EmailTransport for SmtpOutbox {
                 response.code(),
                 response.message().collect::<Vec<_>>().join(" ")
             )),
+            Ok(Err(e)) if is_setup_failure(&e) => Err(DeliveryError::Paused(error_text(&e))),
             Ok(Err(e)) if e.is_permanent() => Err(DeliveryError::Permanent(error_text(&e))),
             Ok(Err(e)) => Err(DeliveryError::Transient(error_text(&e))),
         }
@@ -235,6 +236,16 @@ impl EmailTransport for SmtpOutbox {
     fn concurrency(&self) -> usize {
         self.max_connections
     }
+}
+
+/// Failures that no message can get past: authentication refused (530, 534, 535, 538)
+/// or a TLS handshake that failed.
+fn is_setup_failure(e: &lettre::transport::smtp::Error) -> bool {
+    let auth = e
+        .status()
+        .map(|c| c.to_string())
+        .is_some_and(|c| ["530", "534", "535", "538"].contains(&c.as_str()));
+    auth || e.is_tls()
 }
 
 /// lettre's error with its causes, on one line.

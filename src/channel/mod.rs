@@ -14,6 +14,11 @@ pub enum DeliveryError {
     /// Retrying cannot help: a 5xx reply, an address the server refuses.
     #[error("{0}")]
     Permanent(String),
+    /// Nothing can be sent until someone fixes the setup: the server refused our
+    /// credentials, or TLS failed. Sending stops as a whole instead of failing every
+    /// message one by one.
+    #[error("{0}")]
+    Paused(String),
 }
 
 /// Hands a finished email to the outside world.

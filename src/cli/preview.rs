@@ -9,7 +9,7 @@ use crate::channel::email::{self, Envelope};
 use crate::domain::{Channel, SendKey};
 use crate::plan::{self, Frame};
 use crate::render::MessageData;
-use crate::tick::unsubscribe_url;
+use crate::unsubscribe;
 
 pub async fn run(
     path: &Path,
@@ -70,7 +70,8 @@ pub async fn run(
     let to = contact.email.as_ref().ok_or_else(|| {
         Failure::Errors(vec![format!("contact `{contact_id}` has no email address")])
     })?;
-    let unsubscribe = unsubscribe_url(&config);
+    let signer = unsubscribe::signer(&config)?;
+    let unsubscribe = unsubscribe::url(&config, signer.as_ref(), &contact.id, cadence.channel);
     let data = MessageData {
         config: &config,
         cadence,

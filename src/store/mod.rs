@@ -152,6 +152,10 @@ pub trait Store: Send + Sync {
         owner: &str,
         limit: u32,
     ) -> anyhow::Result<Vec<SendRow>>;
+    /// Owners of pending claims.
+    async fn lease_owners(&self) -> anyhow::Result<Vec<String>>;
+    /// Makes `owner`'s pending claims claimable at once.
+    async fn release_leases(&self, owner: &str) -> anyhow::Result<()>;
     /// Records delivery outcomes in one transaction.
     async fn record(&self, outcomes: &[Outcome], now: Timestamp) -> anyhow::Result<()>;
     async fn sends(&self, filter: &SendFilter) -> anyhow::Result<Vec<SendRow>>;

@@ -366,6 +366,25 @@ impl Store for SqliteStore {
         Ok(rows.iter().map(send_from_row).collect())
     }
 
+    async fn lease_owners(&self) -> anyhow::Result<Vec<String>> {
+        let rows = sqlx::query("SELECT DISTINCT lease_owner FROM sends WHERE status = 'pending' AND lease_owner IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| r.get("lease_owner")).collect())
+    }
+
+    async fn release_leases(&self, owner: &str) -> anyhow::Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE sends SET lease_until = 0 WHERE status = 'pending' AND lease_owner = ?1",
+        )
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn record(&self, outcomes: &[Outcome], now: Timestamp) -> anyhow::Result<()> {
         let mut tx = self.write().await?;
         for o in outcomes {
