@@ -24,6 +24,8 @@ use std::num::NonZeroU32;
 
 /// Contacts looked at per batch.
 const PAGE: u32 = 500;
+/// At most this many delivery outcomes are written in one commit.
+pub const RECORD_BATCH: usize = 64;
 /// How long a claim holds before another tick may take the send over.
 const LEASE: SignedDuration = SignedDuration::from_mins(10);
 /// How far ahead the planner looks for a contact's next due time.
@@ -326,20 +328,27 @@ impl Engine {
         summary: &mut Summary,
     ) -> anyhow::Result<()> {
         let concurrency = self.transport.concurrency().max(1);
-        let outcomes: Vec<Outcome> = futures_util::stream::iter(jobs)
-            .map(|job| self.deliver(job, now))
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-        for o in &outcomes {
-            match o.status {
-                SendStatus::Sent => summary.sent += 1,
-                SendStatus::Retrying => summary.retrying += 1,
-                SendStatus::Failed => summary.failed += 1,
-                _ => {}
+        // Outcomes are recorded as they come, in batches of what is ready: one commit
+        // for many sends under load, and few unrecorded sends at any moment. A crash
+        // can resend at most the sends in flight plus one unrecorded batch.
+        let mut outcomes = std::pin::pin!(
+            futures_util::stream::iter(jobs)
+                .map(|job| self.deliver(job, now))
+                .buffer_unordered(concurrency)
+                .ready_chunks(RECORD_BATCH)
+        );
+        while let Some(batch) = outcomes.next().await {
+            for o in &batch {
+                match o.status {
+                    SendStatus::Sent => summary.sent += 1,
+                    SendStatus::Retrying => summary.retrying += 1,
+                    SendStatus::Failed => summary.failed += 1,
+                    _ => {}
+                }
             }
+            self.store.record(&batch, now).await?;
         }
-        self.store.record(&outcomes, now).await
+        Ok(())
     }
 
     async fn deliver(&self, job: Job, now: Timestamp) -> Outcome {

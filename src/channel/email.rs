@@ -245,17 +245,35 @@ fn is_setup_failure(e: &lettre::transport::smtp::Error) -> bool {
         .status()
         .map(|c| c.to_string())
         .is_some_and(|c| ["530", "534", "535", "538"].contains(&c.as_str()));
-    auth || e.is_tls()
+    auth || e.is_tls() || causes(e).any(is_tls_error)
 }
 
-/// lettre's error with its causes, on one line.
+/// rustls reports a failed handshake inside an I/O error.
+fn is_tls_error(cause: &(dyn std::error::Error + 'static)) -> bool {
+    cause.is::<rustls::Error>()
+        || cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .is_some_and(|inner| inner.is::<rustls::Error>())
+}
+
+fn causes<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |e| e.source())
+}
+
+/// lettre's error with its causes, on one line, each said once.
 fn error_text(e: &lettre::transport::smtp::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
+    let mut text = String::new();
+    for cause in causes(e) {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
     }
     one_line(&text)
 }

@@ -4,6 +4,7 @@
 mod calendar;
 mod core;
 mod daemon;
+mod delivery;
 mod helpers;
 mod postfix;
 mod simulation;

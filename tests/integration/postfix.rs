@@ -20,6 +20,14 @@ impl Sink {
     /// Starts smtp-sink with extra `flags`, or returns `None` when it is not installed
     /// (which fails the test under CI, where it must be).
     fn start(flags: &[&str]) -> Option<Sink> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        Sink::start_on(port, flags)
+    }
+
+    fn start_on(port: u16, flags: &[&str]) -> Option<Sink> {
         let program = ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists());
@@ -32,10 +40,6 @@ impl Sink {
             return None;
         };
         let dump = tempfile::tempdir().expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
         let mut permissions = std::fs::metadata(dump.path()).expect("meta").permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o777);
         std::fs::set_permissions(dump.path(), permissions).expect("chmod");
@@ -134,4 +138,62 @@ fn smtp_sink_hard_reject_fails_and_soft_reject_retries() {
         "sent=0 failed=0 retrying=3 skipped=2 deferred=0"
     );
     assert_eq!(soft.delivered(), 0);
+}
+
+#[test]
+fn disconnects_421_and_a_slow_server_are_retried_until_the_server_recovers() {
+    let cases: [(&str, &[&str]); 3] = [
+        ("disconnect after the message", &["-q", "."]),
+        ("421 after RCPT", &["-Q", "rcpt"]),
+        ("slower than the timeout", &["-w", "4"]),
+    ];
+    for (what, flags) in cases {
+        let Some(bad) = Sink::start(flags) else {
+            return;
+        };
+        let ws = Workspace::new(Some(&bad.url()));
+        let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
+        ws.write(
+            "tickler.yaml",
+            &config.replace("timeout: 10s", "timeout: 1s"),
+        );
+        ws.import_all();
+        let run = ws.tickler(&["tick", "--now", NOW]).ok();
+        assert_eq!(
+            run.stdout.trim(),
+            "sent=0 failed=0 retrying=3 skipped=2 deferred=0",
+            "{what}"
+        );
+        let rows = ws.sends();
+        let reasons: Vec<&str> = rows
+            .iter()
+            .filter(|r| r["status"] == "retrying")
+            .filter_map(|r| r["reason"].as_str())
+            .collect();
+        assert_eq!(reasons.len(), 3, "{what}");
+        assert!(reasons.iter().all(|r| !r.is_empty()), "{what}: {reasons:?}");
+
+        // The server recovers (same address); after the backoff every message goes out.
+        let port = bad.port;
+        drop(bad);
+        let Some(good) = Sink::start_on(port, &[]) else {
+            return;
+        };
+        let run = ws
+            .tickler(&["tick", "--now", "2026-03-04T11:00:00-05:00"])
+            .ok();
+        assert_eq!(
+            run.stdout.trim(),
+            "sent=3 failed=0 retrying=0 skipped=0 deferred=0",
+            "{what}"
+        );
+        assert_eq!(good.delivered(), 3, "{what}");
+        let rows = ws.sends();
+        assert!(
+            rows.iter()
+                .filter(|r| r["status"] == "sent")
+                .all(|r| r["attempts"] == 2),
+            "{what}: {rows:?}"
+        );
+    }
 }

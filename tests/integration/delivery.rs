@@ -1,0 +1,445 @@
+//! Delivery you can trust: SMTP AUTH and TLS against aiosmtpd, failure injection with
+//! Postfix's smtp-sink, and crashes (SIGKILL) in the middle of delivering.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::Workspace;
+use crate::smtp::SmtpServer;
+
+const NOW: &str = "2026-03-04T10:00:00-05:00";
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, made with openssl.
+fn make_certificates(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=tickler test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    ]);
+}
+
+/// aiosmtpd with AUTH and TLS; counts what it accepts.
+struct AuthServer {
+    child: Child,
+    port: u16,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl AuthServer {
+    fn start(dir: &Path, mode: &str) -> AuthServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/auth_smtpd.py");
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .args([
+                &port.to_string(),
+                "server.pem",
+                "server.key",
+                "tickler",
+                "s3cret pass",
+                mode,
+            ])
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 with aiosmtpd (apt-get install python3-aiosmtpd)");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        assert_eq!(
+            first, "ready",
+            "aiosmtpd did not start (is python3-aiosmtpd installed?)"
+        );
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if line == "message" {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        });
+        AuthServer {
+            child,
+            port,
+            accepted,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        // The reader thread may lag the server by a moment.
+        std::thread::sleep(Duration::from_millis(200));
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for AuthServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A workspace with the contacts and events imported, and SMTP settings `smtp` (the
+/// body of the `email.smtp` mapping).
+fn smtp_workspace(smtp: &str) -> Workspace {
+    let ws = Workspace::new(None);
+    ws.import_all();
+    set_smtp(&ws, smtp);
+    ws
+}
+
+fn set_smtp(ws: &Workspace, smtp: &str) {
+    let original = ws.path("tickler.yaml.orig");
+    if !original.exists() {
+        std::fs::copy(ws.path("tickler.yaml"), &original).expect("keep the original");
+    }
+    let config = std::fs::read_to_string(original).expect("config");
+    let config = config.replace(
+        "email:\n  transport: file\n",
+        &format!("email:\n  transport: smtp\n  smtp:\n{smtp}"),
+    );
+    ws.write("tickler.yaml", &config);
+}
+
+#[test]
+fn starttls_and_auth_with_a_private_ca_deliver_and_bad_credentials_pause_sending() {
+    let ws = Workspace::new(None);
+    ws.import_all();
+    make_certificates(ws.dir.path());
+    let server = AuthServer::start(ws.dir.path(), "starttls");
+    ws.write("smtp-password", "s3cret pass\n");
+    let good = format!(
+        "    url: smtp://127.0.0.1:{}?tls=required\n    username: tickler\n    password_file: smtp-password\n    ca_file: ca.pem\n    timeout: 10s\n",
+        server.port
+    );
+
+    // Wrong password: sending pauses as a whole, loudly, and nothing is lost.
+    ws.write("wrong-password", "guess\n");
+    set_smtp(&ws, &good.replace("smtp-password", "wrong-password"));
+    let run = ws.tickler(&["tick", "--now", NOW]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("error: sending paused:") && run.stderr.contains("535"),
+        "{}",
+        run.stderr
+    );
+    let rows = ws.sends();
+    let retrying: Vec<_> = rows.iter().filter(|r| r["status"] == "retrying").collect();
+    assert_eq!(retrying.len(), 3, "{rows:?}");
+    assert!(retrying.iter().all(|r| {
+        r["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("paused:")
+    }));
+    assert_eq!(server.accepted(), 0);
+
+    // Fixed: the kept sends go out at the next attempt.
+    set_smtp(&ws, &good);
+    let run = ws
+        .tickler(&["tick", "--now", "2026-03-04T10:10:00-05:00"])
+        .ok();
+    assert_eq!(
+        run.stdout.trim(),
+        "sent=3 failed=0 retrying=0 skipped=0 deferred=0"
+    );
+    assert_eq!(server.accepted(), 3);
+
+    // A server whose certificate is not trusted: TLS fails, sending pauses.
+    let ws2 = smtp_workspace(&good.replace("    ca_file: ca.pem\n", ""));
+    std::fs::copy(ws.path("smtp-password"), ws2.path("smtp-password")).expect("copy");
+    assert!(!ws2.path("ca.pem").exists());
+    let run = ws2.tickler(&["tick", "--now", NOW]);
+    assert_eq!(
+        run.code,
+        1,
+        "{}\n{}\n{:?}",
+        run.stdout,
+        run.stderr,
+        ws2.sends()
+    );
+    assert!(run.stderr.contains("sending paused"), "{}", run.stderr);
+    assert_eq!(server.accepted(), 3);
+}
+
+#[test]
+fn implicit_tls_with_auth_from_the_environment() {
+    let ws = Workspace::new(None);
+    ws.import_all();
+    make_certificates(ws.dir.path());
+    let server = AuthServer::start(ws.dir.path(), "implicit");
+    set_smtp(
+        &ws,
+        &format!(
+            "    url: smtps://127.0.0.1:{}\n    username: tickler\n    password_env: TEST_SMTP_PASSWORD\n    ca_file: ca.pem\n",
+            server.port
+        ),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_tickler"))
+        .args(["--config", "tickler.yaml", "tick", "--now", NOW])
+        .current_dir(ws.dir.path())
+        .env("TEST_SMTP_PASSWORD", "s3cret pass")
+        .output()
+        .expect("tickler");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "sent=3 failed=0 retrying=0 skipped=2 deferred=0"
+    );
+    assert_eq!(server.accepted(), 3);
+    // The password is not in the logs, even verbose ones.
+    let verbose = Command::new(env!("CARGO_BIN_EXE_tickler"))
+        .args([
+            "--config",
+            "tickler.yaml",
+            "-vv",
+            "tick",
+            "--now",
+            "2026-03-05T10:00:00-05:00",
+        ])
+        .current_dir(ws.dir.path())
+        .env("TEST_SMTP_PASSWORD", "s3cret pass")
+        .output()
+        .expect("tickler");
+    assert!(!String::from_utf8_lossy(&verbose.stderr).contains("s3cret"));
+}
+
+#[test]
+fn hostile_contact_data_cannot_inject_headers() {
+    let server = SmtpServer::start();
+    let ws = Workspace::new(Some(&server.url()));
+    ws.write(
+        "templates/thanks.subject.hbs",
+        "Thanks {{contact.fields.note}} {{event.fields.item}}",
+    );
+    // Quoted CSV fields with CR/LF and a NUL: names are rejected, custom fields too.
+    let contacts = "id,first_name,last_name,email,note\n\
+        H-1,\"Eve\r\nBcc: victim@example.com\",X,eve@example.com,ok\n\
+        H-2,Mal,Lory,mal@example.com,\"hi\r\nX-Injected: yes\"\n\
+        H-3,Nul,\"Z\u{0}\",nul@example.com,ok\n\
+        H-4,Ok,Person,ok@example.com,\"Bcc: victim@example.com\"\n";
+    ws.write("contacts.csv", contacts);
+    let run = ws.tickler(&["import", "contacts", "contacts.csv"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("contacts.csv:2: first_name"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("contacts.csv:4: note"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("contacts.csv:6: last_name"),
+        "{}",
+        run.stderr
+    );
+    ws.write("events.csv", "id,contact_id,kind,at,item\nP-1,H-4,purchase,2026-03-02,\"tile\nSubject: spoofed\"\nP-2,H-4,purchase,2026-03-01,grout\n");
+    let run = ws.tickler(&["import", "events", "events.csv"]);
+    assert_eq!(run.code, 1);
+    ws.tickler(&["tick", "--now", NOW]).ok();
+    let messages = server.messages();
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+    let headers = m.data.split("\r\n\r\n").next().unwrap_or_default();
+    assert!(
+        !headers
+            .lines()
+            .any(|l| l.starts_with("Bcc:") || l.starts_with("X-Injected")),
+        "{headers}"
+    );
+    assert_eq!(m.rcpt_to, ["ok@example.com"]);
+    assert_eq!(
+        m.header("Subject").as_deref(),
+        Some("Thanks Bcc: victim@example.com grout")
+    );
+}
+
+/// A daemon that delivers to `url` with a 1-second tick and an always-open window.
+fn start_daemon(ws: &Workspace) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_tickler"))
+        .args(["--config", "tickler.yaml", "-q", "run"])
+        .current_dir(ws.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("daemon starts")
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_nothing_and_resends_within_the_bound() {
+    const CONTACTS: usize = 2000;
+    const MAX_CONNECTIONS: usize = 4;
+    let server = SmtpServer::start();
+    let ws = Workspace::new(Some(&server.url()));
+    let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
+    let config = config
+        .replace(
+            "send_window: \"09:00-18:00\"",
+            "send_window: \"00:00-24:00\"\n  tick: 1s",
+        )
+        .replace(
+            "max_connections: 2",
+            &format!("max_connections: {MAX_CONNECTIONS}"),
+        );
+    ws.write("tickler.yaml", &config);
+    let mut contacts = String::from("id,first_name,email\n");
+    let mut events = String::from("id,contact_id,kind,at\n");
+    let today = jiff::Zoned::now()
+        .with_time_zone(jiff::tz::TimeZone::get("America/New_York").expect("zone"))
+        .date();
+    let day = today.checked_sub(jiff::Span::new().days(2)).expect("date");
+    for i in 0..CONTACTS {
+        contacts.push_str(&format!("C{i:05},Pat,c{i}@example.com\n"));
+        events.push_str(&format!("P{i},C{i:05},purchase,{day}\n"));
+    }
+    ws.write("contacts.csv", &contacts);
+    ws.write("events.csv", &events);
+    ws.import_all();
+
+    let mut kills = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while server.messages().len() < CONTACTS && kills < 12 {
+        let mut daemon = start_daemon(&ws);
+        std::thread::sleep(Duration::from_millis(fastrand::u64(150..900)));
+        daemon.kill().expect("SIGKILL");
+        daemon.wait().expect("reaped");
+        kills += 1;
+    }
+    // A last run to finish, stopped politely.
+    let mut daemon = start_daemon(&ws);
+    let mut unique: HashMap<String, usize> = HashMap::new();
+    while Instant::now() < deadline {
+        unique.clear();
+        for m in server.messages() {
+            *unique
+                .entry(m.header("Message-ID").unwrap_or_default())
+                .or_default() += 1;
+        }
+        if unique.len() >= CONTACTS {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(daemon.wait().expect("wait").success());
+
+    let total = server.messages().len();
+    let duplicates = total - unique.len();
+    let bound = kills * (MAX_CONNECTIONS + tickler::tick::RECORD_BATCH);
+    eprintln!(
+        "crash test: {kills} kills, {total} messages received, {} unique, {duplicates} resent (bound {bound})",
+        unique.len()
+    );
+    assert_eq!(unique.len(), CONTACTS, "every message arrives");
+    assert!(
+        duplicates <= bound,
+        "{duplicates} duplicates exceed the bound {bound}"
+    );
+    let rows = ws.sends();
+    assert_eq!(rows.len(), CONTACTS);
+    assert!(
+        rows.iter().all(|r| r["status"] == "sent"),
+        "every send is recorded as sent"
+    );
+}
+
+#[test]
+fn the_rate_limit_spaces_sends_out() {
+    let server = SmtpServer::start();
+    let ws = Workspace::new(Some(&server.url()));
+    let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
+    ws.write(
+        "tickler.yaml",
+        &config.replace(
+            "  retry: { give_up_after: 1d }\n",
+            "  rate_limit: 1/s\n  retry: { give_up_after: 1d }\n",
+        ),
+    );
+    ws.import_all();
+    let started = Instant::now();
+    let run = ws.tickler(&["tick", "--now", NOW]).ok();
+    assert_eq!(
+        run.stdout.trim(),
+        "sent=3 failed=0 retrying=0 skipped=2 deferred=0"
+    );
+    // One at once, then one a second.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
+}
