@@ -154,15 +154,18 @@ impl Templates {
         let mut data = sample_data(config, cadence);
         for _ in 0..64 {
             let result = match cadence.channel {
-                Channel::Email => self.render_email(&cadence.template, &data).map(|_| ()),
+                Channel::Email => self
+                    .render_email(&cadence.template, &data)
+                    .map(|email| self.commercial_requirements(config, cadence, &email, at)),
                 Channel::Postcard => self
                     .text
                     .render(&format!("{}.postcard", cadence.template), &data)
-                    .map(|_| ())
+                    .map(|_| Vec::new())
                     .map_err(|e| RenderFailure(describe(&e, &cadence.template))),
             };
-            let Err(RenderFailure(message)) = result else {
-                return Vec::new();
+            let message = match result {
+                Ok(missing) => return missing,
+                Err(RenderFailure(message)) => message,
             };
             match custom_field(&message) {
                 Some(path) if fill(&mut data, &path) => continue,
@@ -181,6 +184,53 @@ impl Templates {
         Vec::new()
     }
 }
+
+impl Templates {
+    /// A commercial email must show the business's postal address and the unsubscribe
+    /// link (in the text body, and in the HTML body when there is one).
+    fn commercial_requirements(
+        &self,
+        config: &Config,
+        cadence: &Cadence,
+        email: &RenderedEmail,
+        at: &Location,
+    ) -> Vec<Diagnostic> {
+        if cadence.transactional {
+            return Vec::new();
+        }
+        let line1 = &config.business.address.line1;
+        let mut bodies = vec![("txt", email.text.as_str())];
+        if let Some(html) = &email.html {
+            bodies.push(("html", html.as_str()));
+        }
+        let mut out = Vec::new();
+        for (part, body) in bodies {
+            let missing: Vec<&str> = [
+                (!body.contains(line1.as_str()))
+                    .then_some("the business's postal address (business.address_line)"),
+                (!body.contains(SAMPLE_UNSUBSCRIBE))
+                    .then_some("the unsubscribe link ({{unsubscribe_url}})"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !missing.is_empty() {
+                out.push(Diagnostic {
+                    location: Location { file: config.templates_dir.join(format!("{}.{part}.hbs", cadence.template)), line: 1, col: 1 },
+                    message: format!(
+                        "cadence `{}` (see {at}): a commercial email must show {}; mark the cadence `transactional: true` if it is not commercial",
+                        cadence.id,
+                        missing.join(" and ")
+                    ),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// The unsubscribe link `check` renders with.
+const SAMPLE_UNSUBSCRIBE: &str = "https://example.com/unsubscribe/sample";
 
 fn registry(escape_html: bool) -> Handlebars<'static> {
     let mut registry = Handlebars::new();
@@ -424,7 +474,7 @@ fn sample_data(config: &Config, cadence: &Cadence) -> Value {
         event: event.as_ref(),
         occurrence: "sample",
         now,
-        unsubscribe_url: "https://example.com/unsubscribe/sample",
+        unsubscribe_url: SAMPLE_UNSUBSCRIBE,
     }
     .to_json()
 }

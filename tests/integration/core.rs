@@ -354,7 +354,19 @@ fn check_names_file_line_and_field_for_every_error() {
         run.stderr
     );
 
-    ws.write("templates/nudge.txt.hbs", "Hi {{contact.first_name}}, {{default contact.fields.anything \"x\"}} {{contact.fields.color}}\n");
+    // A commercial email must show the postal address and the unsubscribe link.
+    ws.write("templates/nudge.txt.hbs", "Hi {{contact.first_name}}\n");
+    let run = ws.tickler(&["check"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("templates/nudge.txt.hbs:1:1:")
+            && run.stderr.contains("postal address")
+            && run.stderr.contains("unsubscribe link"),
+        "{}",
+        run.stderr
+    );
+
+    ws.write("templates/nudge.txt.hbs", "Hi {{contact.first_name}}, {{default contact.fields.anything \"x\"}} {{contact.fields.color}}\n{{> footer}}");
     let run = ws.tickler(&["check"]).ok();
     assert_eq!(run.stdout.trim(), "ok: 2 cadences, 2 templates");
 }

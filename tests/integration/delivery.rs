@@ -443,3 +443,43 @@ fn the_rate_limit_spaces_sends_out() {
         started.elapsed()
     );
 }
+
+#[test]
+fn with_the_http_endpoint_configured_links_are_signed_and_one_click() {
+    let server = SmtpServer::start();
+    let ws = Workspace::new(Some(&server.url()));
+    let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
+    ws.write(
+        "tickler.yaml",
+        &format!(
+            "{config}http:\n  listen: 127.0.0.1:0\n  public_url: https://tiles.example/tickler/\n"
+        ),
+    );
+    ws.import_all();
+    ws.tickler(&["tick", "--now", NOW]).ok();
+    let messages = server.messages();
+    assert_eq!(messages.len(), 3);
+    let mut links = std::collections::HashSet::new();
+    for m in &messages {
+        let header = m.header("List-Unsubscribe").expect("List-Unsubscribe");
+        assert!(
+            header.starts_with("<https://tiles.example/tickler/unsubscribe/"),
+            "{header}"
+        );
+        assert_eq!(
+            m.header("List-Unsubscribe-Post").as_deref(),
+            Some("List-Unsubscribe=One-Click")
+        );
+        let url = header.trim_matches(['<', '>']);
+        assert!(m.data.contains(url), "the body carries the same link");
+        links.insert(url.to_owned());
+    }
+    assert_eq!(links.len(), 3, "one link per contact");
+    // The key was created, readable by its owner only.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(ws.path("state/secret"))
+            .expect("secret")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}
