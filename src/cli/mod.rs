@@ -242,6 +242,23 @@ fn parse_ts(text: &str, zone: &TimeZone) -> Result<Timestamp, String> {
     crate::domain::contact::parse_instant(text, zone)
 }
 
+/// Prints records as one JSON array, or as CSV with a header row.
+fn print_records<T: serde::Serialize>(format: Format, records: &[T]) -> Result<(), Failure> {
+    if let Format::Json = format {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(records).map_err(anyhow::Error::from)?
+        );
+        return Ok(());
+    }
+    let mut out = csv::Writer::from_writer(std::io::stdout());
+    for record in records {
+        out.serialize(record).map_err(anyhow::Error::from)?;
+    }
+    out.flush().map_err(anyhow::Error::from)?;
+    Ok(())
+}
+
 /// Prints rows as an aligned table.
 fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();

@@ -5,7 +5,9 @@ use std::path::Path;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
-use super::{Failure, Format, Outcome, load_config, open_store, parse_now, print_table};
+use super::{
+    Failure, Format, Outcome, load_config, open_store, parse_now, print_records, print_table,
+};
 use crate::agenda::forecast;
 use crate::config::Config;
 use crate::store::Store;
@@ -40,17 +42,7 @@ pub async fn run(
     let store = open_store(&config).await?;
     let items = items(&config, store.as_ref(), now, days).await?;
     match format {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&items).map_err(anyhow::Error::from)?
-        ),
-        Format::Csv => {
-            let mut out = csv::Writer::from_writer(std::io::stdout());
-            for item in &items {
-                out.serialize(item).map_err(anyhow::Error::from)?;
-            }
-            out.flush().map_err(anyhow::Error::from)?;
-        }
+        Format::Json | Format::Csv => print_records(format, &items)?,
         Format::Table => {
             let rows: Vec<Vec<String>> = items
                 .iter()

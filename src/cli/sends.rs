@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use super::{Failure, Format, Outcome, load_config, open_store, parse_ts, print_table};
+use super::{
+    Failure, Format, Outcome, load_config, open_store, parse_ts, print_records, print_table,
+};
 use crate::domain::SendStatus;
 use crate::store::SendFilter;
 
@@ -36,17 +38,7 @@ pub async fn run(path: &Path, filter: Filter, format: Format) -> Outcome {
     let store = open_store(&config).await?;
     let rows = store.sends(&filter).await?;
     match format {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).map_err(anyhow::Error::from)?
-        ),
-        Format::Csv => {
-            let mut out = csv::Writer::from_writer(std::io::stdout());
-            for row in &rows {
-                out.serialize(row).map_err(anyhow::Error::from)?;
-            }
-            out.flush().map_err(anyhow::Error::from)?;
-        }
+        Format::Json | Format::Csv => print_records(format, &rows)?,
         Format::Table => {
             let table: Vec<Vec<String>> = rows
                 .iter()
