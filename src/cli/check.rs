@@ -2,15 +2,11 @@
 
 use std::path::Path;
 
-use super::{Failure, Outcome};
-use crate::config::Config;
-use crate::render::Templates;
+use super::{Failure, Outcome, load_config, load_templates};
 
 pub fn run(path: &Path) -> Outcome {
-    let config = Config::load(path)
-        .map_err(|d| Failure::Errors(d.0.iter().map(ToString::to_string).collect()))?;
-    let templates = Templates::load(&config)
-        .map_err(|d| Failure::Errors(d.iter().map(ToString::to_string).collect()))?;
+    let config = load_config(path)?;
+    let templates = load_templates(&config)?;
     let mut errors = Vec::new();
     for (cadence, source) in config.cadences.iter().zip(&config.cadence_sources) {
         if cadence.channel == crate::domain::Channel::Postcard {

@@ -218,6 +218,12 @@ pub async fn execute(cli: Cli) -> Outcome {
 
 /// Loads the configuration, printing every problem.
 fn load_config(path: &std::path::Path) -> Result<Config, Failure> {
+    if !path.exists() {
+        return Err(Failure::Errors(vec![format!(
+            "{}: no configuration file here; give one with --config PATH or $TICKLER_CONFIG",
+            path.display()
+        )]));
+    }
     Config::load(path).map_err(|d| Failure::Errors(d.0.iter().map(ToString::to_string).collect()))
 }
 
