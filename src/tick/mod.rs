@@ -7,16 +7,18 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use futures_util::StreamExt as _;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::agenda::{Decision, agenda};
-use crate::channel::email::{self, Envelope};
-use crate::channel::{DeliveryError, EmailTransport};
+use crate::channel::EmailTransport;
 use crate::config::Config;
-use crate::domain::{Channel, SendKey, SendStatus};
-use crate::render::{MessageData, Templates};
+use crate::domain::{SendKey, SendStatus};
+use crate::render::Templates;
 use crate::store::{History, NewSend, Outcome, SendRow, Store};
+mod deliver;
+
+pub use deliver::RECORD_BATCH;
+
 use crate::sync;
 use crate::unsubscribe::{self, Signer};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -24,8 +26,6 @@ use std::num::NonZeroU32;
 
 /// Contacts looked at per batch.
 const PAGE: u32 = 500;
-/// At most this many delivery outcomes are written in one commit.
-pub const RECORD_BATCH: usize = 64;
 /// How long a claim holds before another tick may take the send over.
 const LEASE: SignedDuration = SignedDuration::from_mins(10);
 /// How far ahead the planner looks for a contact's next due time.
@@ -57,7 +57,7 @@ impl fmt::Display for Summary {
 type Evaluation = (Vec<NewSend>, Vec<(String, Option<Timestamp>)>);
 
 /// A claimed send with what rendering it needs.
-struct Job {
+pub(crate) struct Job {
     row: SendRow,
     history: Arc<History>,
 }
@@ -321,143 +321,6 @@ impl Engine {
         }
     }
 
-    async fn deliver_all(
-        &self,
-        jobs: Vec<Job>,
-        now: Timestamp,
-        summary: &mut Summary,
-    ) -> anyhow::Result<()> {
-        let concurrency = self.transport.concurrency().max(1);
-        // Outcomes are recorded as they come, in batches of what is ready: one commit
-        // for many sends under load, and few unrecorded sends at any moment. A crash
-        // can resend at most the sends in flight plus one unrecorded batch.
-        let mut outcomes = std::pin::pin!(
-            futures_util::stream::iter(jobs)
-                .map(|job| self.deliver(job, now))
-                .buffer_unordered(concurrency)
-                .ready_chunks(RECORD_BATCH)
-        );
-        while let Some(batch) = outcomes.next().await {
-            for o in &batch {
-                match o.status {
-                    SendStatus::Sent => summary.sent += 1,
-                    SendStatus::Retrying => summary.retrying += 1,
-                    SendStatus::Failed => summary.failed += 1,
-                    _ => {}
-                }
-            }
-            self.store.record(&batch, now).await?;
-        }
-        Ok(())
-    }
-
-    async fn deliver(&self, job: Job, now: Timestamp) -> Outcome {
-        let row = &job.row;
-        let result = match self.pause_reason() {
-            Some(reason) => Err(DeliveryError::Paused(reason)),
-            None => {
-                if let Some(limiter) = &self.limiter {
-                    limiter.until_ready().await;
-                }
-                self.attempt(&job, now).await
-            }
-        };
-        let (status, reason, reply, next_attempt_at) = match result {
-            Err(DeliveryError::Paused(reason)) => {
-                if let Ok(mut paused) = self.paused.lock()
-                    && paused.is_none()
-                {
-                    tracing::error!(reason = %reason, "sending paused: fix the SMTP settings; sends are kept and retried");
-                    *paused = Some(reason.clone());
-                }
-                let next = now + SignedDuration::from_mins(5);
-                (
-                    SendStatus::Retrying,
-                    Some(format!("paused: {reason}")),
-                    None,
-                    Some(next),
-                )
-            }
-            Ok(reply) => (SendStatus::Sent, None, Some(reply), None),
-            Err(DeliveryError::Permanent(reason)) => (SendStatus::Failed, Some(reason), None, None),
-            Err(DeliveryError::Transient(reason)) => {
-                let due: Timestamp = row.due_at.parse().unwrap_or(now);
-                let give_up = due.as_second() + self.config.email.give_up_after.seconds();
-                let next = now + backoff(row.attempts + 1);
-                if next.as_second() > give_up {
-                    (
-                        SendStatus::Failed,
-                        Some(format!(
-                            "gave up after {} attempts: {reason}",
-                            row.attempts + 1
-                        )),
-                        None,
-                        None,
-                    )
-                } else {
-                    (SendStatus::Retrying, Some(reason), None, Some(next))
-                }
-            }
-        };
-        tracing::info!(contact = %row.contact, cadence = %row.cadence, occurrence = %row.occurrence,
-            status = status.as_str(), reason = reason.as_deref().unwrap_or_default(), "send");
-        Outcome {
-            id: row.id,
-            status,
-            reason,
-            reply,
-            next_attempt_at,
-        }
-    }
-
-    /// Renders and hands over one message.
-    async fn attempt(&self, job: &Job, now: Timestamp) -> Result<String, DeliveryError> {
-        let row = &job.row;
-        let config = &self.config;
-        let cadence = config.cadence(&row.cadence).ok_or_else(|| {
-            DeliveryError::Permanent(format!("cadence `{}` is no longer configured", row.cadence))
-        })?;
-        let contact = &job.history.contact;
-        let event = row
-            .event_id
-            .as_ref()
-            .and_then(|id| job.history.events.iter().find(|e| &e.id == id));
-        if cadence.channel != Channel::Email {
-            return Err(DeliveryError::Permanent(
-                "the postcard channel is not available in this version".into(),
-            ));
-        }
-        let to = contact
-            .email
-            .as_ref()
-            .ok_or_else(|| DeliveryError::Permanent("no_email".into()))?;
-        let unsubscribe_url =
-            unsubscribe::url(config, self.signer.as_ref(), &contact.id, cadence.channel);
-        let data = MessageData {
-            config,
-            cadence,
-            contact,
-            event,
-            occurrence: &row.occurrence,
-            now,
-            unsubscribe_url: &unsubscribe_url,
-        };
-        let body = self
-            .templates
-            .render_email(&cadence.template, &data.to_json())
-            .map_err(|e| DeliveryError::Permanent(e.0))?;
-        let envelope = Envelope {
-            business: &config.business,
-            to_name: &contact.full_name(),
-            to,
-            message_id: &row.message_id,
-            date: now,
-            unsubscribe_url: &unsubscribe_url,
-        };
-        let message = email::build(&envelope, &body).map_err(DeliveryError::Permanent)?;
-        self.transport.send(&message, &row.key().digest()).await
-    }
-
     async fn sync_files(&self, now: Timestamp) {
         let files = [
             (sync::Kind::Contacts, &self.config.contacts_sync),
@@ -510,13 +373,4 @@ fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "localhost".into())
-}
-
-/// Exponential backoff with jitter: about 5 minutes, doubling per attempt, at most 6 hours.
-fn backoff(attempt: i64) -> SignedDuration {
-    let base = 300i64
-        .saturating_mul(1 << (attempt - 1).clamp(0, 10))
-        .min(6 * 3600);
-    let jitter = fastrand::i64(0..=base / 5);
-    SignedDuration::from_secs(base - base / 10 + jitter)
 }
