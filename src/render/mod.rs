@@ -6,16 +6,15 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use handlebars::{
-    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderError,
-    RenderErrorReason, ScopedJson,
-};
+use handlebars::{Handlebars, RenderError, RenderErrorReason};
 use jiff::Timestamp;
-use jiff::tz::TimeZone;
 use serde_json::{Value, json};
 
 use crate::config::{Config, Diagnostic, Location, PostalAddress};
 use crate::domain::{Cadence, Channel, Contact, Event};
+
+mod helpers;
+use helpers::registry;
 
 /// An email, rendered.
 #[derive(Clone, Debug, PartialEq)]
@@ -231,155 +230,6 @@ impl Templates {
 
 /// The unsubscribe link `check` renders with.
 const SAMPLE_UNSUBSCRIBE: &str = "https://example.com/unsubscribe/sample";
-
-fn registry(escape_html: bool) -> Handlebars<'static> {
-    let mut registry = Handlebars::new();
-    registry.set_strict_mode(true);
-    registry.set_dev_mode(false);
-    if !escape_html {
-        registry.register_escape_fn(handlebars::no_escape);
-    }
-    registry.register_helper("date", Box::new(date_helper));
-    registry.register_helper("default", Box::new(default_helper));
-    registry.register_helper(
-        "upper",
-        Box::new(
-            |h: &Helper<'_>,
-             _: &Handlebars<'_>,
-             _: &Context,
-             _: &mut RenderContext<'_, '_>,
-             out: &mut dyn Output|
-             -> HelperResult {
-                out.write(&required_str(h, "upper", 0)?.to_uppercase())?;
-                Ok(())
-            },
-        ),
-    );
-    registry.register_helper(
-        "lower",
-        Box::new(
-            |h: &Helper<'_>,
-             _: &Handlebars<'_>,
-             _: &Context,
-             _: &mut RenderContext<'_, '_>,
-             out: &mut dyn Output|
-             -> HelperResult {
-                out.write(&required_str(h, "lower", 0)?.to_lowercase())?;
-                Ok(())
-            },
-        ),
-    );
-    registry.register_helper("plural", Box::new(plural_helper));
-    registry
-}
-
-/// A helper parameter that must be present; in strict mode a missing one is an error
-/// naming the variable.
-fn required<'a>(
-    h: &'a Helper<'_>,
-    helper: &'static str,
-    index: usize,
-) -> Result<&'a Value, RenderError> {
-    let param = h
-        .param(index)
-        .ok_or(RenderErrorReason::ParamNotFoundForIndex(helper, index))?;
-    if param.is_value_missing() {
-        return Err(RenderErrorReason::MissingVariable(param.relative_path().cloned()).into());
-    }
-    Ok(param.value())
-}
-
-fn required_str(h: &Helper<'_>, helper: &'static str, index: usize) -> Result<String, RenderError> {
-    Ok(match required(h, helper, index)? {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    })
-}
-
-/// `{{date VALUE "FORMAT"}}`: an RFC 3339 time or a plain date, in strftime format,
-/// in the contact's zone.
-fn date_helper(
-    h: &Helper<'_>,
-    _: &Handlebars<'_>,
-    ctx: &Context,
-    _: &mut RenderContext<'_, '_>,
-    out: &mut dyn Output,
-) -> HelperResult {
-    let value = required_str(h, "date", 0)?;
-    let format = h
-        .param(1)
-        .and_then(|p| p.value().as_str())
-        .unwrap_or("%B %-d, %Y");
-    let zone = ctx
-        .data()
-        .get("timezone")
-        .and_then(Value::as_str)
-        .and_then(|z| TimeZone::get(z).ok())
-        .unwrap_or(TimeZone::UTC);
-    let shown = if let Ok(at) = value.parse::<Timestamp>() {
-        at.to_zoned(zone).strftime(format).to_string()
-    } else if let Ok(day) = value.parse::<jiff::civil::Date>() {
-        day.strftime(format).to_string()
-    } else {
-        return Err(
-            RenderErrorReason::Other(format!("date: `{value}` is not a date or time")).into(),
-        );
-    };
-    out.write(&shown)?;
-    Ok(())
-}
-
-/// `{{default VALUE "fallback"}}`: the fallback when the value is missing or empty.
-fn default_helper<'reg, 'rc>(
-    h: &Helper<'rc>,
-    _: &'reg Handlebars<'reg>,
-    _: &'rc Context,
-    _: &mut RenderContext<'reg, 'rc>,
-    out: &mut dyn Output,
-) -> HelperResult {
-    let value = h
-        .param(0)
-        .filter(|p| !p.is_value_missing())
-        .map(|p| p.value());
-    let empty = match value {
-        None | Some(Value::Null) => true,
-        Some(Value::String(s)) => s.trim().is_empty(),
-        _ => false,
-    };
-    let chosen = if empty {
-        h.param(1).map(|p| p.value())
-    } else {
-        value
-    };
-    let text = match chosen {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    };
-    out.write(&text)?;
-    Ok(())
-}
-
-/// `{{plural COUNT "visit" "visits"}}`.
-fn plural_helper(
-    h: &Helper<'_>,
-    _: &Handlebars<'_>,
-    _: &Context,
-    _: &mut RenderContext<'_, '_>,
-    out: &mut dyn Output,
-) -> HelperResult {
-    let count = required(h, "plural", 0)?;
-    let n = count
-        .as_f64()
-        .or_else(|| count.as_str().and_then(|s| s.trim().parse().ok()))
-        .unwrap_or(0.0);
-    let index = if n == 1.0 { 1 } else { 2 };
-    out.write(&required_str(h, "plural", index)?)?;
-    Ok(())
-}
-
-fn _unused(_: ScopedJson<'_>) {}
 
 /// The data a template sees (SPEC section 6).
 pub struct MessageData<'a> {
