@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod domain;
+pub mod http;
 pub mod plan;
 pub mod render;
 pub mod store;

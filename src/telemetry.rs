@@ -24,13 +24,26 @@ pub fn init(format: Option<LogFormat>, verbosity: i8) {
     } else {
         LogFormat::Text
     });
+    if let LogFormat::Journald = format {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        // Levels become journal priorities; fields become journal fields.
+        match tracing_journald::layer() {
+            Ok(journald) => {
+                tracing_subscriber::registry()
+                    .with(filter)
+                    .with(journald.with_syslog_identifier("tickler".into()))
+                    .init();
+                return;
+            }
+            Err(e) => eprintln!("warning: cannot reach the journal ({e}); logging to stderr"),
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
-        // Until the journald writer arrives, journald gets plain lines without colour
-        // or timestamps (the journal adds its own).
         LogFormat::Journald => builder.with_ansi(false).without_time().init(),
         LogFormat::Text => builder.init(),
     }

@@ -8,5 +8,7 @@ use crate::daemon;
 pub async fn run(path: &Path) -> Outcome {
     let config = load_config(path)?;
     let templates = load_templates(&config)?;
-    daemon::run(config, templates).await.map_err(Failure::from)
+    daemon::run(path.to_owned(), config, templates)
+        .await
+        .map_err(Failure::from)
 }

@@ -161,6 +161,10 @@ pub trait Store: Send + Sync {
     async fn sends(&self, filter: &SendFilter) -> anyhow::Result<Vec<SendRow>>;
     async fn meta(&self, key: &str) -> anyhow::Result<Option<String>>;
     async fn set_meta(&self, key: &str, value: &str) -> anyhow::Result<()>;
+    /// (cadence, channel, status, count) over the whole send log.
+    async fn send_counts(&self) -> anyhow::Result<Vec<(String, String, String, i64)>>;
+    /// Sends pending or retrying, plus contacts with work due at `now`.
+    async fn queue_depth(&self, now: Timestamp) -> anyhow::Result<i64>;
     /// Makes the next tick look at every contact (after the cadences changed).
     async fn mark_all_due(&self) -> anyhow::Result<()>;
 }

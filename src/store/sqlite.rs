@@ -450,6 +450,34 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn send_counts(&self) -> anyhow::Result<Vec<(String, String, String, i64)>> {
+        let rows = sqlx::query("SELECT cadence, channel, status, COUNT(*) AS n FROM sends GROUP BY cadence, channel, status ORDER BY 1, 2, 3")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.get("cadence"),
+                    r.get("channel"),
+                    r.get("status"),
+                    r.get("n"),
+                )
+            })
+            .collect())
+    }
+
+    async fn queue_depth(&self, now: Timestamp) -> anyhow::Result<i64> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM sends WHERE status IN ('pending', 'retrying')) \
+             + (SELECT COUNT(*) FROM contacts WHERE next_due_at <= ?1) AS n",
+        )
+        .bind(now.as_second())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.get("n"))
+    }
+
     async fn mark_all_due(&self) -> anyhow::Result<()> {
         let mut tx = self.write().await?;
         sqlx::query("UPDATE contacts SET next_due_at = 0")

@@ -7,5 +7,6 @@ mod daemon;
 mod delivery;
 mod helpers;
 mod postfix;
+mod service;
 mod simulation;
 mod smtp;

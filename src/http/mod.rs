@@ -1,0 +1,149 @@
+//! The HTTP endpoint (SPEC section 10): health and metrics for operators, unsubscribe
+//! links for customers, and the bearer-token API for point-of-sale and CRM systems.
+
+mod api;
+mod unsubscribe;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::daemon::{Shared, stale_after};
+
+/// Largest request body the API takes: about a thousand contacts.
+const BODY_LIMIT: usize = 1 << 20;
+
+#[derive(Clone)]
+pub struct AppState {
+    shared: Arc<Shared>,
+    /// `None`: the API is off.
+    api_token: Option<Arc<str>>,
+}
+
+pub fn router(shared: Arc<Shared>, api_token: Option<String>) -> Router {
+    let state = AppState {
+        shared,
+        api_token: api_token.map(Arc::from),
+    };
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route(
+            "/unsubscribe/{token}",
+            get(unsubscribe::page).post(unsubscribe::confirm),
+        )
+        .route("/api/v1/contacts", post(api::contacts))
+        .route("/api/v1/events", post(api::events))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` is cancelled, then finishes the requests in progress.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    api_token: Option<String>,
+    shutdown: CancellationToken,
+) {
+    let app = router(shared, api_token);
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
+        tracing::error!(error = %e, "HTTP endpoint stopped");
+    }
+}
+
+/// 200 while ticks run and the database answers; 503 otherwise.
+async fn healthz(State(state): State<AppState>) -> Response {
+    let engine = state.shared.engine();
+    let status = state.shared.status();
+    let database = match engine.store.meta("schema").await {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => format!("unreachable: {e:#}"),
+    };
+    let fresh = status.last_tick_at.is_some_and(|at| {
+        jiff::Timestamp::now().duration_since(at).unsigned_abs() <= stale_after(&engine)
+    });
+    let healthy = fresh && database == "ok";
+    let body = json!({
+        "status": if healthy { "ok" } else if status.last_tick_at.is_none() { "starting" } else { "unhealthy" },
+        "last_tick_at": status.last_tick_at.map(|t| t.to_string()),
+        "database": database,
+        "sending_paused": status.paused,
+        "reload_error": status.reload_error,
+    });
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body)).into_response()
+}
+
+/// Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let engine = state.shared.engine();
+    let status = state.shared.status();
+    let mut out = String::new();
+    out.push_str("# HELP tickler_sends Send-log rows by cadence, channel and status.\n# TYPE tickler_sends gauge\n");
+    match engine.store.send_counts().await {
+        Ok(counts) => {
+            for (cadence, channel, status, n) in counts {
+                let _ = writeln!(
+                    out,
+                    "tickler_sends{{cadence=\"{}\",channel=\"{}\",status=\"{}\"}} {n}",
+                    label(&cadence),
+                    label(&channel),
+                    label(&status)
+                );
+            }
+        }
+        Err(e) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("database unreachable: {e:#}\n"),
+            )
+                .into_response();
+        }
+    }
+    let depth = engine
+        .store
+        .queue_depth(jiff::Timestamp::now())
+        .await
+        .unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "# HELP tickler_queue_depth Sends pending or retrying, and contacts with work due now.\n# TYPE tickler_queue_depth gauge\ntickler_queue_depth {depth}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP tickler_tick_duration_seconds How long the last tick took.\n# TYPE tickler_tick_duration_seconds gauge\ntickler_tick_duration_seconds {}",
+        status.last_tick_seconds
+    );
+    let last = status.last_tick_at.map_or(0, |t| t.as_second());
+    let _ = writeln!(
+        out,
+        "# HELP tickler_last_tick_timestamp_seconds When the last tick ran.\n# TYPE tickler_last_tick_timestamp_seconds gauge\ntickler_last_tick_timestamp_seconds {last}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP tickler_sending_paused 1 while SMTP credentials or TLS keep sending paused.\n# TYPE tickler_sending_paused gauge\ntickler_sending_paused {}",
+        u8::from(status.paused.is_some())
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

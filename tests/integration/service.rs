@@ -1,0 +1,324 @@
+//! `tickler run` as systemd runs it: notifications on a NOTIFY_SOCKET the test owns, the
+//! HTTP endpoint (health, metrics, unsubscribe links, the API), SIGHUP reloads that
+//! refuse a broken edit, and SIGTERM.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixDatagram;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::helpers::Workspace;
+use crate::smtp::SmtpServer;
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// A minimal HTTP/1.1 client: (status, body).
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+struct Daemon {
+    child: Child,
+    notes: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    fn start(ws: &Workspace) -> Daemon {
+        let socket_path = ws.path("notify.sock");
+        let socket = UnixDatagram::bind(&socket_path).expect("notify socket");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let notes = Arc::new(Mutex::new(Vec::new()));
+        let sink = notes.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(120) {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    sink.lock()
+                        .expect("lock")
+                        .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                }
+            }
+        });
+        let child = Command::new(env!("CARGO_BIN_EXE_tickler"))
+            .args(["--config", "tickler.yaml", "run"])
+            .current_dir(ws.dir.path())
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env("WATCHDOG_USEC", "3000000")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("daemon starts");
+        Daemon { child, notes }
+    }
+
+    fn count(&self, note: &str) -> usize {
+        self.notes
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|n| n.lines().any(|l| l == note))
+            .count()
+    }
+
+    fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_daemon_as_systemd_runs_it() {
+    let server = SmtpServer::start();
+    let ws = Workspace::new(Some(&server.url()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
+    let config = config.replace(
+        "send_window: \"09:00-18:00\"",
+        "send_window: \"00:00-24:00\"\n  tick: 1s",
+    );
+    ws.write(
+        "tickler.yaml",
+        &format!("{config}http:\n  listen: 127.0.0.1:{port}\n  public_url: http://127.0.0.1:{port}\n  api_token_file: token.txt\n"),
+    );
+    ws.write("token.txt", &format!("{TOKEN}\n"));
+    let today = jiff::Zoned::now()
+        .with_time_zone(jiff::tz::TimeZone::get("America/New_York").expect("zone"))
+        .date();
+    let day = today.checked_sub(jiff::Span::new().days(2)).expect("date");
+    ws.write(
+        "events.csv",
+        &format!("id,contact_id,kind,at\nP-1,K-1,purchase,{day}\nP-2,K-2,purchase,{day}\n"),
+    );
+    ws.import_all();
+
+    let mut daemon = Daemon::start(&ws);
+    wait_for("READY=1", 20, || daemon.count("READY=1") >= 1);
+    wait_for("watchdog pings", 10, || daemon.count("WATCHDOG=1") >= 2);
+    wait_for("two thank-yous", 20, || server.messages().len() >= 2);
+
+    // Health and metrics.
+    let (code, body) = http(port, "GET", "/healthz", &[], "");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("\"status\":\"ok\"") && body.contains("\"database\":\"ok\""),
+        "{body}"
+    );
+    wait_for("metrics", 10, || {
+        http(port, "GET", "/metrics", &[], "")
+            .1
+            .contains("tickler_sends{cadence=\"thanks\",channel=\"email\",status=\"sent\"} 2")
+    });
+
+    // The unsubscribe link from the delivered email's header, POSTed (RFC 8058).
+    let ingrid = server
+        .messages()
+        .into_iter()
+        .find(|m| m.rcpt_to == ["ingrid@example.org"])
+        .expect("mail to Ingrid");
+    let link = ingrid.header("List-Unsubscribe").expect("header");
+    let path = link
+        .trim_matches(['<', '>'])
+        .strip_prefix(&format!("http://127.0.0.1:{port}"))
+        .expect("our URL")
+        .to_owned();
+    let (code, page) = http(port, "GET", &path, &[], "");
+    assert_eq!(code, 200);
+    assert!(page.contains("<form method=\"post\">"), "{page}");
+    let mut forged = path.clone();
+    forged.pop();
+    forged.push(if path.ends_with('A') { 'B' } else { 'A' });
+    assert_eq!(http(port, "POST", &forged, &[], "").0, 404);
+    assert_eq!(
+        http(port, "POST", "/unsubscribe/not-a-token", &[], "").0,
+        404
+    );
+    let (code, _) = http(
+        port,
+        "POST",
+        &path,
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        "List-Unsubscribe=One-Click",
+    );
+    assert_eq!(code, 200);
+
+    // The API: no token, a wrong one, a bad record, then a purchase for Ingrid.
+    let auth = format!("Bearer {TOKEN}");
+    let json = ("Content-Type", "application/json");
+    let purchase =
+        format!("{{\"contact_id\":\"K-1\",\"kind\":\"purchase\",\"at\":\"{day}\",\"id\":\"P-9\"}}");
+    assert_eq!(
+        http(port, "POST", "/api/v1/events", &[json], &purchase).0,
+        401
+    );
+    assert_eq!(
+        http(
+            port,
+            "POST",
+            "/api/v1/events",
+            &[json, ("Authorization", "Bearer wrong")],
+            &purchase
+        )
+        .0,
+        401
+    );
+    let (code, body) = http(
+        port,
+        "POST",
+        "/api/v1/contacts",
+        &[json, ("Authorization", &auth)],
+        "[{\"id\":\"N-1\",\"email\":\"nope\"}]",
+    );
+    assert_eq!(code, 422);
+    assert!(
+        body.contains("\"field\":\"email\"") && body.contains("\"index\":0"),
+        "{body}"
+    );
+    let (code, body) = http(
+        port,
+        "POST",
+        "/api/v1/events",
+        &[json, ("Authorization", &auth)],
+        "{\"contact_id\":\"GHOST\",\"kind\":\"purchase\",\"at\":\"2026-01-01\"}",
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("contact_id"), "{body}");
+    let big = format!("[{}]", vec!["{\"id\":\"X\"}"; 200_000].join(","));
+    assert_eq!(
+        http(
+            port,
+            "POST",
+            "/api/v1/contacts",
+            &[json, ("Authorization", &auth)],
+            &big
+        )
+        .0,
+        413
+    );
+    let (code, body) = http(
+        port,
+        "POST",
+        "/api/v1/events",
+        &[json, ("Authorization", &auth)],
+        &purchase,
+    );
+    assert_eq!(code, 200, "{body}");
+    // Ingrid unsubscribed: her next due send is skipped, not sent.
+    wait_for("the skip", 20, || {
+        ws.sends().iter().any(|r| {
+            r["occurrence"] == "P-9" && r["status"] == "skipped" && r["reason"] == "opted_out"
+        })
+    });
+    assert_eq!(server.messages().len(), 2);
+
+    // A broken cadence file on SIGHUP: refused, visible in /healthz, old cadences go on.
+    let readies = daemon.count("READY=1");
+    ws.write("cadences.yaml", "cadences:\n  - id: thanks\n    channel: email\n    trigger: { after: purchase, delay: 2x }\n");
+    daemon.signal("HUP");
+    wait_for("READY after the reload", 10, || {
+        daemon.count("READY=1") > readies
+    });
+    assert!(daemon.count("RELOADING=1") >= 1);
+    let (_, body) = http(port, "GET", "/healthz", &[], "");
+    assert!(
+        body.contains("reload_error") && body.contains("cadences.yaml"),
+        "{body}"
+    );
+    let purchase = format!(
+        "{{\"contact_id\":\"K-2\",\"kind\":\"purchase\",\"at\":\"{day}\",\"id\":\"P-10\"}}"
+    );
+    assert_eq!(
+        http(
+            port,
+            "POST",
+            "/api/v1/events",
+            &[json, ("Authorization", &auth)],
+            &purchase
+        )
+        .0,
+        200
+    );
+    wait_for("a thank-you by the old cadences", 20, || {
+        server.messages().len() >= 3
+    });
+
+    // A good edit is taken.
+    ws.write("cadences.yaml", crate::helpers::CADENCES);
+    daemon.signal("HUP");
+    wait_for("the reload error to clear", 10, || {
+        !http(port, "GET", "/healthz", &[], "")
+            .1
+            .contains("cadences.yaml")
+    });
+
+    daemon.signal("TERM");
+    let status = {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = daemon.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(daemon.count("STOPPING=1") >= 1);
+}
