@@ -85,7 +85,10 @@ pub async fn run(config_path: PathBuf, config: Config, templates: Templates) -> 
         )));
     }
 
-    tick_once(&shared).await;
+    // Signal handlers first: a SIGTERM during the first tick must stop it cleanly.
+    let signals = Signals::install()?;
+    let first = shared.clone();
+    tasks.push(tokio::spawn(async move { tick_once(&first).await }));
     let mut scheduler = JobScheduler::new().await?;
     let (job_shared, token) = (shared.clone(), shutdown.clone());
     scheduler
@@ -123,9 +126,10 @@ pub async fn run(config_path: PathBuf, config: Config, templates: Templates) -> 
     let _ = sd_notify::notify(&[NotifyState::Ready]);
     tracing::info!(tick = ?every, "tickler is running");
 
-    signals(&shared).await?;
+    signals.wait(&shared).await;
     tracing::info!("stopping: finishing the tick in progress");
     let _ = sd_notify::notify(&[NotifyState::Stopping]);
+    shared.engine().stop();
     shutdown.cancel();
     scheduler.shutdown().await?;
     let _idle = shared.running.lock().await;
@@ -136,16 +140,31 @@ pub async fn run(config_path: PathBuf, config: Config, templates: Templates) -> 
     Ok(())
 }
 
-/// Waits for SIGTERM or SIGINT, reloading on each SIGHUP meanwhile.
-async fn signals(shared: &Shared) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => return Ok(()),
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-            _ = hup.recv() => reload(shared).await,
+/// The signals the daemon acts on, registered before any work starts.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT, reloading on each SIGHUP meanwhile.
+    async fn wait(mut self, shared: &Shared) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.hup.recv() => reload(shared).await,
+            }
         }
     }
 }

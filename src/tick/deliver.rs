@@ -27,8 +27,11 @@ impl Engine {
         // Outcomes are recorded as they come, in batches of what is ready: one commit
         // for many sends under load, and few unrecorded sends at any moment. A crash
         // can resend at most the sends in flight plus one unrecorded batch.
+        // Once stopping, sends not yet started are left out (still claimed) and their
+        // claims are released below, so that the next start takes them at once.
         let mut outcomes = std::pin::pin!(
             futures_util::stream::iter(jobs)
+                .filter(|_| std::future::ready(!self.is_stopping()))
                 .map(|job| self.deliver(job, now))
                 .buffer_unordered(concurrency)
                 .ready_chunks(RECORD_BATCH)
@@ -43,6 +46,9 @@ impl Engine {
                 }
             }
             self.store.record(&batch, now).await?;
+        }
+        if self.is_stopping() {
+            self.store.release_leases(&self.owner).await?;
         }
         Ok(())
     }

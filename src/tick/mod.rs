@@ -76,6 +76,8 @@ pub struct Engine {
     limiter: Option<DefaultDirectRateLimiter>,
     /// Set when a setup failure stops sending for the rest of a pass.
     paused: std::sync::Mutex<Option<String>>,
+    /// Set on SIGTERM: take no new work, finish what is in flight, release the rest.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -104,6 +106,7 @@ impl Engine {
             signer: None,
             limiter,
             paused: std::sync::Mutex::new(None),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -125,6 +128,16 @@ impl Engine {
     pub fn with_signer(mut self, signer: Option<Signer>) -> Engine {
         self.signer = signer;
         self
+    }
+
+    /// Asks the pass in progress to stop taking new work.
+    pub fn stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn pause_reason(&self) -> Option<String> {
@@ -170,6 +183,9 @@ impl Engine {
             // Pages by id: a contact handled in this pass is not met again in it.
             let ids = self.store.due_contacts(now, &after, PAGE).await?;
             let Some(last) = ids.last() else { break };
+            if self.is_stopping() {
+                break;
+            }
             after = last.clone();
             let histories = self.store.history(&ids).await?;
             let (sends, next_due) = self.evaluate(&histories, now, &mut summary);
@@ -212,7 +228,7 @@ impl Engine {
                 break;
             }
         }
-        if self.pause_reason().is_none() {
+        if self.pause_reason().is_none() && !self.is_stopping() {
             self.retry_due(now, dry_run, &mut summary).await?;
         }
         summary.paused = self.pause_reason();
@@ -315,7 +331,7 @@ impl Engine {
             summary.failed += orphans.len();
             self.store.record(&orphans, now).await?;
             self.deliver_all(jobs, now, summary).await?;
-            if self.pause_reason().is_some() {
+            if self.pause_reason().is_some() || self.is_stopping() {
                 return Ok(());
             }
         }
