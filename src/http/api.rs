@@ -116,17 +116,26 @@ fn records(body: &[u8]) -> Result<Vec<Record>, Vec<FieldError>> {
     Ok(out)
 }
 
+/// The request's records, if it carries the token and its body is JSON records.
+fn authorized_records(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<Record>, Box<Response>> {
+    if !authorized(state, headers) {
+        return Err(Box::new(unauthorized(state)));
+    }
+    records(body).map_err(|errors| Box::new(unprocessable(errors)))
+}
+
 pub async fn contacts(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if !authorized(&state, &headers) {
-        return unauthorized(&state);
-    }
-    let records = match records(&body) {
+    let records = match authorized_records(&state, &headers, &body) {
         Ok(records) => records,
-        Err(errors) => return unprocessable(errors),
+        Err(response) => return *response,
     };
     let mut contacts = Vec::new();
     let mut errors = Vec::new();
@@ -157,12 +166,9 @@ pub async fn events(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if !authorized(&state, &headers) {
-        return unauthorized(&state);
-    }
-    let records = match records(&body) {
+    let records = match authorized_records(&state, &headers, &body) {
         Ok(records) => records,
-        Err(errors) => return unprocessable(errors),
+        Err(response) => return *response,
     };
     let mut pending = Vec::new();
     let mut errors = Vec::new();

@@ -11,19 +11,9 @@ use crate::smtp::SmtpServer;
 fn run_sends_due_work_on_the_clock_and_stops_on_sigterm() {
     let server = SmtpServer::start();
     let ws = Workspace::new(Some(&server.url()));
-    let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
-    let config = config.replace(
-        "send_window: \"09:00-18:00\"",
-        "send_window: \"00:00-24:00\"\n  tick: 1s",
-    );
-    ws.write("tickler.yaml", &config);
+    ws.always_open();
     // Purchases two days ago, so the thank-yous are due now whatever the date.
-    let two_days_ago = jiff::Zoned::now()
-        .with_time_zone(jiff::tz::TimeZone::get("America/New_York").expect("zone"));
-    let day = two_days_ago
-        .date()
-        .checked_sub(jiff::Span::new().days(2))
-        .expect("date");
+    let day = crate::helpers::two_days_ago();
     ws.write(
         "events.csv",
         &format!("id,contact_id,kind,at\nP-1,K-1,purchase,{day}\nP-2,K-2,purchase,{day}\n"),

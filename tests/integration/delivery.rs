@@ -342,30 +342,16 @@ fn sigkill_at_random_moments_loses_nothing_and_resends_within_the_bound() {
     const MAX_CONNECTIONS: usize = 4;
     let server = SmtpServer::start();
     let ws = Workspace::new(Some(&server.url()));
+    ws.always_open();
     let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
-    let config = config
-        .replace(
-            "send_window: \"09:00-18:00\"",
-            "send_window: \"00:00-24:00\"\n  tick: 1s",
-        )
-        .replace(
+    ws.write(
+        "tickler.yaml",
+        &config.replace(
             "max_connections: 2",
             &format!("max_connections: {MAX_CONNECTIONS}"),
-        );
-    ws.write("tickler.yaml", &config);
-    let mut contacts = String::from("id,first_name,email\n");
-    let mut events = String::from("id,contact_id,kind,at\n");
-    let today = jiff::Zoned::now()
-        .with_time_zone(jiff::tz::TimeZone::get("America/New_York").expect("zone"))
-        .date();
-    let day = today.checked_sub(jiff::Span::new().days(2)).expect("date");
-    for i in 0..CONTACTS {
-        contacts.push_str(&format!("C{i:05},Pat,c{i}@example.com\n"));
-        events.push_str(&format!("P{i},C{i:05},purchase,{day}\n"));
-    }
-    ws.write("contacts.csv", &contacts);
-    ws.write("events.csv", &events);
-    ws.import_all();
+        ),
+    );
+    ws.due_purchases(CONTACTS);
 
     let mut kills = 0;
     let deadline = Instant::now() + Duration::from_secs(120);

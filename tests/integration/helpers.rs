@@ -121,6 +121,33 @@ impl Workspace {
         std::fs::write(path, text).expect("write");
     }
 
+    /// Sends may go out at any hour, and the daemon ticks every second.
+    pub fn always_open(&self) {
+        let config = std::fs::read_to_string(self.path("tickler.yaml")).expect("config");
+        self.write(
+            "tickler.yaml",
+            &config.replace(
+                "send_window: \"09:00-18:00\"",
+                "send_window: \"00:00-24:00\"\n  tick: 1s",
+            ),
+        );
+    }
+
+    /// `count` contacts, each with a purchase two days ago (their thank-yous are due
+    /// now, by the wall clock), imported.
+    pub fn due_purchases(&self, count: usize) {
+        let day = two_days_ago();
+        let mut contacts = String::from("id,first_name,email\n");
+        let mut events = String::from("id,contact_id,kind,at\n");
+        for i in 0..count {
+            contacts.push_str(&format!("C{i:05},Pat,c{i}@example.com\n"));
+            events.push_str(&format!("P{i},C{i:05},purchase,{day}\n"));
+        }
+        self.write("contacts.csv", &contacts);
+        self.write("events.csv", &events);
+        self.import_all();
+    }
+
     /// Imports the workspace's contacts and events.
     pub fn import_all(&self) {
         self.tickler(&["import", "contacts", "contacts.csv"]).ok();
@@ -192,4 +219,14 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
             std::fs::copy(&path, to.join(entry.file_name())).expect("copy");
         }
     }
+}
+
+/// The date two days ago in New York: purchases then are due for a thank-you now.
+pub fn two_days_ago() -> jiff::civil::Date {
+    let zone = jiff::tz::TimeZone::get("America/New_York").expect("zone");
+    jiff::Zoned::now()
+        .with_time_zone(zone)
+        .date()
+        .checked_sub(jiff::Span::new().days(2))
+        .expect("date")
 }

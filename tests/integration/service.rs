@@ -129,20 +129,14 @@ fn the_daemon_as_systemd_runs_it() {
         .and_then(|l| l.local_addr())
         .expect("port")
         .port();
+    ws.always_open();
     let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
-    let config = config.replace(
-        "send_window: \"09:00-18:00\"",
-        "send_window: \"00:00-24:00\"\n  tick: 1s",
-    );
     ws.write(
         "tickler.yaml",
         &format!("{config}http:\n  listen: 127.0.0.1:{port}\n  public_url: http://127.0.0.1:{port}\n  api_token_file: token.txt\n"),
     );
     ws.write("token.txt", &format!("{TOKEN}\n"));
-    let today = jiff::Zoned::now()
-        .with_time_zone(jiff::tz::TimeZone::get("America/New_York").expect("zone"))
-        .date();
-    let day = today.checked_sub(jiff::Span::new().days(2)).expect("date");
+    let day = crate::helpers::two_days_ago();
     ws.write(
         "events.csv",
         &format!("id,contact_id,kind,at\nP-1,K-1,purchase,{day}\nP-2,K-2,purchase,{day}\n"),
@@ -328,27 +322,8 @@ fn sigterm_mid_delivery_exits_0_and_loses_nothing() {
     const CONTACTS: usize = 1500;
     let server = SmtpServer::start();
     let ws = Workspace::new(Some(&server.url()));
-    let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
-    ws.write(
-        "tickler.yaml",
-        &config.replace(
-            "send_window: \"09:00-18:00\"",
-            "send_window: \"00:00-24:00\"\n  tick: 1s",
-        ),
-    );
-    let today = jiff::Zoned::now()
-        .with_time_zone(jiff::tz::TimeZone::get("America/New_York").expect("zone"))
-        .date();
-    let day = today.checked_sub(jiff::Span::new().days(2)).expect("date");
-    let mut contacts = String::from("id,first_name,email\n");
-    let mut events = String::from("id,contact_id,kind,at\n");
-    for i in 0..CONTACTS {
-        contacts.push_str(&format!("C{i:05},Pat,c{i}@example.com\n"));
-        events.push_str(&format!("P{i},C{i:05},purchase,{day}\n"));
-    }
-    ws.write("contacts.csv", &contacts);
-    ws.write("events.csv", &events);
-    ws.import_all();
+    ws.always_open();
+    ws.due_purchases(CONTACTS);
 
     let mut daemon = Daemon::start(&ws);
     wait_for("delivery to start", 30, || server.messages().len() >= 20);
