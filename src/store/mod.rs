@@ -2,6 +2,7 @@
 //! lets a tick touch only contacts with work due. Behind the [`Store`] trait so that
 //! SQLite (embedded) and PostgreSQL (shared) backends are interchangeable.
 
+mod postgres;
 mod sqlite;
 
 use std::collections::{HashMap, HashSet};
@@ -13,6 +14,7 @@ use jiff::Timestamp;
 
 use crate::domain::{Channel, Contact, Event, SendKey, SendStatus};
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// A contact as a CSV row or an API call gives it: empty opt-out columns leave the
@@ -177,7 +179,25 @@ pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
             .with_context(|| format!("cannot open database {url}"))?;
         return Ok(Arc::new(store));
     }
-    anyhow::bail!("database {url}: only sqlite:// is supported in this version")
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = PostgresStore::open(url)
+            .await
+            .with_context(|| format!("cannot open database {}", redact(url)))?;
+        return Ok(Arc::new(store));
+    }
+    anyhow::bail!("database {url}: use sqlite://PATH or postgres://...")
+}
+
+/// `url` without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user = &url[scheme + 3..at];
+            let user = user.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 pub(crate) fn ts(seconds: i64) -> Timestamp {

@@ -1,0 +1,548 @@
+//! The PostgreSQL backend: the same behaviour as SQLite, for a database that several
+//! `tickler run` instances share. The send log's unique key keeps them from sending
+//! one occurrence twice; retries and expired claims are taken with
+//! `FOR UPDATE SKIP LOCKED`, so instances split that work instead of waiting on
+//! each other.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row};
+
+use super::{ContactUpsert, History, NewSend, Outcome, SendFilter, SendRow, Store, ts};
+use crate::domain::{Channel, Contact, EmailAddress, Event, MonthDay, SendStatus};
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+/// Rows per statement in batched inserts; SQLite allows 32766 bound values.
+const BATCH: usize = 500;
+
+impl PostgresStore {
+    pub async fn open(url: &str) -> anyhow::Result<PostgresStore> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(PostgresStore { pool })
+    }
+
+    async fn write(&self) -> anyhow::Result<sqlx::Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+}
+
+const CONTACT_COLUMNS: &str = "id, first_name, last_name, email, address_line1, address_line2, city, region, \
+     postal_code, country, birthday, timezone, tags, email_opt_out, postcard_opt_out, fields, armed_at";
+
+const SEND_COLUMNS: &str = "id, contact_id, cadence, occurrence, channel, status, reason, event_id, due_at, \
+     attempts, next_attempt_at, message_id, reply, updated_at";
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn upsert_contacts(
+        &self,
+        contacts: &[ContactUpsert],
+        now: Timestamp,
+    ) -> anyhow::Result<u64> {
+        let mut tx = self.write().await?;
+        let mut changed = 0;
+        for row in contacts {
+            let c = &row.contact;
+            let result = sqlx::query(
+                "INSERT INTO contacts (id, first_name, last_name, email, address_line1, address_line2, city, \
+                 region, postal_code, country, birthday, timezone, tags, email_opt_out, postcard_opt_out, fields, \
+                 digest, next_due_at, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, COALESCE($14, FALSE), COALESCE($15, FALSE), \
+                 $16, $17, 0, $18, $18) \
+                 ON CONFLICT (id) DO UPDATE SET first_name = excluded.first_name, last_name = excluded.last_name, \
+                 email = excluded.email, address_line1 = excluded.address_line1, address_line2 = excluded.address_line2, \
+                 city = excluded.city, region = excluded.region, postal_code = excluded.postal_code, \
+                 country = excluded.country, birthday = excluded.birthday, timezone = excluded.timezone, \
+                 tags = excluded.tags, fields = excluded.fields, digest = excluded.digest, \
+                 email_opt_out = COALESCE($14, contacts.email_opt_out), \
+                 postcard_opt_out = COALESCE($15, contacts.postcard_opt_out), \
+                 next_due_at = 0, updated_at = $18 \
+                 WHERE contacts.digest <> excluded.digest \
+                 OR contacts.email_opt_out <> COALESCE($14, contacts.email_opt_out) \
+                 OR contacts.postcard_opt_out <> COALESCE($15, contacts.postcard_opt_out)",
+            )
+            .bind(&c.id)
+            .bind(&c.first_name)
+            .bind(&c.last_name)
+            .bind(c.email.as_ref().map(EmailAddress::as_str))
+            .bind(&c.address_line1)
+            .bind(&c.address_line2)
+            .bind(&c.city)
+            .bind(&c.region)
+            .bind(&c.postal_code)
+            .bind(&c.country)
+            .bind(c.birthday.map(|b| b.to_string()))
+            .bind(c.timezone.as_deref())
+            .bind(c.tags.join(";"))
+            .bind(row.email_opt_out)
+            .bind(row.postcard_opt_out)
+            .bind(serde_json::to_string(&c.fields)?)
+            .bind(super::digest(c))
+            .bind(now.as_second())
+            .execute(&mut *tx)
+            .await?;
+            changed += result.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn contact_zones(
+        &self,
+        ids: &[String],
+    ) -> anyhow::Result<HashMap<String, Option<String>>> {
+        let mut zones = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(BATCH) {
+            let mut q =
+                QueryBuilder::<Postgres>::new("SELECT id, timezone FROM contacts WHERE id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id);
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&self.pool).await? {
+                zones.insert(row.get("id"), row.get("timezone"));
+            }
+        }
+        Ok(zones)
+    }
+
+    async fn upsert_events(&self, events: &[Event], now: Timestamp) -> anyhow::Result<u64> {
+        let mut tx = self.write().await?;
+        let mut changed = 0;
+        let mut touched = HashSet::new();
+        for e in events {
+            let result = sqlx::query(
+                "INSERT INTO events (contact_id, id, kind, at, fields, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (contact_id, id) DO UPDATE SET kind = excluded.kind, at = excluded.at, \
+                 fields = excluded.fields \
+                 WHERE events.kind <> excluded.kind OR events.at <> excluded.at OR events.fields <> excluded.fields",
+            )
+            .bind(&e.contact_id)
+            .bind(&e.id)
+            .bind(&e.kind)
+            .bind(e.at.as_second())
+            .bind(serde_json::to_string(&e.fields)?)
+            .bind(now.as_second())
+            .execute(&mut *tx)
+            .await?;
+            if result.rows_affected() > 0 {
+                changed += result.rows_affected();
+                touched.insert(e.contact_id.as_str());
+            }
+        }
+        for id in touched {
+            sqlx::query("UPDATE contacts SET next_due_at = 0 WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn set_opt_out(
+        &self,
+        contact: &str,
+        channel: Channel,
+        opted_out: bool,
+        now: Timestamp,
+    ) -> anyhow::Result<bool> {
+        let column = match channel {
+            Channel::Email => "email_opt_out",
+            Channel::Postcard => "postcard_opt_out",
+        };
+        let sql = format!(
+            "UPDATE contacts SET {column} = $1, updated_at = $2, next_due_at = 0 WHERE id = $3"
+        );
+        let mut tx = self.write().await?;
+        let result = sqlx::query(AssertSqlSafe(sql))
+            .bind(opted_out)
+            .bind(now.as_second())
+            .bind(contact)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn arm(&self, now: Timestamp) -> anyhow::Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("UPDATE contacts SET armed_at = $1 WHERE armed_at IS NULL")
+            .bind(now.as_second())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE events SET armed_at = $1 WHERE armed_at IS NULL")
+            .bind(now.as_second())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn due_contacts(
+        &self,
+        now: Timestamp,
+        after: &str,
+        limit: u32,
+    ) -> anyhow::Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT id FROM contacts WHERE next_due_at <= $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(now.as_second())
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| r.get("id")).collect())
+    }
+
+    async fn contact_ids(&self, after: &str, limit: u32) -> anyhow::Result<Vec<String>> {
+        let rows = sqlx::query("SELECT id FROM contacts WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| r.get("id")).collect())
+    }
+
+    async fn history(&self, ids: &[String]) -> anyhow::Result<Vec<History>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(BATCH) {
+            let contacts = in_list(
+                &format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE id IN ("),
+                chunk,
+            )
+            .build()
+            .fetch_all(&self.pool)
+            .await?;
+            let events = in_list(
+                "SELECT contact_id, id, kind, at, fields, armed_at FROM events WHERE contact_id IN (",
+                chunk,
+            )
+            .build()
+            .fetch_all(&self.pool)
+            .await?;
+            let logged = in_list(
+                "SELECT contact_id, cadence, occurrence, status, updated_at FROM sends WHERE contact_id IN (",
+                chunk,
+            )
+            .build()
+            .fetch_all(&self.pool)
+            .await?;
+            let mut by_id: HashMap<String, History> = HashMap::new();
+            for row in &contacts {
+                let contact = contact_from_row(row)?;
+                by_id.insert(
+                    contact.id.clone(),
+                    History {
+                        contact,
+                        events: Vec::new(),
+                        logged: HashSet::new(),
+                        delivered: Vec::new(),
+                    },
+                );
+            }
+            for row in &events {
+                let event = event_from_row(row)?;
+                if let Some(h) = by_id.get_mut(&event.contact_id) {
+                    h.events.push(event);
+                }
+            }
+            for row in &logged {
+                if let Some(h) = by_id.get_mut(row.get::<&str, _>("contact_id")) {
+                    h.logged.insert((row.get("cadence"), row.get("occurrence")));
+                    let status: &str = row.get("status");
+                    if status == "sent" || status == "pending" {
+                        h.delivered
+                            .push((row.get("cadence"), ts(row.get("updated_at"))));
+                    }
+                }
+            }
+            out.extend(chunk.iter().filter_map(|id| by_id.remove(id)));
+        }
+        Ok(out)
+    }
+
+    async fn insert_sends(
+        &self,
+        sends: &[NewSend],
+        now: Timestamp,
+        lease_until: Timestamp,
+        owner: &str,
+    ) -> anyhow::Result<Vec<SendRow>> {
+        let mut tx = self.write().await?;
+        let mut inserted = Vec::new();
+        for s in sends {
+            let pending = s.status == SendStatus::Pending;
+            let row = sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO sends (contact_id, cadence, occurrence, channel, status, reason, event_id, due_at, \
+                 lease_until, lease_owner, message_id, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) \
+                 ON CONFLICT (contact_id, cadence, occurrence) DO NOTHING RETURNING {SEND_COLUMNS}"
+            )))
+            .bind(&s.key.contact)
+            .bind(&s.key.cadence)
+            .bind(&s.key.occurrence)
+            .bind(s.channel.as_str())
+            .bind(s.status.as_str())
+            .bind(s.reason.as_deref())
+            .bind(s.event_id.as_deref())
+            .bind(s.due_at.as_second())
+            .bind(pending.then(|| lease_until.as_second()))
+            .bind(pending.then_some(owner))
+            .bind(&s.message_id)
+            .bind(now.as_second())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = row {
+                inserted.push(send_from_row(&row));
+            }
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn set_next_due(&self, updates: &[(String, Option<Timestamp>)]) -> anyhow::Result<()> {
+        let mut tx = self.write().await?;
+        for (id, at) in updates {
+            sqlx::query("UPDATE contacts SET next_due_at = $1 WHERE id = $2")
+                .bind(at.map(|t| t.as_second()))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_retries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        owner: &str,
+        limit: u32,
+    ) -> anyhow::Result<Vec<SendRow>> {
+        let mut tx = self.write().await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE sends SET status = 'pending', lease_until = $1, lease_owner = $2, updated_at = $3 \
+             WHERE id IN (SELECT id FROM sends WHERE (status = 'retrying' AND next_attempt_at <= $3) \
+             OR (status = 'pending' AND lease_until < $3) ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+             RETURNING {SEND_COLUMNS}"
+        )))
+        .bind(lease_until.as_second())
+        .bind(owner)
+        .bind(now.as_second())
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows.iter().map(send_from_row).collect())
+    }
+
+    async fn lease_owners(&self) -> anyhow::Result<Vec<String>> {
+        let rows = sqlx::query("SELECT DISTINCT lease_owner FROM sends WHERE status = 'pending' AND lease_owner IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| r.get("lease_owner")).collect())
+    }
+
+    async fn release_leases(&self, owner: &str) -> anyhow::Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE sends SET lease_until = 0 WHERE status = 'pending' AND lease_owner = $1",
+        )
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record(&self, outcomes: &[Outcome], now: Timestamp) -> anyhow::Result<()> {
+        let mut tx = self.write().await?;
+        for o in outcomes {
+            sqlx::query(
+                "UPDATE sends SET status = $1, reason = $2, reply = COALESCE($3, reply), next_attempt_at = $4, \
+                 attempts = attempts + 1, lease_until = NULL, lease_owner = NULL, updated_at = $5 WHERE id = $6",
+            )
+            .bind(o.status.as_str())
+            .bind(o.reason.as_deref())
+            .bind(o.reply.as_deref())
+            .bind(o.next_attempt_at.map(|t| t.as_second()))
+            .bind(now.as_second())
+            .bind(o.id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn sends(&self, filter: &SendFilter) -> anyhow::Result<Vec<SendRow>> {
+        let mut q =
+            QueryBuilder::<Postgres>::new(format!("SELECT {SEND_COLUMNS} FROM sends WHERE 1 = 1"));
+        if let Some(since) = filter.since {
+            q.push(" AND updated_at >= ").push_bind(since.as_second());
+        }
+        if let Some(until) = filter.until {
+            q.push(" AND updated_at < ").push_bind(until.as_second());
+        }
+        if let Some(contact) = &filter.contact {
+            q.push(" AND contact_id = ").push_bind(contact.clone());
+        }
+        if let Some(cadence) = &filter.cadence {
+            q.push(" AND cadence = ").push_bind(cadence.clone());
+        }
+        if let Some(status) = filter.status {
+            q.push(" AND status = ").push_bind(status.as_str());
+        }
+        q.push(" ORDER BY updated_at DESC, id DESC");
+        if let Some(limit) = filter.limit {
+            q.push(" LIMIT ").push_bind(i64::from(limit));
+        }
+        let rows = q.build().fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(send_from_row).collect())
+    }
+
+    async fn meta(&self, key: &str) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get("value")))
+    }
+
+    async fn set_meta(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn send_counts(&self) -> anyhow::Result<Vec<(String, String, String, i64)>> {
+        let rows = sqlx::query("SELECT cadence, channel, status, COUNT(*) AS n FROM sends GROUP BY cadence, channel, status ORDER BY 1, 2, 3")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.get("cadence"),
+                    r.get("channel"),
+                    r.get("status"),
+                    r.get("n"),
+                )
+            })
+            .collect())
+    }
+
+    async fn queue_depth(&self, now: Timestamp) -> anyhow::Result<i64> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM sends WHERE status IN ('pending', 'retrying')) \
+             + (SELECT COUNT(*) FROM contacts WHERE next_due_at <= $1) AS n",
+        )
+        .bind(now.as_second())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.get("n"))
+    }
+
+    async fn mark_all_due(&self) -> anyhow::Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("UPDATE contacts SET next_due_at = 0")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn in_list(head: &str, ids: &[String]) -> QueryBuilder<Postgres> {
+    let mut q = QueryBuilder::<Postgres>::new(head);
+    let mut list = q.separated(", ");
+    for id in ids {
+        list.push_bind(id.clone());
+    }
+    q.push(")");
+    q
+}
+
+fn contact_from_row(row: &PgRow) -> anyhow::Result<Contact> {
+    let email: Option<String> = row.get("email");
+    let birthday: Option<String> = row.get("birthday");
+    let tags: String = row.get("tags");
+    let fields: String = row.get("fields");
+    Ok(Contact {
+        id: row.get("id"),
+        first_name: row.get("first_name"),
+        last_name: row.get("last_name"),
+        email: email.and_then(|e| EmailAddress::parse(&e).ok()),
+        address_line1: row.get("address_line1"),
+        address_line2: row.get("address_line2"),
+        city: row.get("city"),
+        region: row.get("region"),
+        postal_code: row.get("postal_code"),
+        country: row.get("country"),
+        birthday: birthday.and_then(|b| MonthDay::parse(&b).ok()),
+        timezone: row.get("timezone"),
+        tags: tags
+            .split(';')
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        email_opt_out: row.get("email_opt_out"),
+        postcard_opt_out: row.get("postcard_opt_out"),
+        fields: serde_json::from_str(&fields)?,
+        armed_at: row.get::<Option<i64>, _>("armed_at").map(ts),
+    })
+}
+
+fn event_from_row(row: &PgRow) -> anyhow::Result<Event> {
+    let fields: String = row.get("fields");
+    Ok(Event {
+        contact_id: row.get("contact_id"),
+        id: row.get("id"),
+        kind: row.get("kind"),
+        at: ts(row.get("at")),
+        fields: serde_json::from_str(&fields)?,
+        armed_at: row.get::<Option<i64>, _>("armed_at").map(ts),
+    })
+}
+
+fn send_from_row(row: &PgRow) -> SendRow {
+    SendRow {
+        id: row.get("id"),
+        contact: row.get("contact_id"),
+        cadence: row.get("cadence"),
+        occurrence: row.get("occurrence"),
+        channel: row.get("channel"),
+        status: row.get("status"),
+        reason: row.get("reason"),
+        due_at: ts(row.get("due_at")).to_string(),
+        attempts: row.get("attempts"),
+        message_id: row.get("message_id"),
+        reply: row.get("reply"),
+        next_attempt_at: row
+            .get::<Option<i64>, _>("next_attempt_at")
+            .map(|t| ts(t).to_string()),
+        updated_at: ts(row.get("updated_at")).to_string(),
+        event_id: row.get("event_id"),
+    }
+}
