@@ -179,13 +179,17 @@ impl Engine {
         }
         let mut summary = Summary::default();
         let mut after = String::new();
-        loop {
-            // Pages by id: a contact handled in this pass is not met again in it.
-            let ids = self.store.due_contacts(now, &after, PAGE).await?;
+        while !self.is_stopping() {
+            // Pages by id: a contact handled in this pass is not met again in it. A real
+            // pass claims its contacts, so instances sharing a database split them.
+            let ids = if dry_run {
+                self.store.due_contacts(now, &after, PAGE).await?
+            } else {
+                self.store
+                    .claim_due_contacts(now, &after, PAGE, now + LEASE)
+                    .await?
+            };
             let Some(last) = ids.last() else { break };
-            if self.is_stopping() {
-                break;
-            }
             after = last.clone();
             let histories = self.store.history(&ids).await?;
             let (sends, next_due) = self.evaluate(&histories, now, &mut summary);
