@@ -272,7 +272,10 @@ impl Config {
         let (Some(zone), Some(business_email), Some(schedule), Some(email)) =
             (zone, business_email, schedule, email)
         else {
-            unreachable!("a missing value always comes with an error")
+            // Every missing value comes with an error above; this is a safety net.
+            return Err(Diagnostics(vec![
+                doc.error("", "the configuration is incomplete"),
+            ]));
         };
         Ok(Config {
             path: path.to_owned(),
