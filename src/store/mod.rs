@@ -127,16 +127,6 @@ pub trait Store: Send + Sync {
     /// Marks every contact and event not seen before as first seen at `now`.
     async fn arm(&self, now: Timestamp) -> anyhow::Result<()>;
     /// Contacts whose `next_due_at` has come, in id order after `after`.
-    /// Claims up to `limit` contacts whose `next_due_at` has come (in id order after
-    /// `after`) by moving it to `lease_until`: instances sharing a database take
-    /// different contacts, and a contact whose claimant dies comes due again then.
-    async fn claim_due_contacts(
-        &self,
-        now: Timestamp,
-        after: &str,
-        limit: u32,
-        lease_until: Timestamp,
-    ) -> anyhow::Result<Vec<String>>;
     async fn due_contacts(
         &self,
         now: Timestamp,

@@ -192,30 +192,6 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn claim_due_contacts(
-        &self,
-        now: Timestamp,
-        after: &str,
-        limit: u32,
-        lease_until: Timestamp,
-    ) -> anyhow::Result<Vec<String>> {
-        let mut tx = self.write().await?;
-        let rows = sqlx::query(
-            "UPDATE contacts SET next_due_at = $4 WHERE id IN (SELECT id FROM contacts \
-             WHERE next_due_at <= $1 AND id > $2 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id",
-        )
-        .bind(now.as_second())
-        .bind(after)
-        .bind(i64::from(limit))
-        .bind(lease_until.as_second())
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let mut ids: Vec<String> = rows.into_iter().map(|r| r.get("id")).collect();
-        ids.sort();
-        Ok(ids)
-    }
-
     async fn due_contacts(
         &self,
         now: Timestamp,

@@ -180,15 +180,8 @@ impl Engine {
         let mut summary = Summary::default();
         let mut after = String::new();
         while !self.is_stopping() {
-            // Pages by id: a contact handled in this pass is not met again in it. A real
-            // pass claims its contacts, so instances sharing a database split them.
-            let ids = if dry_run {
-                self.store.due_contacts(now, &after, PAGE).await?
-            } else {
-                self.store
-                    .claim_due_contacts(now, &after, PAGE, now + LEASE)
-                    .await?
-            };
+            // Pages by id: a contact handled in this pass is not met again in it.
+            let ids = self.store.due_contacts(now, &after, PAGE).await?;
             let Some(last) = ids.last() else { break };
             after = last.clone();
             let histories = self.store.history(&ids).await?;
