@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tickler::cli::{Cli, Failure};
+use tickler::cli::{Cli, Failure, error_line};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -20,12 +20,12 @@ async fn main() -> ExitCode {
     match tickler::cli::execute(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(message)) => {
-            eprintln!("error: {message}");
+            eprintln!("{}", error_line(&message));
             ExitCode::from(2)
         }
         Err(Failure::Errors(lines)) => {
             for line in lines {
-                eprintln!("error: {line}");
+                eprintln!("{}", error_line(&line));
             }
             ExitCode::from(1)
         }

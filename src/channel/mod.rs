@@ -1,7 +1,9 @@
 //! Channels deliver rendered messages. Email goes through lettre, by SMTP or into
-//! `.eml` files; each transport says whether a failure is worth retrying.
+//! `.eml` files; postcards become print-ready PDFs in daily batches. Each says whether
+//! a failure is worth retrying.
 
 pub mod email;
+pub mod postcard;
 
 use async_trait::async_trait;
 

@@ -9,13 +9,6 @@ pub fn run(path: &Path) -> Outcome {
     let templates = load_templates(&config)?;
     let mut errors = Vec::new();
     for (cadence, source) in config.cadences.iter().zip(&config.cadence_sources) {
-        if cadence.channel == crate::domain::Channel::Postcard {
-            errors.push(format!(
-                "{}: cadence `{}`: the postcard channel is not available in this version",
-                source.cadence, cadence.id
-            ));
-            continue;
-        }
         errors.extend(
             templates
                 .check_cadence(&config, cadence, &source.cadence)

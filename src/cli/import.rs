@@ -8,8 +8,8 @@ use crate::sync::{self, Kind};
 
 pub async fn run(config_path: &Path, what: ImportKind, file: &Path) -> Outcome {
     let config = load_config(config_path)?;
-    let (label, input): (String, Box<dyn Read>) = if file == Path::new("-") {
-        ("<stdin>".into(), Box::new(std::io::stdin().lock()))
+    let (label, input): (String, Box<dyn Read + Send>) = if file == Path::new("-") {
+        ("<stdin>".into(), Box::new(std::io::stdin()))
     } else {
         let f = std::fs::File::open(file)
             .map_err(|e| Failure::Errors(vec![format!("{}: {e}", file.display())]))?;
@@ -33,7 +33,10 @@ pub async fn run(config_path: &Path, what: ImportKind, file: &Path) -> Outcome {
     .await
     .map_err(|e| Failure::Errors(vec![format!("{label}: {e:#}")]))?;
     for (line, reason) in &report.rejected {
-        eprintln!("error: {label}:{line}: {reason}");
+        eprintln!(
+            "{}",
+            super::error_line(&format!("{label}:{line}: {reason}"))
+        );
     }
     let noun = match kind {
         Kind::Contacts => "contacts",

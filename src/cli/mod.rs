@@ -2,6 +2,7 @@
 //! the terminal happens in this module.
 
 mod check;
+mod copy;
 mod import;
 mod plan;
 mod preview;
@@ -134,6 +135,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ChannelArg::All)]
         channel: ChannelArg,
     },
+    /// Copy the configured SQLite database (send log included) into an empty PostgreSQL one.
+    CopyDb {
+        /// The PostgreSQL database: postgres://USER@HOST:PORT/NAME
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -167,6 +174,21 @@ impl From<anyhow::Error> for Failure {
 }
 
 pub type Outcome = Result<(), Failure>;
+
+/// `error: TEXT` as one line of plain text. Messages quote what the user gave, which may
+/// hold line breaks or terminal escapes; shown escaped, they can neither split the
+/// message into lines that lack the `error:` prefix nor drive the terminal.
+pub fn error_line(text: &str) -> String {
+    let mut line = String::from("error: ");
+    for c in text.chars() {
+        if c.is_control() && c != '\t' {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    line
+}
 
 /// Runs the parsed command line.
 pub async fn execute(cli: Cli) -> Outcome {
@@ -213,6 +235,7 @@ pub async fn execute(cli: Cli) -> Outcome {
         Command::Resubscribe { contact, channel } => {
             subscribe::run(&path, &contact, channel, false).await
         }
+        Command::CopyDb { to } => copy::run(&path, &to).await,
     }
 }
 

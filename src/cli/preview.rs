@@ -6,6 +6,7 @@ use jiff::SignedDuration;
 
 use super::{Failure, Outcome, load_config, load_templates, open_store, parse_now};
 use crate::channel::email::{self, Envelope};
+use crate::channel::postcard::{self, Card};
 use crate::domain::{Channel, SendKey};
 use crate::plan::{self, Frame};
 use crate::render::MessageData;
@@ -26,11 +27,6 @@ pub async fn run(
             config.path.display()
         )])
     })?;
-    if cadence.channel != Channel::Email {
-        return Err(Failure::Errors(vec![format!(
-            "cadence `{cadence_id}`: postcard previews are not available in this version"
-        )]));
-    }
     let templates = load_templates(&config)?;
     let store = open_store(&config).await?;
     let history = store
@@ -67,9 +63,6 @@ pub async fn run(
         .event_id
         .as_ref()
         .and_then(|id| history.events.iter().find(|e| &e.id == id));
-    let to = contact.email.as_ref().ok_or_else(|| {
-        Failure::Errors(vec![format!("contact `{contact_id}` has no email address")])
-    })?;
     let signer = unsubscribe::signer(&config)?;
     let unsubscribe = unsubscribe::url(&config, signer.as_ref(), &contact.id, cadence.channel);
     let data = MessageData {
@@ -81,6 +74,16 @@ pub async fn run(
         now,
         unsubscribe_url: &unsubscribe,
     };
+    if cadence.channel == Channel::Postcard {
+        let rendered = templates
+            .render_postcard(&cadence.template, &data.to_json())
+            .map_err(|e| Failure::Errors(vec![e.0]))?;
+        let card = postcard::card(&config, cadence, contact, 0, rendered);
+        return write_card(&card, out);
+    }
+    let to = contact.email.as_ref().ok_or_else(|| {
+        Failure::Errors(vec![format!("contact `{contact_id}` has no email address")])
+    })?;
     let body = templates
         .render_email(&cadence.template, &data.to_json())
         .map_err(|e| Failure::Errors(vec![e.0]))?;
@@ -111,5 +114,32 @@ pub async fn run(
         }
         None => print!("{text}"),
     }
+    Ok(())
+}
+
+/// A postcard preview: the PDF under `out`, else the card's text.
+fn write_card(card: &Card, out: Option<&Path>) -> Outcome {
+    let pdf = postcard::pdf::render(std::slice::from_ref(card))
+        .map_err(|m| Failure::Errors(vec![format!("cadence `{}`: {m}", card.cadence)]))?;
+    let Some(dir) = out else {
+        if let Some(front) = &card.front {
+            println!("{front}\n\n---");
+        }
+        println!(
+            "{}\n\n---\n{}",
+            card.message,
+            card.address_block().join("\n")
+        );
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Failure::Errors(vec![format!("{}: {e}", dir.display())]))?;
+    let file = dir.join(format!(
+        "preview-{}",
+        card.file_name().trim_start_matches("000000-")
+    ));
+    std::fs::write(&file, pdf)
+        .map_err(|e| Failure::Errors(vec![format!("{}: {e}", file.display())]))?;
+    println!("{}", file.display());
     Ok(())
 }

@@ -30,50 +30,69 @@ pub(super) fn load(
     let mut cadences: Vec<Cadence> = Vec::new();
     let mut sources: Vec<CadenceSource> = Vec::new();
     for file in files {
-        let doc = match Document::read(&file) {
-            Ok(doc) => doc,
-            Err(d) => {
-                errors.push(d);
-                continue;
-            }
-        };
-        let list: RawCadenceFile = match doc.deserialize("", doc.value.clone()) {
-            Ok(list) => list,
-            Err(d) => {
-                errors.push(d);
-                continue;
-            }
-        };
-        for (i, value) in list.cadences.into_iter().enumerate() {
-            let path = format!("cadences[{i}]");
-            let raw: RawCadence = match doc.deserialize(&path, value) {
-                Ok(raw) => raw,
-                Err(d) => {
-                    errors.push(d);
-                    continue;
-                }
-            };
-            let mut v = Validator { doc: &doc, errors };
-            if let Some(first) = cadences.iter().position(|c| c.id == raw.id) {
-                v.push(
-                    &format!("{path}.id"),
-                    &format!(
-                        "cadence id `{}` is used twice (first at {})",
-                        raw.id, sources[first].cadence
-                    ),
-                );
-                continue;
-            }
-            if let Some(cadence) = cadence(&mut v, &path, raw, defaults) {
-                sources.push(CadenceSource {
-                    cadence: doc.locate(&path),
-                    template: doc.locate(&format!("{path}.template")),
-                });
-                cadences.push(cadence);
-            }
+        match Document::read(&file) {
+            Ok(doc) => read_document(&doc, defaults, errors, &mut cadences, &mut sources),
+            Err(d) => errors.push(d),
         }
     }
     (cadences, sources)
+}
+
+/// The cadences of one parsed file.
+pub(super) fn from_document(
+    doc: &Document,
+    defaults: &Schedule,
+    errors: &mut Vec<Diagnostic>,
+) -> (Vec<Cadence>, Vec<CadenceSource>) {
+    let (mut cadences, mut sources) = (Vec::new(), Vec::new());
+    read_document(doc, defaults, errors, &mut cadences, &mut sources);
+    (cadences, sources)
+}
+
+/// Adds the cadences of `doc` to those of the files read before it, whose ids they
+/// must not reuse.
+fn read_document(
+    doc: &Document,
+    defaults: &Schedule,
+    errors: &mut Vec<Diagnostic>,
+    cadences: &mut Vec<Cadence>,
+    sources: &mut Vec<CadenceSource>,
+) {
+    let list: RawCadenceFile = match doc.deserialize("", doc.value.clone()) {
+        Ok(list) => list,
+        Err(d) => {
+            errors.push(d);
+            return;
+        }
+    };
+    for (i, value) in list.cadences.into_iter().enumerate() {
+        let path = format!("cadences[{i}]");
+        let raw: RawCadence = match doc.deserialize(&path, value) {
+            Ok(raw) => raw,
+            Err(d) => {
+                errors.push(d);
+                continue;
+            }
+        };
+        let mut v = Validator { doc, errors };
+        if let Some(first) = cadences.iter().position(|c| c.id == raw.id) {
+            v.push(
+                &format!("{path}.id"),
+                &format!(
+                    "cadence id `{}` is used twice (first at {})",
+                    raw.id, sources[first].cadence
+                ),
+            );
+            continue;
+        }
+        if let Some(cadence) = cadence(&mut v, &path, raw, defaults) {
+            sources.push(CadenceSource {
+                cadence: doc.locate(&path),
+                template: doc.locate(&format!("{path}.template")),
+            });
+            cadences.push(cadence);
+        }
+    }
 }
 
 fn cadence(
@@ -115,6 +134,12 @@ fn cadence(
         );
     }
     let channel = v.check(&format!("{path}.channel"), Channel::parse(&raw.channel));
+    if raw.front_image.is_some() && channel != Some(Channel::Postcard) {
+        v.push(
+            &format!("{path}.front_image"),
+            &format!("{path}.front_image: only postcards have a front"),
+        );
+    }
     let trigger = trigger(v, &format!("{path}.trigger"), &raw.trigger);
     let unless = raw.unless.unwrap_or_default();
     if !unless.is_empty() && trigger.as_ref().is_some_and(|t| t.event_kind().is_none()) {
@@ -153,6 +178,7 @@ fn cadence(
         max_lateness: max_lateness?,
         transactional: raw.transactional.unwrap_or(false),
         enabled: raw.enabled.unwrap_or(true),
+        front_image: raw.front_image,
     })
 }
 
@@ -253,7 +279,10 @@ fn trigger(v: &mut Validator<'_>, path: &str, raw: &raw::RawTrigger) -> Option<T
     stray("since", raw.since.is_some(), v);
     stray("lead", raw.lead.is_some(), v);
     stray("feb29", raw.feb29.is_some(), v);
-    v.check(&format!("{path}.cron"), crate::plan::cron::parse(&expr))?;
+    v.check(
+        &format!("{path}.cron"),
+        crate::plan::cron::parse_checked(&expr),
+    )?;
     Some(Trigger::Cron { expr })
 }
 

@@ -50,7 +50,7 @@ pub struct Business {
     pub zone: TimeZone,
 }
 
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PostalAddress {
     pub line1: String,
     pub line2: String,
@@ -61,6 +61,34 @@ pub struct PostalAddress {
 }
 
 impl PostalAddress {
+    /// The address as lines for an envelope or a card: street lines, then
+    /// `City, REGION POSTAL` where there is a region (North American style), else
+    /// `POSTAL City`; the country last, when the card leaves `home` (the sender's country).
+    pub fn lines(&self, home: &str) -> Vec<String> {
+        let (city, region, postal) = (
+            self.city.trim(),
+            self.region.trim(),
+            self.postal_code.trim(),
+        );
+        let place = if region.is_empty() {
+            format!("{postal} {city}")
+        } else {
+            format!("{city}, {region} {postal}")
+        };
+        let country = self.country.trim();
+        let abroad = !country.is_empty() && !country.eq_ignore_ascii_case(home.trim());
+        [
+            self.line1.trim(),
+            self.line2.trim(),
+            place.trim(),
+            if abroad { country } else { "" },
+        ]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.to_string())
+        .collect()
+    }
+
     /// The address on one line: `12 River St, Albany, NY 12207, US`.
     pub fn one_line(&self) -> String {
         let region_postal = [self.region.as_str(), self.postal_code.as_str()]
@@ -127,6 +155,16 @@ pub struct Schedule {
     pub frequency_cap: Option<FrequencyCap>,
 }
 
+impl Schedule {
+    /// What cadences are checked against when `schedule` itself is broken.
+    const DEFAULT: Schedule = Schedule {
+        tick: std::time::Duration::from_secs(60),
+        opening: Opening::ALWAYS,
+        max_lateness: Period::days(7),
+        frequency_cap: None,
+    };
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct FrequencyCap {
     pub max: u32,
@@ -170,9 +208,37 @@ impl Config {
         Config::load_inner(path, Some(cadences))
     }
 
-    fn load_inner(path: &Path, cadences: Option<&Path>) -> Result<Config, Diagnostics> {
+    /// Validates `text` as the content of `path`; the files it names (cadences) are
+    /// still read from disk. Lets the fuzzers and tests feed text without a file.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, Diagnostics> {
+        let doc = Document::parse(path, text).map_err(|d| Diagnostics(vec![d]))?;
+        Config::from_document(path, doc, None)
+    }
+
+    /// Validates the text of one cadence file, as if read from `file`, against the
+    /// default schedule.
+    pub fn parse_cadences(file: &Path, text: &str) -> Result<Vec<Cadence>, Diagnostics> {
+        let doc = Document::parse(file, text).map_err(|d| Diagnostics(vec![d]))?;
         let mut errors = Vec::new();
+        let (cadences, _) = cadences::from_document(&doc, &Schedule::DEFAULT, &mut errors);
+        if errors.is_empty() {
+            Ok(cadences)
+        } else {
+            Err(Diagnostics(errors))
+        }
+    }
+
+    fn load_inner(path: &Path, cadences: Option<&Path>) -> Result<Config, Diagnostics> {
         let doc = Document::read(path).map_err(|d| Diagnostics(vec![d]))?;
+        Config::from_document(path, doc, cadences)
+    }
+
+    fn from_document(
+        path: &Path,
+        doc: Document,
+        cadences: Option<&Path>,
+    ) -> Result<Config, Diagnostics> {
+        let mut errors = Vec::new();
         let raw: RawConfig = doc
             .deserialize("", doc.value.clone())
             .map_err(|d| Diagnostics(vec![d]))?;
@@ -258,13 +324,7 @@ impl Config {
             None => base.join(raw.cadences.as_deref().unwrap_or("cadences.yaml")),
         };
         // With a broken `schedule`, cadences are still checked, against the defaults.
-        let fallback = Schedule {
-            tick: std::time::Duration::from_secs(60),
-            opening: Opening::ALWAYS,
-            max_lateness: Period::days(7),
-            frequency_cap: None,
-        };
-        let defaults = schedule.as_ref().unwrap_or(&fallback);
+        let defaults = schedule.as_ref().unwrap_or(&Schedule::DEFAULT);
         let (cadences, cadence_sources) = cadences::load(&cadence_path, defaults, &mut errors);
         if !errors.is_empty() {
             return Err(Diagnostics(errors));

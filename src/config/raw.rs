@@ -140,6 +140,8 @@ pub struct RawCadence {
     pub max_lateness: Option<String>,
     pub transactional: Option<bool>,
     pub enabled: Option<bool>,
+    /// Postcards: a PNG or JPEG in the templates directory for the card's front.
+    pub front_image: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -56,17 +56,19 @@ impl Document {
         };
         let text = std::fs::read_to_string(file).map_err(|e| Diagnostic {
             location: at(1, 1),
-            message: format!("cannot read the file: {e}"),
+            message: read_error(&e),
         })?;
         Document::parse(file, &text)
     }
 
     pub fn parse(file: &Path, text: &str) -> Result<Document, Diagnostic> {
-        let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| Diagnostic {
-            location: error_location(file, &e),
-            message: format!("YAML syntax: {}", strip_location(&e.to_string())),
-        })?;
-        let (nodes, keys) = index(text);
+        let value: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|e| syntax_error(file, text, &e))?;
+        let (mut nodes, mut keys, _) = index(text);
+        let end = End::of(text);
+        for at in nodes.values_mut().chain(keys.values_mut()) {
+            *at = end.clamp(*at);
+        }
         Ok(Document {
             file: file.to_owned(),
             value,
@@ -136,7 +138,7 @@ impl Document {
                 Some(field) => self.locate_key(&join(&inner, field)),
                 None => self.locate(&inner),
             };
-            let message = message.replacen("unknown field", "unknown key", 1);
+            let message = readable(&message);
             let field = if inner.is_empty() {
                 String::new()
             } else {
@@ -147,6 +149,15 @@ impl Document {
                 message: format!("{field}{message}"),
             }
         })
+    }
+}
+
+/// Why a text file could not be read, in words that say what to do about it.
+pub fn read_error(e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::InvalidData {
+        "cannot read the file: it is not UTF-8 text (save it as UTF-8)".to_owned()
+    } else {
+        format!("cannot read the file: {e}")
     }
 }
 
@@ -164,13 +175,93 @@ fn unknown_field(message: &str) -> Option<&str> {
     rest.split('`').next()
 }
 
-fn error_location(file: &Path, err: &serde_yaml::Error) -> Location {
-    let (line, col) = err.location().map_or((1, 1), |l| (l.line(), l.column()));
-    Location {
-        file: file.to_owned(),
-        line,
-        col,
+/// serde's words for our raw types, in the words of the YAML file.
+fn readable(message: &str) -> String {
+    let mut out = message
+        .replacen("unknown field", "unknown key", 1)
+        .replacen("missing field", "missing key", 1);
+    // `expected struct RawTrigger` means a mapping of keys was expected.
+    while let Some(start) = out.find("struct Raw") {
+        let name = start + "struct ".len();
+        let end = out[name..]
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .map_or(out.len(), |n| name + n);
+        out.replace_range(start..end, "a mapping of keys");
     }
+    out
+}
+
+/// A syntax error at its line and column. Some of serde_yaml's errors only point at the
+/// start of the document: a byte offset (`at position N`) is turned into a line and
+/// column, and a duplicate key is found by indexing the text.
+fn syntax_error(file: &Path, text: &str, err: &serde_yaml::Error) -> Diagnostic {
+    let mut message = strip_location(&err.to_string());
+    let mut at = err.location().map(|l| (l.line(), l.column()));
+    if let Some(cut) = message.find(" at position ") {
+        // Its location, if any, is only the start of the document.
+        let offset = message[cut + 13..].trim().parse::<usize>().ok();
+        at = offset.map(|o| line_col(text, o)).or(at);
+        message.truncate(cut);
+    }
+    if message.contains("duplicate entry") {
+        at = index(text).2.first().copied().or(at);
+    }
+    let (line, col) = End::of(text).clamp(at.unwrap_or((1, 1)));
+    Diagnostic {
+        location: Location {
+            file: file.to_owned(),
+            line,
+            col,
+        },
+        message: format!("YAML syntax: {}", readable(&message)),
+    }
+}
+
+/// Where a text ends: its number of lines (as YAML counts them) and the length of the
+/// last one.
+struct End {
+    lines: usize,
+    last: usize,
+}
+
+impl End {
+    fn of(text: &str) -> End {
+        let normalized = text.replace("\r\n", "\n");
+        let last = normalized.rsplit(['\r', '\n']).next().unwrap_or_default();
+        End {
+            lines: normalized.matches(['\r', '\n']).count() + 1,
+            last: last.chars().count(),
+        }
+    }
+
+    /// The position itself, or the end of the text when the parser reports one past it
+    /// (something found at the end of a file with no final newline).
+    fn clamp(&self, (line, col): (usize, usize)) -> (usize, usize) {
+        if line > self.lines {
+            (self.lines, self.last + 1)
+        } else {
+            (line.max(1), col.max(1))
+        }
+    }
+}
+
+/// Line and column (1-based) of a byte offset, counting line breaks as YAML does.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let (mut line, mut col) = (1, 1);
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if i >= offset {
+            break;
+        }
+        let crlf = c == '\r' && chars.peek().is_some_and(|(_, n)| *n == '\n');
+        if (c == '\n' || c == '\r') && !crlf {
+            line += 1;
+            col = 1;
+        } else if !crlf {
+            col += 1;
+        }
+    }
+    (line, col)
 }
 
 /// serde_yaml appends " at line L column C"; we print the location in front instead.
@@ -188,10 +279,12 @@ enum Frame {
 
 type Positions = HashMap<String, (usize, usize)>;
 
-/// Walks the parser's events, recording where each node and each key starts.
-fn index(text: &str) -> (Positions, Positions) {
+/// Walks the parser's events, recording where each node and each key starts, and where
+/// a key repeats one before it in the same mapping.
+fn index(text: &str) -> (Positions, Positions, Vec<(usize, usize)>) {
     let mut nodes = HashMap::new();
     let mut keys = HashMap::new();
+    let mut repeated = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
     for item in Parser::new_from_str(text) {
         let Ok((event, span)) = item else { break };
@@ -213,7 +306,9 @@ fn index(text: &str) -> (Positions, Positions) {
                 Event::Scalar(name, ..),
             ) = (stack.last_mut(), &event)
             {
-                keys.insert(join(path, name), at);
+                if keys.insert(join(path, name), at).is_some() {
+                    repeated.push(at);
+                }
                 *key = Some(name.to_string());
                 continue;
             }
@@ -235,7 +330,7 @@ fn index(text: &str) -> (Positions, Positions) {
             stack.pop();
         }
     }
-    (nodes, keys)
+    (nodes, keys, repeated)
 }
 
 #[cfg(test)]
@@ -266,5 +361,40 @@ mod tests {
         assert_eq!(err.location.file, Path::new("c.yaml"));
         assert!(err.location.line >= 1);
         assert!(err.message.starts_with("YAML syntax"));
+    }
+
+    #[test]
+    fn errors_without_a_location_get_one() {
+        let err = Document::parse(Path::new("c.yaml"), "a: 1\nb:\n  c: 2\n  c: 3\n")
+            .err()
+            .unwrap();
+        assert_eq!(err.location.to_string(), "c.yaml:4:3", "{err}");
+        assert!(err.message.contains("duplicate entry"), "{err}");
+        let err = Document::parse(Path::new("c.yaml"), "a: 1\r\nb: x\u{0}y\n")
+            .err()
+            .unwrap();
+        assert_eq!(err.location.to_string(), "c.yaml:2:5", "{err}");
+        assert!(!err.message.contains("position"), "{err}");
+    }
+
+    #[test]
+    fn an_error_at_the_end_points_at_the_last_line() {
+        // Found by fuzzing: the parser reported line 3 of a two-line file.
+        let err = Document::parse(Path::new("c.yaml"), "a: { b: [1,\n  ")
+            .err()
+            .unwrap();
+        assert_eq!(err.location.to_string(), "c.yaml:2:3", "{err}");
+        // And a node there: `---` alone is an empty document, located on line 1.
+        let doc = Document::parse(Path::new("c.yaml"), "---").unwrap();
+        assert_eq!(doc.locate("").to_string(), "c.yaml:1:4");
+    }
+
+    #[test]
+    fn raw_type_names_do_not_reach_the_user() {
+        assert_eq!(
+            readable("invalid type: string \"x\", expected struct RawTrigger"),
+            "invalid type: string \"x\", expected a mapping of keys"
+        );
+        assert_eq!(readable("missing field `id`"), "missing key `id`");
     }
 }

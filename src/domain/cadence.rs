@@ -101,4 +101,6 @@ pub struct Cadence {
     /// Exempt from the frequency cap.
     pub transactional: bool,
     pub enabled: bool,
+    /// Postcards: an image (in the templates directory) printed over the whole front.
+    pub front_image: Option<String>,
 }

@@ -50,9 +50,14 @@ impl Period {
             "d" => PeriodUnit::Days,
             "w" => PeriodUnit::Weeks,
             "s" => PeriodUnit::Seconds,
-            other => {
+            other if other.chars().all(char::is_alphabetic) => {
                 return Err(format!(
                     "`{text}` has an unknown unit `{other}`; use s, m, h, d or w"
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "`{text}` is not a duration; write a whole number and a unit, e.g. 2d"
                 ));
             }
         };
@@ -247,7 +252,9 @@ impl Opening {
             }
             let open = local_instant(day, self.window.start, zone);
             let close = local_instant(day, self.window.end, zone);
-            if close > at {
+            // A window inside a DST gap (02:00-03:00 on the spring-forward day) does
+            // not exist that day: both ends resolve to the same instant.
+            if close > at && open < close {
                 return open.max(at);
             }
         }
@@ -344,6 +351,20 @@ mod tests {
             night.next_open(ts("2026-03-02T12:00:00Z"), &utc),
             ts("2026-03-02T22:00:00Z")
         );
+    }
+
+    #[test]
+    fn a_window_inside_the_dst_gap_waits_for_the_next_day() {
+        // 02:00-03:00 does not exist in New York on 2026-03-08 (found by fuzzing: it
+        // used to answer 03:00, where the window is already shut).
+        let ny = TimeZone::get("America/New_York").unwrap();
+        let opening = Opening {
+            window: Window::parse("2:0- 3:00").unwrap(),
+            days: Days::ALL,
+        };
+        let next = opening.next_open(ts("2026-03-08T06:30:00Z"), &ny);
+        assert_eq!(next, ts("2026-03-09T06:00:00Z"));
+        assert!(opening.is_open(next, &ny));
     }
 
     #[test]

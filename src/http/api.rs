@@ -13,10 +13,11 @@ use super::AppState;
 use crate::sync::{self, Record};
 
 /// Why a record was refused: which one, which field, and why.
-struct FieldError {
-    index: usize,
-    field: String,
-    message: String,
+#[derive(Debug)]
+pub struct FieldError {
+    pub index: usize,
+    pub field: String,
+    pub message: String,
 }
 
 impl FieldError {
@@ -71,7 +72,7 @@ fn unauthorized(state: &AppState) -> Response {
 }
 
 /// The JSON body as records of text values, the way the CSV reader gives them.
-fn records(body: &[u8]) -> Result<Vec<Record>, Vec<FieldError>> {
+pub fn records(body: &[u8]) -> Result<Vec<Record>, Vec<FieldError>> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         vec![FieldError {
             index: 0,

@@ -1,7 +1,7 @@
 //! The HTTP endpoint (SPEC section 10): health and metrics for operators, unsubscribe
 //! links for customers, and the bearer-token API for point-of-sale and CRM systems.
 
-mod api;
+pub mod api;
 mod unsubscribe;
 
 use std::fmt::Write as _;

@@ -2,6 +2,7 @@
 //! GET change nothing); POST unsubscribes, which is also RFC 8058's one-click. A token
 //! that does not verify gets 404 and changes nothing.
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -9,7 +10,14 @@ use axum::response::{Html, IntoResponse, Response};
 use super::AppState;
 use crate::domain::Channel;
 
-fn verify(state: &AppState, token: &str) -> Option<(String, Channel)> {
+/// A token that is not even UTF-8 (axum refuses to extract it) is as bad as a forged
+/// one: 404, not axum's 400.
+type Token = Result<Path<String>, PathRejection>;
+
+fn verify(state: &AppState, token: &Token) -> Option<(String, Channel)> {
+    let Ok(Path(token)) = token else {
+        return None;
+    };
     state.shared.engine().signer.as_ref()?.verify(token)
 }
 
@@ -28,7 +36,7 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-pub async fn page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+pub async fn page(State(state): State<AppState>, token: Token) -> Response {
     let Some((_, channel)) = verify(&state, &token) else {
         return not_found();
     };
@@ -46,7 +54,7 @@ pub async fn page(State(state): State<AppState>, Path(token): Path<String>) -> R
     .into_response()
 }
 
-pub async fn confirm(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+pub async fn confirm(State(state): State<AppState>, token: Token) -> Response {
     let Some((contact, channel)) = verify(&state, &token) else {
         return not_found();
     };

@@ -24,6 +24,18 @@ pub fn parse(expr: &str) -> Result<Cron, String> {
         })
 }
 
+/// [`parse`], refusing an expression that never fires: `30 2` (February 30) parses, but
+/// would send nothing. For reading the configuration only: the search for a first fire
+/// time can take a while, so the planner uses plain `parse` on what passed here.
+pub fn parse_checked(expr: &str) -> Result<Cron, String> {
+    let cron = parse(expr)?;
+    let start = chrono::DateTime::<Utc>::UNIX_EPOCH;
+    if cron.find_next_occurrence(&start, false).is_err() {
+        return Err(format!("`{expr}` never fires: no date matches it"));
+    }
+    Ok(cron)
+}
+
 /// Fire times of `cron` in `zone` within `[from, until]`, oldest first, at most `limit`.
 pub fn fire_times(
     cron: &Cron,
@@ -87,9 +99,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rejects_too_few_fields() {
+    fn rejects_too_few_fields_and_dates_that_never_come() {
         assert!(parse("0 9 1 6 *").is_err());
         assert!(parse("0 0 9 1 6 *").is_ok());
+        assert!(parse_checked("0 0 9 30 2 *").is_err());
+        assert!(parse_checked("0 0 9 29 2 *").is_ok());
     }
 
     #[test]

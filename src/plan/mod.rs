@@ -258,6 +258,7 @@ mod tests {
             max_lateness: Period::days(7),
             transactional: false,
             enabled: true,
+            front_image: None,
         }
     }
 

@@ -7,6 +7,7 @@ use handlebars::{
     RenderErrorReason,
 };
 use jiff::Timestamp;
+use jiff::fmt::strtime;
 use jiff::tz::TimeZone;
 use serde_json::Value;
 
@@ -95,15 +96,20 @@ fn date_helper(
         .and_then(Value::as_str)
         .and_then(|z| TimeZone::get(z).ok())
         .unwrap_or(TimeZone::UTC);
+    // `strftime(..).to_string()` would panic on a format jiff cannot use (`%Q`, a
+    // time directive on a plain date); formatting directly returns the error instead.
     let shown = if let Ok(at) = value.parse::<Timestamp>() {
-        at.to_zoned(zone).strftime(format).to_string()
+        strtime::format(format, &at.to_zoned(zone))
     } else if let Ok(day) = value.parse::<jiff::civil::Date>() {
-        day.strftime(format).to_string()
+        strtime::format(format, day)
     } else {
         return Err(
             RenderErrorReason::Other(format!("date: `{value}` is not a date or time")).into(),
         );
     };
+    let shown = shown.map_err(|e| {
+        RenderErrorReason::Other(format!("date: cannot use the format `{format}`: {e}"))
+    })?;
     out.write(&shown)?;
     Ok(())
 }
@@ -155,4 +161,31 @@ fn plural_helper(
     let index = if n == 1.0 { 1 } else { 2 };
     out.write(&required_str(h, "plural", index)?)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn a_date_format_jiff_cannot_use_is_an_error_not_a_panic() {
+        let mut registry = super::registry(false);
+        registry
+            .register_template_string("t", "{{date at format}}")
+            .unwrap();
+        let render = |at: &str, format: &str| {
+            registry.render(
+                "t",
+                &json!({ "at": at, "format": format, "timezone": "UTC" }),
+            )
+        };
+        assert_eq!(render("2026-03-01", "%B %-d").unwrap(), "March 1");
+        for (at, format) in [("2026-03-01T10:00:00Z", "%Y %"), ("2026-03-01", "%H:%M")] {
+            let err = render(at, format).unwrap_err().to_string();
+            assert!(
+                err.contains("cannot use the format"),
+                "{at} {format}: {err}"
+            );
+        }
+    }
 }

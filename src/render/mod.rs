@@ -6,14 +6,17 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use handlebars::{Handlebars, RenderError, RenderErrorReason};
+use handlebars::Handlebars;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::config::{Config, Diagnostic, Location, PostalAddress};
 use crate::domain::{Cadence, Channel, Contact, Event};
 
+mod diagnostics;
 mod helpers;
+mod partials;
+use diagnostics::{describe, file_error, position, template_error, template_file};
 use helpers::registry;
 
 /// An email, rendered.
@@ -23,6 +26,15 @@ pub struct RenderedEmail {
     pub subject: String,
     pub text: String,
     pub html: Option<String>,
+}
+
+/// A postcard's text, rendered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RenderedCard {
+    /// The message side (`T.postcard.hbs`).
+    pub message: String,
+    /// The front (`T.front.hbs`), when the template has one.
+    pub front: Option<String>,
 }
 
 /// Why a message could not be rendered; becomes the send's `failed` reason.
@@ -46,6 +58,7 @@ impl Templates {
         let mut errors = Vec::new();
         let mut text = registry(false);
         let mut html = registry(true);
+        let mut sources = Vec::new();
         for (sub, prefix) in [("partials", ""), ("layouts", "layouts/")] {
             for file in hbs_files(&dir.join(sub)) {
                 let name = file
@@ -61,6 +74,12 @@ impl Templates {
                                 break;
                             }
                         }
+                        sources.push(partials::Source {
+                            name,
+                            file,
+                            text: source,
+                            partial: true,
+                        });
                     }
                     Err(e) => errors.push(file_error(&file, &e)),
                 }
@@ -68,12 +87,20 @@ impl Templates {
         }
         let mut names = BTreeSet::new();
         for (cadence, source) in config.cadences.iter().zip(&config.cadence_sources) {
+            if let Some(image) = &cadence.front_image
+                && let Err(message) = front_image_ok(&dir.join(image))
+            {
+                errors.push(Diagnostic {
+                    location: source.cadence.clone(),
+                    message: format!("cadence `{}`: front_image: {message}", cadence.id),
+                });
+            }
             if !names.insert(cadence.template.clone()) {
                 continue;
             }
             let parts: &[(&str, bool)] = match cadence.channel {
                 Channel::Email => &[("subject", true), ("txt", true), ("html", false)],
-                Channel::Postcard => &[("postcard", true)],
+                Channel::Postcard => &[("postcard", true), ("front", false)],
             };
             for &(part, required) in parts {
                 let file = dir.join(format!("{}.{part}.hbs", cadence.template));
@@ -94,19 +121,77 @@ impl Templates {
                 match std::fs::read_to_string(&file) {
                     Ok(body) => {
                         let name = format!("{}.{part}", cadence.template);
-                        if let Err(e) = registry.register_template_string(&name, body) {
+                        if let Err(e) = registry.register_template_string(&name, &body) {
                             errors.push(template_error(&file, &e));
                         }
+                        sources.push(partials::Source {
+                            name,
+                            file,
+                            text: body,
+                            partial: false,
+                        });
                     }
                     Err(e) => errors.push(file_error(&file, &e)),
                 }
             }
         }
+        errors.extend(partials::diagnose(&sources));
         if errors.is_empty() {
             Ok(Templates { text, html, names })
         } else {
             Err(errors)
         }
+    }
+
+    /// Templates compiled from text instead of files: partials by name, and the parts
+    /// (`subject`, `txt`, `html`) of the email template `name`. Lets the fuzzers and
+    /// tests compile hostile sources without a directory; the first syntax error wins.
+    pub fn from_sources(
+        partials: &[(&str, &str)],
+        name: &str,
+        parts: &[(&str, &str)],
+    ) -> Result<Templates, String> {
+        let mut text = registry(false);
+        let mut html = registry(true);
+        let mut sources = Vec::new();
+        for (partial, source) in partials {
+            for registry in [&mut text, &mut html] {
+                registry
+                    .register_partial(partial, source)
+                    .map_err(|e| format!("partial {partial}: {}", e.reason()))?;
+            }
+            sources.push(partials::Source {
+                name: partial.to_string(),
+                file: PathBuf::from(format!("partials/{partial}.hbs")),
+                text: source.to_string(),
+                partial: true,
+            });
+        }
+        for (part, source) in parts {
+            let registry = if *part == "html" {
+                &mut html
+            } else {
+                &mut text
+            };
+            let full = format!("{name}.{part}");
+            registry
+                .register_template_string(&full, source)
+                .map_err(|e| format!("{full}: {}", e.reason()))?;
+            sources.push(partials::Source {
+                file: PathBuf::from(format!("{full}.hbs")),
+                name: full,
+                text: source.to_string(),
+                partial: false,
+            });
+        }
+        if let Some(d) = partials::diagnose(&sources).first() {
+            return Err(d.to_string());
+        }
+        Ok(Templates {
+            text,
+            html,
+            names: BTreeSet::from([name.to_owned()]),
+        })
     }
 
     pub fn count(&self) -> usize {
@@ -141,6 +226,29 @@ impl Templates {
         })
     }
 
+    pub fn render_postcard(
+        &self,
+        template: &str,
+        data: &Value,
+    ) -> Result<RenderedCard, RenderFailure> {
+        let render = |part: &str| -> Result<Option<String>, RenderFailure> {
+            let name = format!("{template}.{part}");
+            if !self.text.has_template(&name) {
+                return Ok(None);
+            }
+            self.text
+                .render(&name, data)
+                .map(|text| Some(text.trim().to_owned()))
+                .map_err(|e| RenderFailure(describe(&e, &name)))
+        };
+        Ok(RenderedCard {
+            message: render("postcard")?.ok_or_else(|| {
+                RenderFailure(format!("template {template}.postcard.hbs is not loaded"))
+            })?,
+            front: render("front")?,
+        })
+    }
+
     /// Renders every template of `cadence` against a sample contact, as `check` does.
     /// Custom fields are open (they come from the data), so each one the template asks
     /// for is filled in with a sample value; any other missing variable is an error.
@@ -157,10 +265,8 @@ impl Templates {
                     .render_email(&cadence.template, &data)
                     .map(|email| self.commercial_requirements(config, cadence, &email, at)),
                 Channel::Postcard => self
-                    .text
-                    .render(&format!("{}.postcard", cadence.template), &data)
-                    .map(|_| Vec::new())
-                    .map_err(|e| RenderFailure(describe(&e, &cadence.template))),
+                    .render_postcard(&cadence.template, &data)
+                    .map(|card| card_layout(config, cadence, card, at)),
             };
             let message = match result {
                 Ok(missing) => return missing,
@@ -228,6 +334,44 @@ impl Templates {
     }
 }
 
+/// A front image must be a PNG or JPEG file.
+fn front_image_ok(path: &Path) -> Result<(), String> {
+    let mut head = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if head.starts_with(b"\x89PNG") || head.starts_with(&[0xff, 0xd8, 0xff]) {
+        Ok(())
+    } else {
+        Err(format!("{} is not a PNG or JPEG image", path.display()))
+    }
+}
+
+/// A postcard must fit its card and use only characters the card's font can print;
+/// `check` sets the sample card to find out.
+fn card_layout(
+    config: &Config,
+    cadence: &Cadence,
+    rendered: RenderedCard,
+    at: &Location,
+) -> Vec<Diagnostic> {
+    let contact = sample_contact(cadence);
+    let card = crate::channel::postcard::card(config, cadence, &contact, 0, rendered);
+    match crate::channel::postcard::pdf::render(&[card]) {
+        Ok(_) => Vec::new(),
+        Err(message) => vec![Diagnostic {
+            location: Location {
+                file: config
+                    .templates_dir
+                    .join(format!("{}.postcard.hbs", cadence.template)),
+                line: 1,
+                col: 1,
+            },
+            message: format!("cadence `{}` (see {at}): {message}", cadence.id),
+        }],
+    }
+}
+
 /// The unsubscribe link `check` renders with.
 const SAMPLE_UNSUBSCRIBE: &str = "https://example.com/unsubscribe/sample";
 
@@ -287,25 +431,7 @@ fn business_json(config: &Config) -> Value {
 
 /// A plausible contact (and event, for event triggers) to render `check` against.
 fn sample_data(config: &Config, cadence: &Cadence) -> Value {
-    let contact = Contact {
-        id: "SAMPLE-1".into(),
-        first_name: "Sam".into(),
-        last_name: "Sample".into(),
-        email: crate::domain::EmailAddress::parse("sam.sample@example.com").ok(),
-        address_line1: "1 Sample St".into(),
-        address_line2: String::new(),
-        city: "Albany".into(),
-        region: "NY".into(),
-        postal_code: "12207".into(),
-        country: "US".into(),
-        birthday: crate::domain::MonthDay::parse("1980-06-15").ok(),
-        timezone: None,
-        tags: cadence.tags.clone(),
-        email_opt_out: false,
-        postcard_opt_out: false,
-        fields: Default::default(),
-        armed_at: None,
-    };
+    let contact = sample_contact(cadence);
     let now: Timestamp = "2026-06-15T13:00:00Z"
         .parse()
         .unwrap_or(Timestamp::UNIX_EPOCH);
@@ -327,6 +453,28 @@ fn sample_data(config: &Config, cadence: &Cadence) -> Value {
         unsubscribe_url: SAMPLE_UNSUBSCRIBE,
     }
     .to_json()
+}
+
+fn sample_contact(cadence: &Cadence) -> Contact {
+    Contact {
+        id: "SAMPLE-1".into(),
+        first_name: "Sam".into(),
+        last_name: "Sample".into(),
+        email: crate::domain::EmailAddress::parse("sam.sample@example.com").ok(),
+        address_line1: "1 Sample St".into(),
+        address_line2: String::new(),
+        city: "Albany".into(),
+        region: "NY".into(),
+        postal_code: "12207".into(),
+        country: "US".into(),
+        birthday: crate::domain::MonthDay::parse("1980-06-15").ok(),
+        timezone: None,
+        tags: cadence.tags.clone(),
+        email_opt_out: false,
+        postcard_opt_out: false,
+        fields: Default::default(),
+        armed_at: None,
+    }
 }
 
 /// `contact.fields.NAME` or `event.fields.NAME` named by a missing-variable message.
@@ -351,66 +499,6 @@ fn fill(data: &mut Value, path: &str) -> bool {
             true
         }
         _ => false,
-    }
-}
-
-/// Turns handlebars' error into a sentence that names the template and the variable.
-fn describe(err: &RenderError, fallback: &str) -> String {
-    let name = err
-        .template_name
-        .clone()
-        .unwrap_or_else(|| fallback.to_owned());
-    let at = match (err.line_no, err.column_no) {
-        (Some(l), Some(c)) => format!(" (line {l}, col {c})"),
-        _ => String::new(),
-    };
-    match err.reason() {
-        RenderErrorReason::MissingVariable(Some(path)) => {
-            format!("{name}.hbs{at}: missing variable `{path}`")
-        }
-        other => format!("{name}.hbs{at}: {other}"),
-    }
-}
-
-fn template_file(message: &str, fallback: &str) -> String {
-    match message.split(".hbs").next() {
-        Some(name) if !name.contains(' ') => format!("{name}.hbs"),
-        _ => format!("{fallback}.hbs"),
-    }
-}
-
-fn position(message: &str) -> (usize, usize) {
-    let grab = |key: &str| -> Option<usize> {
-        let rest = message.split(key).nth(1)?;
-        rest.trim_start()
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse()
-            .ok()
-    };
-    (grab("(line").unwrap_or(1), grab(", col").unwrap_or(1))
-}
-
-fn template_error(file: &Path, err: &handlebars::TemplateError) -> Diagnostic {
-    let (line, col) = err.pos().unwrap_or((1, 1));
-    Diagnostic {
-        location: Location {
-            file: file.to_owned(),
-            line,
-            col,
-        },
-        message: format!("template syntax: {}", err.reason()),
-    }
-}
-
-fn file_error(file: &Path, err: &std::io::Error) -> Diagnostic {
-    Diagnostic {
-        location: Location {
-            file: file.to_owned(),
-            line: 1,
-            col: 1,
-        },
-        message: format!("cannot read: {err}"),
     }
 }
 

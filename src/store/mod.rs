@@ -2,8 +2,11 @@
 //! lets a tick touch only contacts with work due. Behind the [`Store`] trait so that
 //! SQLite (embedded) and PostgreSQL (shared) backends are interchangeable.
 
+pub mod copy;
 mod postgres;
+mod postgres_import;
 mod sqlite;
+mod sqlite_import;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -35,6 +38,23 @@ pub struct History {
     pub logged: HashSet<(String, String)>,
     /// (cadence, when) of each send sent or being sent, for the frequency cap.
     pub delivered: Vec<(String, Timestamp)>,
+}
+
+/// A due contact and its place in a pass through the due contacts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DuePosition {
+    pub next_due_at: i64,
+    pub id: String,
+}
+
+impl Default for DuePosition {
+    /// Before every contact.
+    fn default() -> DuePosition {
+        DuePosition {
+            next_due_at: i64::MIN,
+            id: String::new(),
+        }
+    }
 }
 
 /// A row to add to the send log.
@@ -100,22 +120,57 @@ pub struct SendFilter {
     pub limit: Option<u32>,
 }
 
+/// The writes of one import, in one transaction: valid rows go in batch by batch as
+/// the file is read, nothing is visible before `commit`, and nothing stays if the
+/// import is dropped uncommitted.
+#[async_trait]
+pub trait ImportTx: Send {
+    /// Upserts contacts; returns how many rows changed. A changed contact is looked
+    /// at by the next tick.
+    async fn upsert_contacts(
+        &mut self,
+        contacts: &[ContactUpsert],
+        now: Timestamp,
+    ) -> anyhow::Result<u64>;
+    /// The stored time zone (`None`: the business's) of each id that exists, as this
+    /// transaction sees it.
+    async fn contact_zones(
+        &mut self,
+        ids: &[String],
+    ) -> anyhow::Result<HashMap<String, Option<String>>>;
+    /// Upserts events; returns how many rows changed. The contact of a changed event
+    /// is looked at by the next tick.
+    async fn upsert_events(&mut self, events: &[Event], now: Timestamp) -> anyhow::Result<u64>;
+    async fn commit(self: Box<Self>) -> anyhow::Result<()>;
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// Upserts contacts in one transaction; returns how many rows changed. A changed
-    /// contact is looked at by the next tick.
+    /// Starts an import: one write transaction for many batches.
+    async fn begin_import(&self) -> anyhow::Result<Box<dyn ImportTx>>;
+    /// Upserts contacts in one transaction; returns how many rows changed.
     async fn upsert_contacts(
         &self,
         contacts: &[ContactUpsert],
         now: Timestamp,
-    ) -> anyhow::Result<u64>;
+    ) -> anyhow::Result<u64> {
+        let mut tx = self.begin_import().await?;
+        let changed = tx.upsert_contacts(contacts, now).await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
     /// The stored time zone (`None`: the business's) of each id that exists.
     async fn contact_zones(
         &self,
         ids: &[String],
     ) -> anyhow::Result<HashMap<String, Option<String>>>;
     /// Upserts events in one transaction; returns how many rows changed.
-    async fn upsert_events(&self, events: &[Event], now: Timestamp) -> anyhow::Result<u64>;
+    async fn upsert_events(&self, events: &[Event], now: Timestamp) -> anyhow::Result<u64> {
+        let mut tx = self.begin_import().await?;
+        let changed = tx.upsert_events(events, now).await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
     /// Sets an opt-out flag; `false` when the contact does not exist.
     async fn set_opt_out(
         &self,
@@ -126,13 +181,14 @@ pub trait Store: Send + Sync {
     ) -> anyhow::Result<bool>;
     /// Marks every contact and event not seen before as first seen at `now`.
     async fn arm(&self, now: Timestamp) -> anyhow::Result<()>;
-    /// Contacts whose `next_due_at` has come, in id order after `after`.
+    /// Contacts whose `next_due_at` has come, in (next_due_at, id) order after
+    /// `after`: a range of an index, however many contacts are not due.
     async fn due_contacts(
         &self,
         now: Timestamp,
-        after: &str,
+        after: &DuePosition,
         limit: u32,
-    ) -> anyhow::Result<Vec<String>>;
+    ) -> anyhow::Result<Vec<DuePosition>>;
     /// Every contact in id order after `after`, for looking far ahead.
     async fn contact_ids(&self, after: &str, limit: u32) -> anyhow::Result<Vec<String>>;
     async fn history(&self, ids: &[String]) -> anyhow::Result<Vec<History>>;
@@ -145,7 +201,17 @@ pub trait Store: Send + Sync {
         lease_until: Timestamp,
         owner: &str,
     ) -> anyhow::Result<Vec<SendRow>>;
-    async fn set_next_due(&self, updates: &[(String, Option<Timestamp>)]) -> anyhow::Result<()>;
+    /// Marks the contacts a pass is about to look at with `mark` (a negative number of
+    /// its own, so they stay due). Anything that changes a contact afterwards (an
+    /// import, an opt-out) replaces the mark, and `set_next_due` then leaves it due.
+    async fn mark_due(&self, ids: &[String], mark: i64) -> anyhow::Result<()>;
+    /// Sets each contact's next due time, where the contact still carries `mark`: a
+    /// contact changed since the pass read it is looked at again, not put to sleep.
+    async fn set_next_due(
+        &self,
+        updates: &[(String, Option<Timestamp>)],
+        mark: i64,
+    ) -> anyhow::Result<()>;
     /// Claims retrying rows whose time has come and pending rows whose lease expired.
     async fn claim_retries(
         &self,
@@ -169,7 +235,13 @@ pub trait Store: Send + Sync {
     async fn queue_depth(&self, now: Timestamp) -> anyhow::Result<i64>;
     /// Makes the next tick look at every contact (after the cadences changed).
     async fn mark_all_due(&self) -> anyhow::Result<()>;
+    /// Work that one process of the group does at a time (a CSV sync): `None` when
+    /// another process holds `name` now; else a guard that holds it until dropped.
+    async fn exclusive(&self, name: &str) -> anyhow::Result<Option<Exclusive>>;
 }
+
+/// Holds an `exclusive` lock until dropped.
+pub type Exclusive = Box<dyn Send + Sync>;
 
 /// Opens the database named by `url`, applying pending migrations.
 pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
@@ -235,4 +307,29 @@ pub(crate) fn digest(c: &Contact) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// Splits `rows` into runs in which no key repeats, in order: one multi-row upsert per
+/// run then does what one statement per row would (a later row with the same key
+/// updates the earlier one), and PostgreSQL never meets a key twice in one statement.
+pub(crate) fn runs<'a, T, K: Eq + std::hash::Hash>(
+    rows: &'a [T],
+    max: usize,
+    key: impl Fn(&'a T) -> K,
+) -> Vec<&'a [T]> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    let mut start = 0;
+    for (i, row) in rows.iter().enumerate() {
+        if i - start == max || !seen.insert(key(row)) {
+            out.push(&rows[start..i]);
+            start = i;
+            seen.clear();
+            seen.insert(key(row));
+        }
+    }
+    if start < rows.len() {
+        out.push(&rows[start..]);
+    }
+    out
 }

@@ -14,7 +14,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
 
-use super::{ContactUpsert, History, NewSend, Outcome, SendFilter, SendRow, Store, ts};
+use super::sqlite_import::{SqliteImport, zones};
+use super::{DuePosition, History, ImportTx, NewSend, Outcome, SendFilter, SendRow, Store, ts};
 use crate::domain::{Channel, Contact, EmailAddress, Event, MonthDay, SendStatus};
 
 pub struct SqliteStore {
@@ -31,6 +32,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
+            // Statement journals (multi-row upserts) in memory, not in temporary files.
+            .pragma("temp_store", "memory")
             .foreign_keys(false);
         if let Some(parent) = options
             .get_filename()
@@ -60,111 +63,16 @@ const SEND_COLUMNS: &str = "id, contact_id, cadence, occurrence, channel, status
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn upsert_contacts(
-        &self,
-        contacts: &[ContactUpsert],
-        now: Timestamp,
-    ) -> anyhow::Result<u64> {
-        let mut tx = self.write().await?;
-        let mut changed = 0;
-        for row in contacts {
-            let c = &row.contact;
-            let result = sqlx::query(
-                "INSERT INTO contacts (id, first_name, last_name, email, address_line1, address_line2, city, \
-                 region, postal_code, country, birthday, timezone, tags, email_opt_out, postcard_opt_out, fields, \
-                 digest, next_due_at, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, COALESCE(?14, 0), COALESCE(?15, 0), \
-                 ?16, ?17, 0, ?18, ?18) \
-                 ON CONFLICT (id) DO UPDATE SET first_name = excluded.first_name, last_name = excluded.last_name, \
-                 email = excluded.email, address_line1 = excluded.address_line1, address_line2 = excluded.address_line2, \
-                 city = excluded.city, region = excluded.region, postal_code = excluded.postal_code, \
-                 country = excluded.country, birthday = excluded.birthday, timezone = excluded.timezone, \
-                 tags = excluded.tags, fields = excluded.fields, digest = excluded.digest, \
-                 email_opt_out = COALESCE(?14, contacts.email_opt_out), \
-                 postcard_opt_out = COALESCE(?15, contacts.postcard_opt_out), \
-                 next_due_at = 0, updated_at = ?18 \
-                 WHERE contacts.digest <> excluded.digest \
-                 OR contacts.email_opt_out <> COALESCE(?14, contacts.email_opt_out) \
-                 OR contacts.postcard_opt_out <> COALESCE(?15, contacts.postcard_opt_out)",
-            )
-            .bind(&c.id)
-            .bind(&c.first_name)
-            .bind(&c.last_name)
-            .bind(c.email.as_ref().map(EmailAddress::as_str))
-            .bind(&c.address_line1)
-            .bind(&c.address_line2)
-            .bind(&c.city)
-            .bind(&c.region)
-            .bind(&c.postal_code)
-            .bind(&c.country)
-            .bind(c.birthday.map(|b| b.to_string()))
-            .bind(c.timezone.as_deref())
-            .bind(c.tags.join(";"))
-            .bind(row.email_opt_out)
-            .bind(row.postcard_opt_out)
-            .bind(serde_json::to_string(&c.fields)?)
-            .bind(super::digest(c))
-            .bind(now.as_second())
-            .execute(&mut *tx)
-            .await?;
-            changed += result.rows_affected();
-        }
-        tx.commit().await?;
-        Ok(changed)
+    async fn begin_import(&self) -> anyhow::Result<Box<dyn ImportTx>> {
+        Ok(Box::new(SqliteImport::begin(&self.pool).await?))
     }
 
     async fn contact_zones(
         &self,
         ids: &[String],
     ) -> anyhow::Result<HashMap<String, Option<String>>> {
-        let mut zones = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(BATCH) {
-            let mut q =
-                QueryBuilder::<Sqlite>::new("SELECT id, timezone FROM contacts WHERE id IN (");
-            let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(id);
-            }
-            q.push(")");
-            for row in q.build().fetch_all(&self.pool).await? {
-                zones.insert(row.get("id"), row.get("timezone"));
-            }
-        }
-        Ok(zones)
-    }
-
-    async fn upsert_events(&self, events: &[Event], now: Timestamp) -> anyhow::Result<u64> {
-        let mut tx = self.write().await?;
-        let mut changed = 0;
-        let mut touched = HashSet::new();
-        for e in events {
-            let result = sqlx::query(
-                "INSERT INTO events (contact_id, id, kind, at, fields, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-                 ON CONFLICT (contact_id, id) DO UPDATE SET kind = excluded.kind, at = excluded.at, \
-                 fields = excluded.fields \
-                 WHERE events.kind <> excluded.kind OR events.at <> excluded.at OR events.fields <> excluded.fields",
-            )
-            .bind(&e.contact_id)
-            .bind(&e.id)
-            .bind(&e.kind)
-            .bind(e.at.as_second())
-            .bind(serde_json::to_string(&e.fields)?)
-            .bind(now.as_second())
-            .execute(&mut *tx)
-            .await?;
-            if result.rows_affected() > 0 {
-                changed += result.rows_affected();
-                touched.insert(e.contact_id.as_str());
-            }
-        }
-        for id in touched {
-            sqlx::query("UPDATE contacts SET next_due_at = 0 WHERE id = ?1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(changed)
+        let mut conn = self.pool.acquire().await?;
+        zones(&mut conn, ids).await
     }
 
     async fn set_opt_out(
@@ -209,18 +117,26 @@ impl Store for SqliteStore {
     async fn due_contacts(
         &self,
         now: Timestamp,
-        after: &str,
+        after: &DuePosition,
         limit: u32,
-    ) -> anyhow::Result<Vec<String>> {
+    ) -> anyhow::Result<Vec<DuePosition>> {
         let rows = sqlx::query(
-            "SELECT id FROM contacts WHERE next_due_at <= ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+            "SELECT next_due_at, id FROM contacts WHERE next_due_at <= ?1 \
+             AND (next_due_at, id) > (?2, ?3) ORDER BY next_due_at, id LIMIT ?4",
         )
         .bind(now.as_second())
-        .bind(after)
+        .bind(after.next_due_at)
+        .bind(&after.id)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(|r| r.get("id")).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| DuePosition {
+                next_due_at: r.get("next_due_at"),
+                id: r.get("id"),
+            })
+            .collect())
     }
 
     async fn contact_ids(&self, after: &str, limit: u32) -> anyhow::Result<Vec<String>> {
@@ -329,12 +245,34 @@ impl Store for SqliteStore {
         Ok(inserted)
     }
 
-    async fn set_next_due(&self, updates: &[(String, Option<Timestamp>)]) -> anyhow::Result<()> {
+    async fn mark_due(&self, ids: &[String], mark: i64) -> anyhow::Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write().await?;
+        let mut q = QueryBuilder::<Sqlite>::new("UPDATE contacts SET next_due_at = ");
+        q.push_bind(mark).push(" WHERE id IN (");
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(id.clone());
+        }
+        q.push(")");
+        q.build().execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_next_due(
+        &self,
+        updates: &[(String, Option<Timestamp>)],
+        mark: i64,
+    ) -> anyhow::Result<()> {
         let mut tx = self.write().await?;
         for (id, at) in updates {
-            sqlx::query("UPDATE contacts SET next_due_at = ?1 WHERE id = ?2")
+            sqlx::query("UPDATE contacts SET next_due_at = ?1 WHERE id = ?2 AND next_due_at = ?3")
                 .bind(at.map(|t| t.as_second()))
                 .bind(id)
+                .bind(mark)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -485,6 +423,12 @@ impl Store for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// One SQLite file has one machine; its writes are serialized already, and a second
+    /// sync of an unchanged file changes nothing.
+    async fn exclusive(&self, _name: &str) -> anyhow::Result<Option<super::Exclusive>> {
+        Ok(Some(Box::new(())))
     }
 }
 

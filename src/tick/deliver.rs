@@ -8,6 +8,7 @@ use jiff::{SignedDuration, Timestamp};
 use super::{Engine, Job, Summary};
 use crate::channel::DeliveryError;
 use crate::channel::email::{self, Envelope};
+use crate::channel::postcard;
 use crate::domain::{Channel, SendStatus};
 use crate::render::MessageData;
 use crate::store::Outcome;
@@ -45,8 +46,11 @@ impl Engine {
                     _ => {}
                 }
             }
+            // A card's manifest line is written before its send is recorded `sent`.
+            self.postcards.commit().await?;
             self.store.record(&batch, now).await?;
         }
+        self.postcards.flush().await?;
         if self.is_stopping() {
             self.store.release_leases(&self.owner).await?;
         }
@@ -55,10 +59,12 @@ impl Engine {
 
     async fn deliver(&self, job: Job, now: Timestamp) -> Outcome {
         let row = &job.row;
+        let email = row.channel == Channel::Email.as_str();
         let result = match self.pause_reason() {
-            Some(reason) => Err(DeliveryError::Paused(reason)),
-            None => {
-                if let Some(limiter) = &self.limiter {
+            // A pause is about the SMTP server; postcards go on.
+            Some(reason) if email => Err(DeliveryError::Paused(reason)),
+            _ => {
+                if email && let Some(limiter) = &self.limiter {
                     limiter.until_ready().await;
                 }
                 self.attempt(&job, now).await
@@ -124,15 +130,6 @@ impl Engine {
             .event_id
             .as_ref()
             .and_then(|id| job.history.events.iter().find(|e| &e.id == id));
-        if cadence.channel != Channel::Email {
-            return Err(DeliveryError::Permanent(
-                "the postcard channel is not available in this version".into(),
-            ));
-        }
-        let to = contact
-            .email
-            .as_ref()
-            .ok_or_else(|| DeliveryError::Permanent("no_email".into()))?;
         let unsubscribe_url =
             unsubscribe::url(config, self.signer.as_ref(), &contact.id, cadence.channel);
         let data = MessageData {
@@ -144,6 +141,18 @@ impl Engine {
             now,
             unsubscribe_url: &unsubscribe_url,
         };
+        if cadence.channel == Channel::Postcard {
+            let rendered = self
+                .templates
+                .render_postcard(&cadence.template, &data.to_json())
+                .map_err(|e| DeliveryError::Permanent(e.0))?;
+            let card = postcard::card(config, cadence, contact, row.id, rendered);
+            return self.postcards.write(card, now).await;
+        }
+        let to = contact
+            .email
+            .as_ref()
+            .ok_or_else(|| DeliveryError::Permanent("no_email".into()))?;
         let body = self
             .templates
             .render_email(&cadence.template, &data.to_json())

@@ -11,10 +11,11 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::agenda::{Decision, agenda};
 use crate::channel::EmailTransport;
+use crate::channel::postcard::PostcardOutbox;
 use crate::config::Config;
 use crate::domain::{SendKey, SendStatus};
 use crate::render::Templates;
-use crate::store::{History, NewSend, Outcome, SendRow, Store};
+use crate::store::{DuePosition, History, NewSend, Outcome, SendRow, Store};
 mod deliver;
 
 pub use deliver::RECORD_BATCH;
@@ -68,6 +69,8 @@ pub struct Engine {
     pub templates: Arc<Templates>,
     pub store: Arc<dyn Store>,
     pub transport: Arc<dyn EmailTransport>,
+    /// Where postcards go: the day's batch under `postcards.dir`.
+    pub postcards: PostcardOutbox,
     /// Names this process in leases: `HOST:PID:RANDOM`.
     pub owner: String,
     /// Signs unsubscribe links, when the HTTP endpoint is configured.
@@ -97,11 +100,14 @@ impl Engine {
             let n = NonZeroU32::new(n)?;
             Quota::with_period(per / n.get()).map(|q| RateLimiter::direct(q.allow_burst(n)))
         });
+        let postcards =
+            PostcardOutbox::new(config.postcards_dir.clone(), config.business.zone.clone());
         Engine {
             config,
             templates,
             store,
             transport,
+            postcards,
             owner,
             signer: None,
             limiter,
@@ -168,6 +174,19 @@ impl Engine {
     /// One full pass at `now`. With `dry_run`, nothing is synced, written or sent; the
     /// summary counts what would happen.
     pub async fn tick(&self, now: Timestamp, dry_run: bool) -> anyhow::Result<Summary> {
+        let result = self.pass(now, dry_run).await;
+        if result.is_err() && !dry_run {
+            // A pass that failed midway (a database error, a deadlock between
+            // instances) gives its unfinished claims back at once, for the next pass of
+            // any instance, instead of leaving them to wait out their lease.
+            if let Err(e) = self.store.release_leases(&self.owner).await {
+                tracing::warn!(error = format!("{e:#}"), "could not release claims");
+            }
+        }
+        result
+    }
+
+    async fn pass(&self, now: Timestamp, dry_run: bool) -> anyhow::Result<Summary> {
         if let Ok(mut paused) = self.paused.lock() {
             *paused = None;
         }
@@ -176,14 +195,26 @@ impl Engine {
             self.notice_cadence_changes().await?;
             self.store.arm(now).await?;
             self.release_dead_claims().await?;
+            self.postcards.repair(now).await;
         }
         let mut summary = Summary::default();
-        let mut after = String::new();
+        let mut after = DuePosition::default();
         while !self.is_stopping() {
-            // Pages by id: a contact handled in this pass is not met again in it.
-            let ids = self.store.due_contacts(now, &after, PAGE).await?;
-            let Some(last) = ids.last() else { break };
+            // Pages in (due time, id) order: a contact handled in this pass is not met
+            // again in it.
+            let due = self.store.due_contacts(now, &after, PAGE).await?;
+            let Some(last) = due.last() else { break };
             after = last.clone();
+            let ids: Vec<String> = due.iter().map(|d| d.id.clone()).collect();
+            // A mark of this pass's own: an import or opt-out that changes one of these
+            // contacts while the pass looks at it replaces the mark, and the contact
+            // stays due instead of being put to sleep on what the pass read before. The
+            // mark sorts before this page, so that the pass does not meet them again.
+            let lowest = due.first().map_or(0, |d| d.next_due_at);
+            let mark = (-1 - i64::from(fastrand::u32(..))).min(lowest.saturating_sub(1));
+            if !dry_run {
+                self.store.mark_due(&ids, mark).await?;
+            }
             let histories = self.store.history(&ids).await?;
             let (sends, next_due) = self.evaluate(&histories, now, &mut summary);
             if dry_run {
@@ -202,7 +233,7 @@ impl Engine {
                 .store
                 .insert_sends(&sends, now, lease_until, &self.owner)
                 .await?;
-            self.store.set_next_due(&next_due).await?;
+            self.store.set_next_due(&next_due, mark).await?;
             let by_contact: HashMap<&str, Arc<History>> = histories
                 .iter()
                 .map(|h| (h.contact.id.as_str(), Arc::new(h.clone())))
@@ -339,6 +370,26 @@ impl Engine {
             (sync::Kind::Contacts, &self.config.contacts_sync),
             (sync::Kind::Events, &self.config.events_sync),
         ];
+        let mut changed = false;
+        for path in files.iter().filter_map(|(_, p)| p.as_ref()) {
+            changed |= sync::changed(self.store.as_ref(), path)
+                .await
+                .unwrap_or(true);
+        }
+        if !changed {
+            return;
+        }
+        // Instances sharing a database sync once for the group, and both files under
+        // one lock: events synced before their contacts would be rejected. The others
+        // skip this tick's sync and find the files synced at their next one.
+        let _exclusive = match self.store.exclusive("csv-sync").await {
+            Ok(Some(guard)) => guard,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "sync failed");
+                return;
+            }
+        };
         for (kind, path) in files {
             let Some(path) = path else { continue };
             match sync::sync_file(

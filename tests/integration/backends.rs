@@ -9,20 +9,20 @@ use crate::helpers::Workspace;
 use crate::smtp::{Behaviour, SmtpServer};
 
 /// A database of its own on the test server, dropped afterwards.
-struct TempDb {
+pub struct TempDb {
     server: String,
     name: String,
 }
 
 impl TempDb {
-    fn create() -> Option<TempDb> {
+    pub fn create() -> Option<TempDb> {
         let Ok(server) = std::env::var("TICKLER_TEST_POSTGRES") else {
             assert!(
                 std::env::var_os("CI").is_none(),
                 "TICKLER_TEST_POSTGRES must be set under CI"
             );
-            eprintln!(
-                "skipped PostgreSQL: set TICKLER_TEST_POSTGRES=postgres://USER@HOST:PORT to run it"
+            crate::helpers::skipping(
+                "PostgreSQL: set TICKLER_TEST_POSTGRES=postgres://USER@HOST:PORT to run it",
             );
             return None;
         };
@@ -54,7 +54,7 @@ impl TempDb {
         );
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("{}/{}", self.server, self.name)
     }
 }
@@ -135,4 +135,120 @@ fn sqlite_and_postgres_keep_the_same_send_log() {
     let Some(db) = TempDb::create() else { return };
     let postgres = scenario(Some(&db.url()));
     assert_eq!(postgres, sqlite);
+}
+
+#[test]
+fn copy_db_moves_the_send_log_to_postgres_and_nothing_is_sent_again() {
+    let Some(db) = TempDb::create() else { return };
+    let server = SmtpServer::start();
+    let ws = Workspace::new(Some(&server.url()));
+    ws.import_all();
+    let now = "2026-03-04T10:00:00-05:00";
+    ws.tickler(&["tick", "--now", now]).ok();
+    assert_eq!(server.messages().len(), 3);
+    let before = ws.sends();
+
+    let copied = ws.tickler(&["copy-db", "--to", &db.url()]).ok();
+    assert_eq!(
+        copied.stdout.trim(),
+        "copied contacts=5 events=6 sends=5 meta=1",
+        "{}",
+        copied.stderr
+    );
+    // A second copy into the same database is refused and changes nothing.
+    let again = ws.tickler(&["copy-db", "--to", &db.url()]);
+    assert_eq!(again.code, 1);
+    assert!(
+        again.stderr.contains("already has 5 rows in `contacts`"),
+        "{}",
+        again.stderr
+    );
+
+    let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
+    ws.write(
+        "tickler.yaml",
+        &format!("{config}database:\n  url: {}\n", db.url()),
+    );
+    assert_eq!(ws.sends(), before, "the send log arrived whole");
+    let later = ws
+        .tickler(&["tick", "--now", "2026-03-05T11:00:00-05:00"])
+        .ok();
+    assert_eq!(
+        later.stdout.trim(),
+        "sent=0 failed=0 retrying=0 skipped=0 deferred=0"
+    );
+    assert_eq!(server.messages().len(), 3, "nothing is sent twice");
+    // New sends continue after the copied ids.
+    ws.write(
+        "events.csv",
+        "id,contact_id,kind,at,item\nP-9,K-1,purchase,2026-03-04,tiles\n",
+    );
+    ws.tickler(&["import", "events", "events.csv"]).ok();
+    let next = ws
+        .tickler(&["tick", "--now", "2026-03-06T11:00:00-05:00"])
+        .ok();
+    assert_eq!(
+        next.stdout.trim(),
+        "sent=1 failed=0 retrying=0 skipped=0 deferred=0"
+    );
+}
+
+/// A tick reads a contact, an import adds an event to it meanwhile, and the tick then
+/// stores the next due time it computed without that event: the contact must stay due,
+/// or its follow-up would never be planned. On both backends.
+#[test]
+fn an_import_during_a_pass_is_not_lost() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = format!("sqlite://{}", dir.path().join("t.db").display());
+    let db = TempDb::create();
+    let urls: Vec<String> = std::iter::once(sqlite)
+        .chain(db.as_ref().map(TempDb::url))
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for url in urls {
+        rt.block_on(async {
+            use std::io::Cursor;
+            use tickler::sync::{Kind, import};
+            let zone = jiff::tz::TimeZone::UTC;
+            let now: jiff::Timestamp = "2026-03-04T10:00:00Z".parse().unwrap();
+            let store = tickler::store::open(&url).await.expect("store");
+            let contacts = Cursor::new(b"id,first_name\nK-1,Ingrid\n".to_vec());
+            import(store.as_ref(), Kind::Contacts, contacts, &zone, now)
+                .await
+                .expect("contacts");
+            let ids = vec!["K-1".to_owned()];
+            assert_eq!(
+                store.queue_depth(now).await.unwrap(),
+                1,
+                "{url}: new, so due"
+            );
+
+            // A pass that sees nothing new puts the contact to sleep.
+            store.mark_due(&ids, -7).await.unwrap();
+            store
+                .set_next_due(&[("K-1".into(), None)], -7)
+                .await
+                .unwrap();
+            assert_eq!(store.queue_depth(now).await.unwrap(), 0, "{url}: asleep");
+
+            // A pass reads it; an event arrives; the pass stores what it read.
+            store.mark_due(&ids, -8).await.unwrap();
+            let events = Cursor::new(b"contact_id,kind,at\nK-1,purchase,2026-03-03\n".to_vec());
+            import(store.as_ref(), Kind::Events, events, &zone, now)
+                .await
+                .expect("events");
+            store
+                .set_next_due(&[("K-1".into(), None)], -8)
+                .await
+                .unwrap();
+            assert_eq!(
+                store.queue_depth(now).await.unwrap(),
+                1,
+                "{url}: still due, for the next pass to see the purchase"
+            );
+        });
+    }
 }

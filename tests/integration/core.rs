@@ -379,7 +379,7 @@ fn check_passes_on_the_shipped_configuration() {
 }
 
 #[test]
-fn the_shipped_example_writes_eml_files() {
+fn the_shipped_example_writes_eml_files_and_postcards() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let copy = tempfile::tempdir().expect("temp dir");
     for dir in ["config", "templates", "examples"] {
@@ -396,9 +396,17 @@ fn the_shipped_example_writes_eml_files() {
         .expect("outbox")
         .collect();
     assert!(outbox.len() >= 10, "{} files; {}", outbox.len(), run.stdout);
+    // The maintenance reminders are postcards, in the day's batch.
+    let day = copy.path().join("var/postcards/2026-11-23");
+    let manifest = std::fs::read_to_string(day.join("manifest.csv")).expect("manifest");
+    let cards = manifest.lines().count() - 1;
+    assert!(cards >= 1, "{manifest}");
+    assert!(day.join("batch-2026-11-23.pdf").exists());
     assert!(
-        run.stdout.starts_with(&format!("sent={} ", outbox.len())),
-        "{}",
+        run.stdout
+            .starts_with(&format!("sent={} ", outbox.len() + cards)),
+        "{} emails, {cards} cards: {}",
+        outbox.len(),
         run.stdout
     );
 }

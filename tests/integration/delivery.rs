@@ -99,8 +99,8 @@ impl AuthServer {
                 std::env::var_os("CI").is_none(),
                 "python3-aiosmtpd and openssl are needed; .ci/run installs them"
             );
-            eprintln!(
-                "skipped: python3-aiosmtpd or openssl is not installed (apt-get install python3-aiosmtpd openssl)"
+            crate::helpers::skipping(
+                "its checks: python3-aiosmtpd or openssl is not installed (apt-get install python3-aiosmtpd openssl)",
             );
             return None;
         }

@@ -2,12 +2,15 @@
 //! directory, and a real SMTP server on 127.0.0.1.
 
 mod backends;
+mod bad_input;
 mod calendar;
 mod core;
 mod daemon;
 mod delivery;
 mod helpers;
+mod postcards;
 mod postfix;
+mod scale;
 mod service;
 mod simulation;
 mod smtp;

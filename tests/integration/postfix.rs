@@ -36,7 +36,9 @@ impl Sink {
                 std::env::var_os("CI").is_none(),
                 "smtp-sink is not installed; .ci/run installs postfix"
             );
-            eprintln!("skipped: smtp-sink is not installed (apt-get install postfix)");
+            crate::helpers::skipping(
+                "its checks: smtp-sink is not installed (apt-get install postfix)",
+            );
             return None;
         };
         let dump = tempfile::tempdir().expect("temp dir");

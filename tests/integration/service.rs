@@ -1,6 +1,7 @@
 //! `tickler run` as systemd runs it: notifications on a NOTIFY_SOCKET the test owns, the
 //! HTTP endpoint (health, metrics, unsubscribe links, the API), SIGHUP reloads that
-//! refuse a broken edit, and SIGTERM.
+//! refuse a broken edit, SIGTERM, and hostile sync files and requests that it must
+//! survive.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -20,8 +21,9 @@ fn http(
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
-    body: &str,
+    body: impl AsRef<[u8]>,
 ) -> (u16, String) {
+    let body = body.as_ref();
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -34,8 +36,9 @@ fn http(
         request.push_str(&format!("{k}: {v}\r\n"));
     }
     request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).expect("send");
+    let mut request = request.into_bytes();
+    request.extend_from_slice(body);
+    stream.write_all(&request).expect("send");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read");
     let status = response
@@ -361,4 +364,98 @@ fn sigterm_mid_delivery_exits_0_and_loses_nothing() {
     assert_eq!(ids.len(), CONTACTS, "every message arrives");
     assert_eq!(total, CONTACTS, "a clean stop resends nothing");
     assert!(ws.sends().iter().all(|r| r["status"] == "sent"));
+}
+
+/// A broken sync file and hostile API requests get errors; the daemon keeps ticking and
+/// takes the next good file.
+#[test]
+fn bad_sync_files_and_requests_do_not_stop_the_daemon() {
+    let ws = Workspace::new(None);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    ws.always_open();
+    let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
+    ws.write(
+        "tickler.yaml",
+        &format!("{config}contacts: {{ sync_csv: sync/contacts.csv }}\nevents: {{ sync_csv: sync/events.csv }}\nhttp:\n  listen: 127.0.0.1:{port}\n  api_token_file: token.txt\n"),
+    );
+    ws.write("token.txt", TOKEN);
+    // Binary garbage as the contacts export; no events file at all yet.
+    let garbage: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect();
+    std::fs::create_dir_all(ws.path("sync")).expect("mkdir");
+    std::fs::write(ws.path("sync/contacts.csv"), garbage).expect("write");
+
+    let mut daemon = Daemon::start(&ws);
+    wait_for("READY=1", 20, || daemon.count("READY=1") >= 1);
+    wait_for("a healthy tick", 20, || {
+        http(port, "GET", "/healthz", &[], "").0 == 200
+    });
+
+    let auth = format!("Bearer {TOKEN}");
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Authorization", &auth),
+    ];
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let hostile: [(&str, &[u8], &str); 7] = [
+        ("binary garbage", b"\xff\xfe\x00{\x01", "not JSON"),
+        ("deep nesting", deep.as_bytes(), "not JSON"),
+        ("not objects", b"[1, \"two\"]", "must be an object"),
+        ("a nested value", b"{\"id\": {\"a\": 1}}", "must be text"),
+        (
+            "CR/LF in a name",
+            b"{\"id\":\"N-1\",\"first_name\":\"Ann\\r\\nBcc: x@example.com\"}",
+            "first_name",
+        ),
+        (
+            "NUL in a custom field",
+            b"{\"id\":\"N-1\",\"note\":\"a\\u0000b\"}",
+            "note",
+        ),
+        ("a number too big", b"{\"id\": 1e999}", "not JSON"),
+    ];
+    for (what, body, needle) in hostile {
+        let (code, reply) = http(port, "POST", "/api/v1/contacts", &headers, body);
+        assert_eq!(code, 422, "{what}: {reply}");
+        assert!(reply.contains(needle), "{what}: {reply}");
+    }
+    let (code, reply) = http(
+        port,
+        "POST",
+        "/api/v1/events",
+        &headers,
+        "[{\"contact_id\":\"K-1\"}]",
+    );
+    assert_eq!(code, 422, "{reply}");
+    assert!(reply.contains("\"field\":\"kind\""), "{reply}");
+    assert_eq!(http(port, "GET", "/api/v1/contacts", &headers, "").0, 405);
+    assert_eq!(http(port, "GET", "/unsubscribe/%00%ff..", &[], "").0, 404);
+
+    // Still ticking; then a good export replaces the garbage and is taken.
+    let (code, body) = http(port, "GET", "/healthz", &[], "");
+    assert_eq!(code, 200, "{body}");
+    let day = crate::helpers::two_days_ago();
+    ws.write("sync/contacts.csv", crate::helpers::CONTACTS);
+    ws.write(
+        "sync/events.csv",
+        &format!("id,contact_id,kind,at\nP-1,K-1,purchase,{day}\nP-2,GHOST,purchase,{day}\n"),
+    );
+    wait_for("the thank-you from the synced files", 30, || {
+        ws.sends()
+            .iter()
+            .any(|r| r["contact"] == "K-1" && r["status"] == "sent")
+    });
+    assert_eq!(http(port, "GET", "/healthz", &[], "").0, 200);
+    daemon.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = daemon.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
 }

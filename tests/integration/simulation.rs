@@ -47,11 +47,19 @@ struct Sim {
 
 impl Sim {
     fn new(config_path: &std::path::Path) -> Sim {
+        Sim::with_database(config_path, None)
+    }
+
+    /// A simulation on the database at `url` instead of the configured one.
+    fn with_database(config_path: &std::path::Path, url: Option<String>) -> Sim {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
-        let config = Config::load(config_path).unwrap_or_else(|e| panic!("{e}"));
+        let mut config = Config::load(config_path).unwrap_or_else(|e| panic!("{e}"));
+        if let Some(url) = url {
+            config.database_url = url;
+        }
         let templates = Templates::load(&config).unwrap_or_else(|e| panic!("{e:?}"));
         let store = rt
             .block_on(tickler::store::open(&config.database_url))
@@ -340,12 +348,26 @@ proptest! {
 
 #[test]
 fn a_year_of_daily_ticks_over_the_examples_matches_the_plan() {
+    year_of_ticks(None);
+}
+
+#[test]
+fn a_year_of_daily_ticks_on_postgres_matches_the_plan() {
+    let Some(db) = crate::backends::TempDb::create() else {
+        return;
+    };
+    year_of_ticks(Some(db.url()));
+}
+
+/// Ticks twice a day for a year over the shipped examples, on SQLite or on the
+/// PostgreSQL database at `url`, and compares what went out with the year's plan.
+fn year_of_ticks(url: Option<String>) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().expect("temp dir");
     for sub in ["config", "templates", "examples"] {
         crate::helpers::copy_dir(&root.join(sub), &dir.path().join(sub));
     }
-    let sim = Sim::new(&dir.path().join("config/tickler.yaml"));
+    let sim = Sim::with_database(&dir.path().join("config/tickler.yaml"), url);
     let zone = sim.engine.config.business.zone.clone();
     let start = jiff::civil::date(2026, 11, 23)
         .at(10, 0, 0, 0)

@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Reproduces the figures of BENCHMARKS.md. Usage:
+#   benches/scripts/bench.sh [machine|import|tick|smtp|daemon|all]   (default: all)
+# Work files go to $BENCH_DIR (default /tmp/tickler-bench); the release build to
+# $CARGO_TARGET_DIR (default target/). Needs: python3, sqlite3, /usr/bin/time, and
+# Postfix's smtp-sink and smtp-source for `smtp` and `daemon`. Run as root for
+# smtp-sink (-u nobody), or set SINK_USER to your own user.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+WORK=${BENCH_DIR:-/tmp/tickler-bench}
+TARGET=${CARGO_TARGET_DIR:-$REPO/target}
+RUNS=${RUNS:-5}
+SEED=${SEED:-1}
+PORT=${SMTP_PORT:-2525}
+SINK_USER=${SINK_USER:-nobody}
+BIN=$TARGET/release/tickler
+GEN=$TARGET/release/examples/gen_data
+ALT=$REPO/benches/scripts/alternate.py
+PROBE=$REPO/benches/scripts/daemon_probe.py
+# The planned instant of the tick benchmarks (a Wednesday inside the send window) and
+# the day before it, when a first real tick plans every contact ahead.
+T1=2026-03-04T15:00:00-05:00
+T0=2026-03-03T15:00:00-05:00
+mkdir -p "$WORK"
+
+build() {
+    (cd "$REPO" && cargo build --release --bin tickler --example gen_data)
+}
+
+# config NAME [smtp] [all-day]: a configuration using the shipped cadences and
+# templates, its database in $WORK/NAME.
+config() {
+    local name=$1 transport=${2:-file} window=${3:-"09:00-18:00"} days="[mon, tue, wed, thu, fri, sat]"
+    [ "$window" = all-day ] && window="00:00-24:00" && days="[mon, tue, wed, thu, fri, sat, sun]"
+    mkdir -p "$WORK/$name"
+    cat > "$WORK/$name/tickler.yaml" <<YAML
+business:
+  name: Hudson Tile & Stone
+  email: hello@hudsontile.example
+  reply_to: owner@hudsontile.example
+  phone: "518-555-0143"
+  address: { line1: 12 River St, city: Albany, region: NY, postal_code: "12207", country: US }
+  timezone: America/New_York
+state_dir: $WORK/$name
+database:
+  url: sqlite://$WORK/$name/tickler.db
+cadences: $REPO/config/cadences.yaml
+templates: $REPO/templates
+email:
+  transport: $transport
+  file: { dir: $WORK/$name/outbox }
+  smtp: { url: "smtp://127.0.0.1:$PORT?tls=none", max_connections: 4, timeout: 30s }
+schedule:
+  tick: 60s
+  send_window: "$window"
+  days: $days
+  max_lateness: 7d
+YAML
+    echo "$WORK/$name/tickler.yaml"
+}
+
+machine() {
+    echo "## machine"
+    uname -srm
+    grep -m1 'model name' /proc/cpuinfo
+    echo "cores: $(nproc)"
+    free -m | awk 'NR==2 {print "memory: " $2 " MB"}'
+    uptime
+    "$BIN" --version 2>/dev/null || true
+    rustc --version
+    sqlite3 --version | cut -d' ' -f1
+}
+
+# import: 1,000,000 contacts and 2,000,000 events into a fresh SQLite database, against
+# the sqlite3 shell loading the same files into tables with the same keys.
+import_bench() {
+    echo "## import"
+    local data=$WORK/data-1m cfg
+    [ -f "$data/events.csv" ] || "$GEN" --seed "$SEED" --contacts 1000000 --events 2000000 --due 1000 --out "$data"
+    cfg=$(config import)
+    cat > "$WORK/reference.sql" <<SQL
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+CREATE TABLE contacts (id TEXT PRIMARY KEY, first_name, last_name, email, address_line1, address_line2, city, region, postal_code, country, birthday, timezone, tags, email_opt_out, postcard_opt_out, favorite_tile);
+CREATE TABLE events (id, contact_id, kind, at, item, amount, PRIMARY KEY (contact_id, id));
+.import --csv --skip 1 $data/contacts.csv contacts
+.import --csv --skip 1 $data/events.csv events
+SQL
+    python3 "$ALT" --runs "$RUNS" \
+        --name "sqlite3 .import (reference)" --setup "rm -f $WORK/reference.db*" \
+        --cmd "sqlite3 $WORK/reference.db < $WORK/reference.sql" \
+        --name "tickler import contacts" --setup "rm -f $WORK/import/tickler.db*" \
+        --cmd "$BIN --config $cfg import contacts $data/contacts.csv" \
+        --name "tickler import events" \
+        --cmd "$BIN --config $cfg import events $data/events.csv"
+}
+
+# tick: a dry-run tick with 1,000 sends due, at 10,000 and at 1,000,000 contacts.
+tick_bench() {
+    echo "## tick"
+    local size
+    for size in 10000 1000000; do
+        local data=$WORK/data-$size cfg
+        [ -f "$data/events.csv" ] || "$GEN" --seed "$SEED" --contacts $size --events $((2 * size)) --due 1000 --out "$data"
+        cfg=$(config tick-$size)
+        if [ ! -f "$WORK/tick-$size/ready" ]; then
+            rm -f "$WORK/tick-$size"/tickler.db*
+            "$BIN" --config "$cfg" import contacts "$data/contacts.csv"
+            "$BIN" --config "$cfg" import events "$data/events.csv"
+            # The first real tick plans every contact ahead (nothing is due at T0).
+            /usr/bin/time -f "first tick at $size contacts: %e s, %M KB" "$BIN" --config "$cfg" tick --now "$T0"
+            touch "$WORK/tick-$size/ready"
+        fi
+    done
+    python3 "$ALT" --runs "$((RUNS * 2))" \
+        --name "dry-run, 10,000 contacts" --cmd "$BIN --config $WORK/tick-10000/tickler.yaml tick --dry-run --now $T1" \
+        --name "dry-run, 1,000,000 contacts" --cmd "$BIN --config $WORK/tick-1000000/tickler.yaml tick --dry-run --now $T1"
+}
+
+start_sink() {
+    /usr/sbin/smtp-sink -u "$SINK_USER" "127.0.0.1:$PORT" 1000 &
+    SINK=$!
+    trap 'kill $SINK 2>/dev/null || true' EXIT
+    sleep 0.5
+}
+
+# smtp: 20,000 due emails sent by a tick over 4 connections, each recorded, against
+# smtp-source sending as many 3,000-byte messages over 4 connections; alternated.
+smtp_bench() {
+    echo "## smtp"
+    local data=$WORK/data-smtp cfg
+    [ -f "$data/events.csv" ] || "$GEN" --seed "$SEED" --contacts 20000 --events 20000 --due 20000 --out "$data"
+    cfg=$(config smtp smtp)
+    rm -f "$WORK/smtp"/tickler.db*
+    "$BIN" --config "$cfg" import contacts "$data/contacts.csv"
+    "$BIN" --config "$cfg" import events "$data/events.csv"
+    sqlite3 "$WORK/smtp/tickler.db" "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null
+    cp "$WORK/smtp/tickler.db" "$WORK/smtp/template.db"
+    start_sink
+    python3 "$ALT" --runs "$RUNS" \
+        --name "smtp-source (reference)" --cmd "/usr/sbin/smtp-source -d -s 4 -m 20000 -l 3000 127.0.0.1:$PORT" \
+        --name "tickler tick, 20,000 sends" \
+        --setup "rm -f $WORK/smtp/tickler.db*; cp $WORK/smtp/template.db $WORK/smtp/tickler.db" \
+        --cmd "$BIN --config $cfg tick --now $T1"
+    echo "sent in the last run: $(sqlite3 "$WORK/smtp/tickler.db" "SELECT status, COUNT(*) FROM sends GROUP BY status")"
+}
+
+# daemon: `tickler run` ready latency and idle RSS at 1,000,000 contacts, then its
+# peak RSS and rate while sending 20,000 due emails to smtp-sink.
+daemon_bench() {
+    echo "## daemon"
+    tick_bench >/dev/null
+    local cfg=$WORK/tick-1000000/tickler.yaml
+    # Later than T1 (nothing due there is sendable at the wall clock's time: it is
+    # stale), so the first tick finds little to do after the dry runs above.
+    python3 "$PROBE" --bin "$BIN" --config "$cfg" --db "$WORK/tick-1000000/tickler.db" --runs 10 --idle-wait 5
+    # Sending: data due now by the wall clock, a window open all day.
+    local data=$WORK/data-daemon now
+    now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    rm -rf "$data"
+    "$GEN" --seed "$SEED" --contacts 20000 --events 20000 --due 20000 --now "$now" --out "$data"
+    cfg=$(config daemon smtp all-day)
+    rm -f "$WORK/daemon"/tickler.db*
+    "$BIN" --config "$cfg" import contacts "$data/contacts.csv"
+    "$BIN" --config "$cfg" import events "$data/events.csv"
+    start_sink
+    python3 "$PROBE" --bin "$BIN" --config "$cfg" --db "$WORK/daemon/tickler.db" --expect 20000
+}
+
+what=${1:-all}
+build >&2
+case $what in
+    machine) machine ;;
+    import) import_bench ;;
+    tick) tick_bench ;;
+    smtp) smtp_bench ;;
+    daemon) daemon_bench ;;
+    all) machine; import_bench; tick_bench; smtp_bench; daemon_bench ;;
+    *) echo "usage: $0 [machine|import|tick|smtp|daemon|all]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,174 @@
+//! PostgreSQL writes of an import: the same multi-row upserts as SQLite's, inside one
+//! transaction.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row, Transaction};
+
+use super::sqlite_import::contact_conflict_clause;
+use super::{ContactUpsert, ImportTx, runs};
+use crate::domain::{EmailAddress, Event};
+
+/// Contacts per statement: 20 values a row, and PostgreSQL allows 65535.
+const CONTACT_ROWS: usize = 1000;
+/// Events per statement: 6 values a row.
+const EVENT_ROWS: usize = 2000;
+
+pub(super) struct PostgresImport {
+    tx: Transaction<'static, Postgres>,
+}
+
+impl PostgresImport {
+    pub(super) async fn begin(pool: &PgPool) -> anyhow::Result<PostgresImport> {
+        Ok(PostgresImport {
+            tx: pool.begin().await?,
+        })
+    }
+}
+
+#[async_trait]
+impl ImportTx for PostgresImport {
+    async fn upsert_contacts(
+        &mut self,
+        contacts: &[ContactUpsert],
+        now: Timestamp,
+    ) -> anyhow::Result<u64> {
+        let mut changed = 0;
+        for run in runs(contacts, CONTACT_ROWS, |c| c.contact.id.as_str()) {
+            for shape in [(false, false), (false, true), (true, false), (true, true)] {
+                let rows: Vec<&ContactUpsert> = run
+                    .iter()
+                    .filter(|r| (r.email_opt_out.is_some(), r.postcard_opt_out.is_some()) == shape)
+                    .collect();
+                if !rows.is_empty() {
+                    changed += upsert_contact_rows(&mut self.tx, &rows, shape, now).await?;
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    async fn contact_zones(
+        &mut self,
+        ids: &[String],
+    ) -> anyhow::Result<HashMap<String, Option<String>>> {
+        zones(&mut self.tx, ids).await
+    }
+
+    async fn upsert_events(&mut self, events: &[Event], now: Timestamp) -> anyhow::Result<u64> {
+        let mut changed = 0;
+        let mut touched: Vec<String> = Vec::new();
+        for run in runs(events, EVENT_ROWS, |e| {
+            (e.contact_id.as_str(), e.id.as_str())
+        }) {
+            let mut q = QueryBuilder::<Postgres>::new(
+                "INSERT INTO events (contact_id, id, kind, at, fields, created_at) ",
+            );
+            let mut fields = Vec::with_capacity(run.len());
+            for e in run {
+                fields.push(serde_json::to_string(&e.fields)?);
+            }
+            q.push_values(run.iter().zip(&fields), |mut b, (e, fields)| {
+                b.push_bind(e.contact_id.as_str())
+                    .push_bind(e.id.as_str())
+                    .push_bind(e.kind.as_str())
+                    .push_bind(e.at.as_second())
+                    .push_bind(fields.as_str())
+                    .push_bind(now.as_second());
+            });
+            q.push(
+                " ON CONFLICT (contact_id, id) DO UPDATE SET kind = excluded.kind, at = excluded.at, \
+                 fields = excluded.fields \
+                 WHERE events.kind <> excluded.kind OR events.at <> excluded.at OR events.fields <> excluded.fields \
+                 RETURNING contact_id",
+            );
+            for row in q.build().fetch_all(&mut *self.tx).await? {
+                changed += 1;
+                touched.push(row.get("contact_id"));
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        if !touched.is_empty() {
+            sqlx::query(
+                "UPDATE contacts SET next_due_at = 0 \
+                 WHERE next_due_at IS DISTINCT FROM 0 AND id = ANY($1)",
+            )
+            .bind(&touched)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(changed)
+    }
+
+    async fn commit(self: Box<Self>) -> anyhow::Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn upsert_contact_rows(
+    conn: &mut PgConnection,
+    rows: &[&ContactUpsert],
+    (email_given, postcard_given): (bool, bool),
+    now: Timestamp,
+) -> anyhow::Result<u64> {
+    let mut q = QueryBuilder::<Postgres>::new(
+        "INSERT INTO contacts (id, first_name, last_name, email, address_line1, address_line2, city, \
+         region, postal_code, country, birthday, timezone, tags, email_opt_out, postcard_opt_out, fields, \
+         digest, next_due_at, created_at, updated_at) ",
+    );
+    let mut derived = Vec::with_capacity(rows.len());
+    for row in rows {
+        let c = &row.contact;
+        derived.push((
+            c.birthday.map(|b| b.to_string()),
+            c.tags.join(";"),
+            serde_json::to_string(&c.fields)?,
+            super::digest(c),
+        ));
+    }
+    q.push_values(rows.iter().zip(&derived), |mut b, (row, derived)| {
+        let c = &row.contact;
+        let (birthday, tags, fields, digest) = derived;
+        b.push_bind(c.id.as_str())
+            .push_bind(c.first_name.as_str())
+            .push_bind(c.last_name.as_str())
+            .push_bind(c.email.as_ref().map(EmailAddress::as_str))
+            .push_bind(c.address_line1.as_str())
+            .push_bind(c.address_line2.as_str())
+            .push_bind(c.city.as_str())
+            .push_bind(c.region.as_str())
+            .push_bind(c.postal_code.as_str())
+            .push_bind(c.country.as_str())
+            .push_bind(birthday.as_deref())
+            .push_bind(c.timezone.as_deref())
+            .push_bind(tags.as_str())
+            .push_bind(row.email_opt_out.unwrap_or(false))
+            .push_bind(row.postcard_opt_out.unwrap_or(false))
+            .push_bind(fields.as_str())
+            .push_bind(digest.as_str())
+            .push_bind(0i64)
+            .push_bind(now.as_second())
+            .push_bind(now.as_second());
+    });
+    q.push(contact_conflict_clause(email_given, postcard_given));
+    Ok(q.build().execute(&mut *conn).await?.rows_affected())
+}
+
+/// The stored time zone of each id that exists.
+pub(super) async fn zones(
+    conn: &mut PgConnection,
+    ids: &[String],
+) -> anyhow::Result<HashMap<String, Option<String>>> {
+    let rows = sqlx::query("SELECT id, timezone FROM contacts WHERE id = ANY($1)")
+        .bind(ids)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.get("id"), row.get("timezone")))
+        .collect())
+}

@@ -1,0 +1,468 @@
+//! Getting contacts and events in: CSV files (`import`, and the `sync_csv` files that
+//! `run` and `tick` re-import when they change). Each row is checked on its own; valid
+//! rows are upserted in one transaction and each rejected row is reported with its line.
+//!
+//! A file is streamed, never held: a reader thread parses and checks rows in chunks
+//! while the previous chunk is written, so memory stays flat whatever the file's size.
+
+mod csv_rows;
+mod seen;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::Path;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use tokio::sync::mpsc;
+
+use crate::domain::contact::{parse_instant, parse_zone};
+use crate::domain::{Contact, EmailAddress, Event, MonthDay};
+use crate::store::{ContactUpsert, ImportTx, Store};
+
+pub use csv_rows::{CsvRow, read_csv};
+use seen::Seen;
+
+/// Rows checked and written together. Events come in a bigger chunk: they are written
+/// in contact order, and the more of them at once, the closer together they land.
+const CHUNK: usize = 2048;
+const EVENT_CHUNK: usize = 16_384;
+
+/// What an import did.
+#[derive(Debug, Default)]
+pub struct ImportReport {
+    pub accepted: usize,
+    pub changed: u64,
+    /// (line, reason) of each rejected row.
+    pub rejected: Vec<(u64, String)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Contacts,
+    Events,
+}
+
+const CONTACT_COLUMNS: [&str; 15] = [
+    "id",
+    "first_name",
+    "last_name",
+    "email",
+    "address_line1",
+    "address_line2",
+    "city",
+    "region",
+    "postal_code",
+    "country",
+    "birthday",
+    "timezone",
+    "tags",
+    "email_opt_out",
+    "postcard_opt_out",
+];
+const EVENT_COLUMNS: [&str; 4] = ["contact_id", "kind", "at", "id"];
+
+/// One record as column name -> value, from a JSON object.
+pub type Record = Vec<(String, String)>;
+
+/// Column values by name: a CSV row or a JSON object.
+pub trait Fields {
+    /// The value of column `name`, trimmed; empty when there is no such column.
+    fn get(&self, name: &str) -> &str;
+    /// Every column as (name, value), the values untrimmed.
+    fn columns(&self) -> impl Iterator<Item = (&str, &str)>;
+}
+
+impl Fields for Record {
+    fn get(&self, name: &str) -> &str {
+        self.iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.trim())
+    }
+
+    fn columns(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+fn no_controls(name: &str, value: &str) -> Result<(), String> {
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(format!(
+            "{name}: contains a line break or control character"
+        ));
+    }
+    Ok(())
+}
+
+fn flag(name: &str, value: &str) -> Result<Option<bool>, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "" => Ok(None),
+        "true" | "yes" | "1" => Ok(Some(true)),
+        "false" | "no" | "0" => Ok(Some(false)),
+        other => Err(format!("{name}: `{other}` is not true or false")),
+    }
+}
+
+fn custom_fields(record: &impl Fields, known: &[&str]) -> Result<BTreeMap<String, String>, String> {
+    let mut fields = BTreeMap::new();
+    for (k, v) in record.columns() {
+        if known.contains(&k) || v.trim().is_empty() {
+            continue;
+        }
+        no_controls(k, v)?;
+        fields.insert(k.to_owned(), v.trim().to_owned());
+    }
+    Ok(fields)
+}
+
+/// Checks one contact record.
+pub fn contact_from_record(record: &impl Fields) -> Result<ContactUpsert, String> {
+    let id = record.get("id");
+    if id.is_empty() {
+        return Err("id: missing".into());
+    }
+    for name in CONTACT_COLUMNS {
+        no_controls(name, record.get(name))?;
+    }
+    let email = match record.get("email") {
+        "" => None,
+        e => Some(EmailAddress::parse(e).map_err(|m| format!("email: {m}"))?),
+    };
+    let birthday = match record.get("birthday") {
+        "" => None,
+        b => Some(MonthDay::parse(b).map_err(|m| format!("birthday: {m}"))?),
+    };
+    let timezone = match record.get("timezone") {
+        "" => None,
+        z => Some(
+            parse_zone(z)
+                .map(|_| z.to_owned())
+                .map_err(|m| format!("timezone: {m}"))?,
+        ),
+    };
+    let tags = record
+        .get("tags")
+        .split(';')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let email_opt_out = flag("email_opt_out", record.get("email_opt_out"))?;
+    let postcard_opt_out = flag("postcard_opt_out", record.get("postcard_opt_out"))?;
+    let text = |name: &str| record.get(name).to_owned();
+    Ok(ContactUpsert {
+        contact: Contact {
+            id: id.to_owned(),
+            first_name: text("first_name"),
+            last_name: text("last_name"),
+            email,
+            address_line1: text("address_line1"),
+            address_line2: text("address_line2"),
+            city: text("city"),
+            region: text("region"),
+            postal_code: text("postal_code"),
+            country: text("country"),
+            birthday,
+            timezone,
+            tags,
+            email_opt_out: email_opt_out.unwrap_or(false),
+            postcard_opt_out: postcard_opt_out.unwrap_or(false),
+            fields: custom_fields(record, &CONTACT_COLUMNS)?,
+            armed_at: None,
+        },
+        email_opt_out,
+        postcard_opt_out,
+    })
+}
+
+/// An event record checked on its own; its time is resolved once its contact is known.
+pub struct PendingEvent {
+    pub contact_id: String,
+    pub id: Option<String>,
+    pub kind: String,
+    pub at: String,
+    pub fields: BTreeMap<String, String>,
+}
+
+pub fn event_from_record(record: &impl Fields) -> Result<PendingEvent, String> {
+    for name in EVENT_COLUMNS {
+        no_controls(name, record.get(name))?;
+    }
+    let contact_id = record.get("contact_id");
+    if contact_id.is_empty() {
+        return Err("contact_id: missing".into());
+    }
+    let kind = record.get("kind");
+    if kind.is_empty() {
+        return Err("kind: missing".into());
+    }
+    if !kind
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+    {
+        return Err(format!(
+            "kind: `{kind}` is not a single word such as purchase"
+        ));
+    }
+    let at = record.get("at");
+    if at.is_empty() {
+        return Err("at: missing".into());
+    }
+    // Check the format now, so the error names the row even before the contact is known.
+    parse_instant(at, &TimeZone::UTC).map_err(|m| format!("at: {m}"))?;
+    Ok(PendingEvent {
+        contact_id: contact_id.to_owned(),
+        id: Some(record.get("id").to_owned()).filter(|s| !s.is_empty()),
+        kind: kind.to_owned(),
+        at: at.to_owned(),
+        fields: custom_fields(record, &EVENT_COLUMNS)?,
+    })
+}
+
+impl PendingEvent {
+    /// Resolves a plain date to its start in the contact's zone.
+    pub fn resolve(self, zone: &TimeZone) -> Result<Event, String> {
+        let at: Timestamp = parse_instant(&self.at, zone).map_err(|m| format!("at: {m}"))?;
+        Ok(Event {
+            id: self.id.unwrap_or_else(|| Event::derived_id(&self.kind, at)),
+            contact_id: self.contact_id,
+            kind: self.kind,
+            at,
+            fields: self.fields,
+            armed_at: None,
+        })
+    }
+}
+
+/// A row checked by the reader thread. One file holds one kind, so a chunk's rows all
+/// have the same size anyway; boxing contacts would cost an allocation per row.
+#[allow(clippy::large_enum_variant)]
+enum Checked {
+    Contact(ContactUpsert),
+    Event(PendingEvent),
+}
+
+/// Rows with their lines, each checked or with why it was rejected.
+type Chunk = Vec<(u64, Result<Checked, String>)>;
+
+/// Imports a contacts or events CSV: every valid row in one transaction.
+pub async fn import(
+    store: &dyn Store,
+    kind: Kind,
+    input: impl Read + Send + 'static,
+    business_zone: &TimeZone,
+    now: Timestamp,
+) -> anyhow::Result<ImportReport> {
+    let (sender, mut chunks) = mpsc::channel(2);
+    let reader = tokio::task::spawn_blocking(move || check_rows(input, kind, &sender));
+    let mut report = ImportReport::default();
+    let mut writer = Writer {
+        tx: None,
+        seen: Seen::default(),
+        zones: HashMap::new(),
+        business_zone,
+        now,
+    };
+    // A write that fails drops `chunks`, which stops the reader.
+    while let Some(chunk) = chunks.recv().await {
+        match kind {
+            Kind::Contacts => writer.contacts(store, chunk, &mut report).await?,
+            Kind::Events => writer.events(store, chunk, &mut report).await?,
+        }
+    }
+    reader
+        .await
+        .map_err(|e| anyhow::anyhow!("the CSV reader stopped: {e}"))?
+        .map_err(|m| anyhow::anyhow!(m))?;
+    if let Some(tx) = writer.tx {
+        tx.commit().await?;
+    }
+    report.rejected.sort_by_key(|(line, _)| *line);
+    Ok(report)
+}
+
+/// Reads and checks every row, handing them on in chunks; stops early if the writer
+/// has gone.
+fn check_rows(input: impl Read, kind: Kind, chunks: &mpsc::Sender<Chunk>) -> Result<(), String> {
+    let size = match kind {
+        Kind::Contacts => CHUNK,
+        Kind::Events => EVENT_CHUNK,
+    };
+    let mut chunk = Vec::with_capacity(size);
+    read_csv(input, |line, row| {
+        let checked = row.and_then(|r| match kind {
+            Kind::Contacts => contact_from_record(r).map(Checked::Contact),
+            Kind::Events => event_from_record(r).map(Checked::Event),
+        });
+        chunk.push((line, checked));
+        chunk.len() < size
+            || chunks
+                .blocking_send(std::mem::replace(&mut chunk, Vec::with_capacity(size)))
+                .is_ok()
+    })?;
+    if !chunk.is_empty() {
+        let _ = chunks.blocking_send(chunk);
+    }
+    Ok(())
+}
+
+/// The writing half of an import.
+struct Writer<'a> {
+    /// Begun with the first chunk, so that a file whose header is bad writes nothing.
+    tx: Option<Box<dyn ImportTx>>,
+    /// Ids met so far, to reject repeats.
+    seen: Seen,
+    /// Zones by name, looked up once each.
+    zones: HashMap<String, TimeZone>,
+    business_zone: &'a TimeZone,
+    now: Timestamp,
+}
+
+impl Writer<'_> {
+    async fn tx(&mut self, store: &dyn Store) -> anyhow::Result<&mut Box<dyn ImportTx>> {
+        if self.tx.is_none() {
+            self.tx = Some(store.begin_import().await?);
+        }
+        Ok(self.tx.as_mut().expect("begun above"))
+    }
+
+    async fn contacts(
+        &mut self,
+        store: &dyn Store,
+        chunk: Chunk,
+        report: &mut ImportReport,
+    ) -> anyhow::Result<()> {
+        let mut contacts = Vec::with_capacity(chunk.len());
+        for (line, checked) in chunk {
+            match checked {
+                Ok(Checked::Contact(c)) => match self
+                    .seen
+                    .insert(&[&c.contact.id], line)
+                    .map_err(anyhow::Error::msg)?
+                {
+                    Some(first) => report.rejected.push((
+                        line,
+                        format!("id: `{}` is also on line {first}", c.contact.id),
+                    )),
+                    None => contacts.push(c),
+                },
+                Ok(Checked::Event(_)) => unreachable!("a contacts file yields contacts"),
+                Err(reason) => report.rejected.push((line, reason)),
+            }
+        }
+        report.accepted += contacts.len();
+        let now = self.now;
+        report.changed += self
+            .tx(store)
+            .await?
+            .upsert_contacts(&contacts, now)
+            .await?;
+        Ok(())
+    }
+
+    async fn events(
+        &mut self,
+        store: &dyn Store,
+        chunk: Chunk,
+        report: &mut ImportReport,
+    ) -> anyhow::Result<()> {
+        let mut pending = Vec::with_capacity(chunk.len());
+        for (line, checked) in chunk {
+            match checked {
+                Ok(Checked::Event(e)) => pending.push((line, e)),
+                Ok(Checked::Contact(_)) => unreachable!("an events file yields events"),
+                Err(reason) => report.rejected.push((line, reason)),
+            }
+        }
+        let mut ids: Vec<String> = pending.iter().map(|(_, e)| e.contact_id.clone()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let stored = self.tx(store).await?.contact_zones(&ids).await?;
+        let mut events = Vec::with_capacity(pending.len());
+        for (line, e) in pending {
+            let Some(zone) = stored.get(&e.contact_id) else {
+                report.rejected.push((
+                    line,
+                    format!(
+                        "contact_id: no contact `{}` (import contacts first)",
+                        e.contact_id
+                    ),
+                ));
+                continue;
+            };
+            let zone = match zone {
+                None => self.business_zone.clone(),
+                Some(name) => self
+                    .zones
+                    .entry(name.clone())
+                    .or_insert_with(|| {
+                        TimeZone::get(name).unwrap_or_else(|_| self.business_zone.clone())
+                    })
+                    .clone(),
+            };
+            match e.resolve(&zone) {
+                Ok(event) => match self
+                    .seen
+                    .insert(&[&event.contact_id, &event.id], line)
+                    .map_err(anyhow::Error::msg)?
+                {
+                    Some(first) => report
+                        .rejected
+                        .push((line, format!("id: `{}` is also on line {first}", event.id))),
+                    None => events.push(event),
+                },
+                Err(reason) => report.rejected.push((line, reason)),
+            }
+        }
+        report.accepted += events.len();
+        // Each contact's events together, and the contacts in key order.
+        events.sort_by(|a, b| (&a.contact_id, &a.id).cmp(&(&b.contact_id, &b.id)));
+        let now = self.now;
+        report.changed += self.tx(store).await?.upsert_events(&events, now).await?;
+        Ok(())
+    }
+}
+
+/// Whether `path` changed since it was last synced (or was never synced).
+pub async fn changed(store: &dyn Store, path: &Path) -> anyhow::Result<bool> {
+    let (key, stamp) = stamp(path)?;
+    Ok(store.meta(&key).await?.as_deref() != Some(stamp.as_str()))
+}
+
+/// The meta key of `path`'s last sync, and the file's size and mtime now.
+fn stamp(path: &Path) -> anyhow::Result<(String, String)> {
+    let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|m| Timestamp::try_from(m).ok())
+        .map(|t| t.as_nanosecond());
+    let stamp = format!("{}:{}", meta.len(), modified.unwrap_or_default());
+    Ok((format!("sync:{}", path.display()), stamp))
+}
+
+/// Imports `path` if it changed since the last sync (by size and modification time).
+/// Returns the report when it imported.
+pub async fn sync_file(
+    store: &dyn Store,
+    kind: Kind,
+    path: &Path,
+    business_zone: &TimeZone,
+    now: Timestamp,
+) -> anyhow::Result<Option<ImportReport>> {
+    let (key, stamp) = stamp(path)?;
+    if store.meta(&key).await?.as_deref() == Some(stamp.as_str()) {
+        return Ok(None);
+    }
+    let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let report = import(
+        store,
+        kind,
+        std::io::BufReader::new(file),
+        business_zone,
+        now,
+    )
+    .await?;
+    store.set_meta(&key, &stamp).await?;
+    Ok(Some(report))
+}
