@@ -6,7 +6,7 @@ use std::fmt;
 
 use jiff::civil::{Date, DateTime, Time, Weekday};
 use jiff::tz::TimeZone;
-use jiff::{Timestamp, ToSpan, Zoned};
+use jiff::{SignedDuration, Span, Timestamp, ToSpan, Zoned};
 
 /// A length of time as people write it in cadences: `30m`, `12h`, `2d`, `3w`.
 ///
@@ -111,16 +111,20 @@ impl Period {
     /// `at` moved forward by `times` periods. Calendar periods keep the wall-clock time
     /// in `zone`; exact ones add seconds.
     pub fn add_to(&self, at: Timestamp, zone: &TimeZone, times: i64) -> Timestamp {
-        match self.calendar_days() {
-            Some(days) => at
-                .to_zoned(zone.clone())
-                .checked_add((days * times).days())
-                .map(|z| z.timestamp())
-                .unwrap_or(Timestamp::MAX),
-            None => at
-                .checked_add((self.seconds() * times).seconds())
-                .unwrap_or(Timestamp::MAX),
-        }
+        // Far-off results (`100000w` a thousand times over) saturate instead of
+        // overflowing: past the end of jiff's range means "never".
+        let later = match self.calendar_days() {
+            Some(days) => days
+                .checked_mul(times)
+                .and_then(|days| Span::new().try_days(days).ok())
+                .and_then(|span| at.to_zoned(zone.clone()).checked_add(span).ok())
+                .map(|z| z.timestamp()),
+            None => self
+                .seconds()
+                .checked_mul(times)
+                .and_then(|secs| at.checked_add(SignedDuration::from_secs(secs)).ok()),
+        };
+        later.unwrap_or(Timestamp::MAX)
     }
 }
 
@@ -302,6 +306,24 @@ mod tests {
         assert!(Period::parse("3x").is_err());
         assert!(Period::parse("d").is_err());
         assert!(Period::parse("").is_err());
+    }
+
+    #[test]
+    fn far_off_periods_mean_never_rather_than_a_panic() {
+        // Found by the calendar fuzz target: `10000w` a thousand times over is past the
+        // last day jiff can hold.
+        let ny = TimeZone::get("America/New_York").unwrap();
+        let now = ts("2026-03-08T06:30:00Z");
+        for text in ["10000w", "100000w", "100000d", "100000h"] {
+            let period = Period::parse(text).unwrap();
+            assert_eq!(period.add_to(now, &ny, 1_000), Timestamp::MAX, "{text}");
+            assert_eq!(period.add_to(now, &ny, i64::MAX), Timestamp::MAX, "{text}");
+            assert!(period.add_to(now, &ny, 1) > now, "{text}");
+        }
+        assert_eq!(
+            Period::parse("2d").unwrap().add_to(now, &ny, 3),
+            ts("2026-03-14T05:30:00Z")
+        );
     }
 
     #[test]

@@ -126,8 +126,9 @@ pub fn occurrences(
                 let last = frame.until.to_zoned(zone.clone()).year() + 1;
                 for year in first..=last {
                     if let Some(date) = yearly_date(day, year, *feb29) {
-                        let send_day = date
-                            .checked_sub(jiff::Span::new().days(lead.calendar_days().unwrap_or(0)));
+                        let send_day = jiff::Span::new()
+                            .try_days(lead.calendar_days().unwrap_or(0))
+                            .and_then(|span| date.checked_sub(span));
                         let nominal = match (send_day, lead.calendar_days()) {
                             (Ok(d), Some(_)) => start_of_day(d, &zone),
                             _ => start_of_day(date, &zone)
@@ -163,9 +164,13 @@ fn after(at: Timestamp, period: Period, zone: &TimeZone, times: i64) -> Timestam
     match period.calendar_days() {
         Some(days) => {
             let day = at.to_zoned(zone.clone()).date();
-            match day.checked_add(jiff::Span::new().days(days * times)) {
-                Ok(due_day) => start_of_day(due_day, zone).max(at),
-                Err(_) => Timestamp::MAX,
+            let due_day = days
+                .checked_mul(times)
+                .and_then(|days| jiff::Span::new().try_days(days).ok())
+                .and_then(|span| day.checked_add(span).ok());
+            match due_day {
+                Some(due_day) => start_of_day(due_day, zone).max(at),
+                None => Timestamp::MAX,
             }
         }
         None => period.add_to(at, zone, times),
@@ -208,6 +213,17 @@ mod tests {
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_repeat_beyond_the_calendar_is_never_due() {
+        let zone = TimeZone::get("America/New_York").unwrap();
+        let now = ts("2026-03-08T06:30:00Z");
+        for text in ["10000w", "100000d"] {
+            let period = Period::parse(text).unwrap();
+            assert_eq!(after(now, period, &zone, 1_000), Timestamp::MAX, "{text}");
+            assert!(after(now, period, &zone, 1) < Timestamp::MAX, "{text}");
+        }
     }
 
     fn contact() -> Contact {
