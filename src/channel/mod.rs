@@ -4,6 +4,7 @@
 
 pub mod email;
 pub mod postcard;
+pub mod smtp;
 
 use async_trait::async_trait;
 
@@ -32,4 +33,7 @@ pub trait EmailTransport: Send + Sync {
 
     /// How many messages may be in flight at once.
     fn concurrency(&self) -> usize;
+
+    /// Closes connections kept open between messages; called at the end of a pass.
+    async fn close_idle(&self) {}
 }

@@ -175,6 +175,8 @@ impl Engine {
     /// summary counts what would happen.
     pub async fn tick(&self, now: Timestamp, dry_run: bool) -> anyhow::Result<Summary> {
         let result = self.pass(now, dry_run).await;
+        // Connections to the SMTP server are not kept between passes.
+        self.transport.close_idle().await;
         if result.is_err() && !dry_run {
             // A pass that failed midway (a database error, a deadlock between
             // instances) gives its unfinished claims back at once, for the next pass of
