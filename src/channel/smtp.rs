@@ -234,8 +234,9 @@ impl EmailTransport for SmtpOutbox {
             .lock()
             .map(|mut idle| std::mem::take(&mut *idle))
             .unwrap_or_default();
+        // A server that does not answer QUIT must not hold the pass up.
         for (mut connection, _) in idle {
-            let _ = connection.quit().await;
+            let _ = tokio::time::timeout(self.timeout, connection.quit()).await;
         }
     }
 }

@@ -352,9 +352,19 @@ fn start_daemon(ws: &Workspace) -> Child {
         .args(["--config", "tickler.yaml", "-q", "run"])
         .current_dir(ws.dir.path())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(ws.path("daemon.log")).expect("log"))
         .spawn()
         .expect("daemon starts")
+}
+
+/// Whether the process has its own SIGTERM handler yet (SigCgt in /proc).
+fn catches_sigterm(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (15 - 1)) != 0)
 }
 
 #[test]
@@ -383,8 +393,16 @@ fn sigkill_at_random_moments_loses_nothing_and_resends_within_the_bound() {
         daemon.wait().expect("reaped");
         kills += 1;
     }
-    // A last run to finish, stopped politely.
+    // A last run to finish, stopped politely (once it listens for SIGTERM: the sends
+    // may all be out already, and a signal before that point ends any process).
     let mut daemon = start_daemon(&ws);
+    while !catches_sigterm(daemon.id()) {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never set up its signals"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let mut unique: HashMap<String, usize> = HashMap::new();
     while Instant::now() < deadline {
         unique.clear();
@@ -402,7 +420,9 @@ fn sigkill_at_random_moments_loses_nothing_and_resends_within_the_bound() {
         .args(["-TERM", &daemon.id().to_string()])
         .status()
         .expect("kill");
-    assert!(daemon.wait().expect("wait").success());
+    let status = daemon.wait().expect("wait");
+    let log = std::fs::read_to_string(ws.path("daemon.log")).unwrap_or_default();
+    assert!(status.success(), "{status}\n{log}");
 
     let total = server.messages().len();
     let duplicates = total - unique.len();
