@@ -58,6 +58,10 @@ impl SqliteStore {
 const CONTACT_COLUMNS: &str = "id, first_name, last_name, email, address_line1, address_line2, city, region, \
      postal_code, country, birthday, timezone, tags, email_opt_out, postcard_opt_out, fields, armed_at";
 
+/// Rows a multi-row statement of a pass (sends, due times, outcomes) carries: at most
+/// 13 values a row, and SQLite allows 32766 in one statement.
+const ROWS_PER_STATEMENT: usize = 500;
+
 const SEND_COLUMNS: &str = "id, contact_id, cadence, occurrence, channel, status, reason, event_id, due_at, \
      attempts, next_attempt_at, message_id, reply, updated_at";
 
@@ -215,31 +219,33 @@ impl Store for SqliteStore {
     ) -> anyhow::Result<Vec<SendRow>> {
         let mut tx = self.write().await?;
         let mut inserted = Vec::new();
-        for s in sends {
-            let pending = s.status == SendStatus::Pending;
-            let row = sqlx::query(AssertSqlSafe(format!(
+        // Many rows a statement: each statement is a round trip to sqlx's SQLite thread.
+        for chunk in sends.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO sends (contact_id, cadence, occurrence, channel, status, reason, event_id, due_at, \
-                 lease_until, lease_owner, message_id, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12) \
-                 ON CONFLICT (contact_id, cadence, occurrence) DO NOTHING RETURNING {SEND_COLUMNS}"
-            )))
-            .bind(&s.key.contact)
-            .bind(&s.key.cadence)
-            .bind(&s.key.occurrence)
-            .bind(s.channel.as_str())
-            .bind(s.status.as_str())
-            .bind(s.reason.as_deref())
-            .bind(s.event_id.as_deref())
-            .bind(s.due_at.as_second())
-            .bind(pending.then(|| lease_until.as_second()))
-            .bind(pending.then_some(owner))
-            .bind(&s.message_id)
-            .bind(now.as_second())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(row) = row {
-                inserted.push(send_from_row(&row));
-            }
+                 lease_until, lease_owner, message_id, created_at, updated_at) ",
+            );
+            q.push_values(chunk, |mut b, s| {
+                let pending = s.status == SendStatus::Pending;
+                b.push_bind(&s.key.contact)
+                    .push_bind(&s.key.cadence)
+                    .push_bind(&s.key.occurrence)
+                    .push_bind(s.channel.as_str())
+                    .push_bind(s.status.as_str())
+                    .push_bind(s.reason.as_deref())
+                    .push_bind(s.event_id.as_deref())
+                    .push_bind(s.due_at.as_second())
+                    .push_bind(pending.then(|| lease_until.as_second()))
+                    .push_bind(pending.then_some(owner))
+                    .push_bind(&s.message_id)
+                    .push_bind(now.as_second())
+                    .push_bind(now.as_second());
+            });
+            q.push(format!(
+                " ON CONFLICT (contact_id, cadence, occurrence) DO NOTHING RETURNING {SEND_COLUMNS}"
+            ));
+            let rows = q.build().fetch_all(&mut *tx).await?;
+            inserted.extend(rows.iter().map(send_from_row));
         }
         tx.commit().await?;
         Ok(inserted)
@@ -268,13 +274,17 @@ impl Store for SqliteStore {
         mark: i64,
     ) -> anyhow::Result<()> {
         let mut tx = self.write().await?;
-        for (id, at) in updates {
-            sqlx::query("UPDATE contacts SET next_due_at = ?1 WHERE id = ?2 AND next_due_at = ?3")
-                .bind(at.map(|t| t.as_second()))
-                .bind(id)
-                .bind(mark)
-                .execute(&mut *tx)
-                .await?;
+        for chunk in updates.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new("WITH v (id, at) AS (");
+            q.push_values(chunk, |mut b, (id, at)| {
+                b.push_bind(id).push_bind(at.map(|t| t.as_second()));
+            });
+            q.push(
+                ") UPDATE contacts SET next_due_at = v.at FROM v \
+                 WHERE contacts.id = v.id AND contacts.next_due_at = ",
+            )
+            .push_bind(mark);
+            q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -325,19 +335,25 @@ impl Store for SqliteStore {
 
     async fn record(&self, outcomes: &[Outcome], now: Timestamp) -> anyhow::Result<()> {
         let mut tx = self.write().await?;
-        for o in outcomes {
-            sqlx::query(
-                "UPDATE sends SET status = ?1, reason = ?2, reply = COALESCE(?3, reply), next_attempt_at = ?4, \
-                 attempts = attempts + 1, lease_until = NULL, lease_owner = NULL, updated_at = ?5 WHERE id = ?6",
+        for chunk in outcomes.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "WITH v (id, status, reason, reply, next_attempt_at) AS (",
+            );
+            q.push_values(chunk, |mut b, o| {
+                b.push_bind(o.id)
+                    .push_bind(o.status.as_str())
+                    .push_bind(o.reason.as_deref())
+                    .push_bind(o.reply.as_deref())
+                    .push_bind(o.next_attempt_at.map(|t| t.as_second()));
+            });
+            q.push(
+                ") UPDATE sends SET status = v.status, reason = v.reason, \
+                 reply = COALESCE(v.reply, sends.reply), next_attempt_at = v.next_attempt_at, \
+                 attempts = attempts + 1, lease_until = NULL, lease_owner = NULL, updated_at = ",
             )
-            .bind(o.status.as_str())
-            .bind(o.reason.as_deref())
-            .bind(o.reply.as_deref())
-            .bind(o.next_attempt_at.map(|t| t.as_second()))
-            .bind(now.as_second())
-            .bind(o.id)
-            .execute(&mut *tx)
-            .await?;
+            .push_bind(now.as_second())
+            .push(" FROM v WHERE sends.id = v.id");
+            q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
