@@ -2,7 +2,7 @@
 //! number as borrowed text, or as the reason it cannot be read (not UTF-8, wrong
 //! number of fields), which is reported rather than fatal.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 
 use super::Fields;
 
@@ -34,6 +34,18 @@ pub fn read_csv(
     input: impl Read,
     mut each: impl FnMut(u64, Result<&CsvRow<'_>, String>) -> bool,
 ) -> Result<(), String> {
+    let mut input = BufReader::with_capacity(1 << 16, input);
+    // The csv crate counts the `\n` of a `\r\n` ending as part of the next row, whose
+    // line it then gives as one too low. A file whose header ends in `\r\n` (Windows,
+    // Excel) gets its rows' lines counted up by one.
+    let crlf = match input.fill_buf() {
+        Ok(head) => head
+            .iter()
+            .position(|&b| b == b'\n')
+            .is_some_and(|i| i > 0 && head[i - 1] == b'\r'),
+        Err(e) => return Err(format!("cannot read the header row: {e}")),
+    };
+    let shift = u64::from(crlf);
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .buffer_capacity(1 << 16)
@@ -62,11 +74,11 @@ pub fn read_csv(
     }
     let mut record = csv::ByteRecord::new();
     loop {
-        let line = reader.position().line();
+        let line = reader.position().line() + shift;
         match reader.read_byte_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {
-                let line = record.position().map_or(line, |p| p.line());
+                let line = record.position().map_or(line, |p| p.line() + shift);
                 if record.len() == 1 && record.get(0).is_some_and(|f| f.is_empty()) {
                     continue;
                 }
@@ -102,7 +114,7 @@ pub fn read_csv(
                 }
             }
             Err(e) => {
-                let line = e.position().map_or(line, |p| p.line());
+                let line = e.position().map_or(line, |p| p.line() + shift);
                 let more = each(line, Err(format!("unreadable CSV: {e}")));
                 if !more
                     || !matches!(
