@@ -45,6 +45,10 @@ pub fn init(format: Option<LogFormat>, verbosity: i8) {
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Journald => builder.with_ansi(false).without_time().init(),
-        LogFormat::Text => builder.init(),
+        // Colours only on a terminal: a log redirected to a file stays plain text.
+        LogFormat::Text => {
+            use std::io::IsTerminal as _;
+            builder.with_ansi(std::io::stderr().is_terminal()).init()
+        }
     }
 }
