@@ -3,7 +3,7 @@
 
   ready   time from exec to READY=1, over --runs starts;
   idle    VmRSS once the first tick is over and the daemon waits for the next;
-  send    with --expect N: time until N sends are recorded `sent`, and VmHWM (peak
+  send    with --expect N: time until N sends are recorded `sent` or `skipped`, and VmHWM (peak
           RSS) meanwhile.
 
     daemon_probe.py --bin tickler --config tickler.yaml --db var/tickler.db \
@@ -51,9 +51,11 @@ def stop(proc):
 
 
 def sent(db):
+    """Sends settled: sent, or skipped (a contact without an address, opted out...)."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
-        return con.execute("SELECT COUNT(*) FROM sends WHERE status = 'sent'").fetchone()[0]
+        return con.execute(
+            "SELECT COUNT(*) FROM sends WHERE status IN ('sent', 'skipped')").fetchone()[0]
     except sqlite3.OperationalError:
         return 0
     finally:
@@ -88,7 +90,7 @@ def main():
             elapsed = time.perf_counter() - started
             peak = max(peak, status(proc.pid, "VmHWM"))
             stop(proc)
-            print(f"send: {count} sent in {elapsed:.2f} s from start ({count / elapsed:.0f}/s), peak RSS {peak / 1024:.1f} MB")
+            print(f"send: {count} sent or skipped in {elapsed:.2f} s from start ({count / elapsed:.0f}/s), peak RSS {peak / 1024:.1f} MB")
             return
         readies, idles = [], []
         for _ in range(args.runs):
