@@ -197,36 +197,51 @@ impl Store for PostgresStore {
         lease_until: Timestamp,
         owner: &str,
     ) -> anyhow::Result<Vec<SendRow>> {
+        // One statement for the page, the rows passed as arrays: a statement a row was a
+        // network round trip a row.
+        let pending: Vec<bool> = sends
+            .iter()
+            .map(|s| s.status == SendStatus::Pending)
+            .collect();
+        let column = |f: fn(&NewSend) -> String| sends.iter().map(f).collect::<Vec<String>>();
         let mut tx = self.write().await?;
-        let mut inserted = Vec::new();
-        for s in sends {
-            let pending = s.status == SendStatus::Pending;
-            let row = sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO sends (contact_id, cadence, occurrence, channel, status, reason, event_id, due_at, \
-                 lease_until, lease_owner, message_id, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) \
-                 ON CONFLICT (contact_id, cadence, occurrence) DO NOTHING RETURNING {SEND_COLUMNS}"
-            )))
-            .bind(&s.key.contact)
-            .bind(&s.key.cadence)
-            .bind(&s.key.occurrence)
-            .bind(s.channel.as_str())
-            .bind(s.status.as_str())
-            .bind(s.reason.as_deref())
-            .bind(s.event_id.as_deref())
-            .bind(s.due_at.as_second())
-            .bind(pending.then(|| lease_until.as_second()))
-            .bind(pending.then_some(owner))
-            .bind(&s.message_id)
-            .bind(now.as_second())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(row) = row {
-                inserted.push(send_from_row(&row));
-            }
-        }
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO sends (contact_id, cadence, occurrence, channel, status, reason, event_id, due_at, \
+             lease_until, lease_owner, message_id, created_at, updated_at) \
+             SELECT contact_id, cadence, occurrence, channel, status, reason, event_id, due_at, \
+             lease_until, lease_owner, message_id, $12, $12 \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+             $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::text[]) \
+             AS v (contact_id, cadence, occurrence, channel, status, reason, event_id, due_at, \
+             lease_until, lease_owner, message_id) \
+             ON CONFLICT (contact_id, cadence, occurrence) DO NOTHING RETURNING {SEND_COLUMNS}"
+        )))
+        .bind(column(|s| s.key.contact.clone()))
+        .bind(column(|s| s.key.cadence.clone()))
+        .bind(column(|s| s.key.occurrence.clone()))
+        .bind(column(|s| s.channel.as_str().to_owned()))
+        .bind(column(|s| s.status.as_str().to_owned()))
+        .bind(sends.iter().map(|s| s.reason.clone()).collect::<Vec<_>>())
+        .bind(sends.iter().map(|s| s.event_id.clone()).collect::<Vec<_>>())
+        .bind(sends.iter().map(|s| s.due_at.as_second()).collect::<Vec<_>>())
+        .bind(
+            pending
+                .iter()
+                .map(|p| p.then(|| lease_until.as_second()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            pending
+                .iter()
+                .map(|p| p.then(|| owner.to_owned()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(column(|s| s.message_id.clone()))
+        .bind(now.as_second())
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(inserted)
+        Ok(rows.iter().map(send_from_row).collect())
     }
 
     async fn mark_due(&self, ids: &[String], mark: i64) -> anyhow::Result<()> {
@@ -251,15 +266,25 @@ impl Store for PostgresStore {
         updates: &[(String, Option<Timestamp>)],
         mark: i64,
     ) -> anyhow::Result<()> {
+        // In id order, the order other writers lock contacts in, and in one statement.
+        let mut updates: Vec<&(String, Option<Timestamp>)> = updates.iter().collect();
+        updates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut tx = self.write().await?;
-        for (id, at) in updates {
-            sqlx::query("UPDATE contacts SET next_due_at = $1 WHERE id = $2 AND next_due_at = $3")
-                .bind(at.map(|t| t.as_second()))
-                .bind(id)
-                .bind(mark)
-                .execute(&mut *tx)
-                .await?;
-        }
+        sqlx::query(
+            "UPDATE contacts SET next_due_at = v.at \
+             FROM UNNEST($1::text[], $2::bigint[]) AS v (id, at) \
+             WHERE contacts.id = v.id AND contacts.next_due_at = $3",
+        )
+        .bind(updates.iter().map(|u| u.0.clone()).collect::<Vec<_>>())
+        .bind(
+            updates
+                .iter()
+                .map(|u| u.1.map(|t| t.as_second()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(mark)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -309,20 +334,31 @@ impl Store for PostgresStore {
 
     async fn record(&self, outcomes: &[Outcome], now: Timestamp) -> anyhow::Result<()> {
         let mut tx = self.write().await?;
-        for o in outcomes {
-            sqlx::query(
-                "UPDATE sends SET status = $1, reason = $2, reply = COALESCE($3, reply), next_attempt_at = $4, \
-                 attempts = attempts + 1, lease_until = NULL, lease_owner = NULL, updated_at = $5 WHERE id = $6",
-            )
-            .bind(o.status.as_str())
-            .bind(o.reason.as_deref())
-            .bind(o.reply.as_deref())
-            .bind(o.next_attempt_at.map(|t| t.as_second()))
-            .bind(now.as_second())
-            .bind(o.id)
-            .execute(&mut *tx)
-            .await?;
-        }
+        sqlx::query(
+            "UPDATE sends SET status = v.status, reason = v.reason, \
+             reply = COALESCE(v.reply, sends.reply), next_attempt_at = v.next_attempt_at, \
+             attempts = sends.attempts + 1, lease_until = NULL, lease_owner = NULL, updated_at = $6 \
+             FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
+             AS v (id, status, reason, reply, next_attempt_at) WHERE sends.id = v.id",
+        )
+        .bind(outcomes.iter().map(|o| o.id).collect::<Vec<_>>())
+        .bind(
+            outcomes
+                .iter()
+                .map(|o| o.status.as_str().to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .bind(outcomes.iter().map(|o| o.reason.clone()).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|o| o.reply.clone()).collect::<Vec<_>>())
+        .bind(
+            outcomes
+                .iter()
+                .map(|o| o.next_attempt_at.map(|t| t.as_second()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(now.as_second())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

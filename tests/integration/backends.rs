@@ -249,6 +249,35 @@ fn an_import_during_a_pass_is_not_lost() {
                 1,
                 "{url}: still due, for the next pass to see the purchase"
             );
+
+            // The import writes its events (and wakes the contact, due already) but has
+            // not committed when a pass marks the contact: the pass must then read the
+            // events, or it would put the contact to sleep without them.
+            let mut tx = store.begin_import().await.expect("import");
+            let event = tickler::domain::Event {
+                contact_id: "K-1".into(),
+                id: "P-2".into(),
+                kind: "purchase".into(),
+                at: "2026-03-04T09:00:00Z".parse().unwrap(),
+                fields: Default::default(),
+                armed_at: None,
+            };
+            tx.upsert_events(&[event], now).await.expect("events");
+            let (histories, ()) = tokio::join!(
+                async {
+                    store.mark_due(&ids, -9).await.unwrap();
+                    store.history(&ids).await.unwrap()
+                },
+                async {
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    tx.commit().await.expect("commit");
+                }
+            );
+            assert_eq!(
+                histories[0].events.len(),
+                2,
+                "{url}: a pass that marked the contact during the import sees its events"
+            );
         });
     }
 }
