@@ -132,24 +132,13 @@ fn generate(args: &Args) -> std::io::Result<()> {
     let is_due = |n: u64| step.is_some_and(|s| n.is_multiple_of(s) && n / s < args.due);
 
     let mut contacts = csv_file(&args.out.join("contacts.csv"))?;
-    contacts.write_record([
-        "id",
-        "first_name",
-        "last_name",
-        "email",
-        "address_line1",
-        "address_line2",
-        "city",
-        "region",
-        "postal_code",
-        "country",
-        "birthday",
-        "timezone",
-        "tags",
-        "email_opt_out",
-        "postcard_opt_out",
-        "favorite_tile",
-    ])?;
+    // tickler's own columns, and one custom field.
+    contacts.write_record(
+        tickler::sync::CONTACT_COLUMNS
+            .iter()
+            .copied()
+            .chain(["favorite_tile"]),
+    )?;
     for n in 0..args.contacts {
         let (city, region, zip) = CITIES[rng.usize(..CITIES.len())];
         let birthday = match rng.u8(..10) {

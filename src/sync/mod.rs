@@ -43,7 +43,8 @@ pub enum Kind {
     Events,
 }
 
-const CONTACT_COLUMNS: [&str; 15] = [
+/// The contacts CSV columns tickler knows; any other column is a custom field.
+pub const CONTACT_COLUMNS: [&str; 15] = [
     "id",
     "first_name",
     "last_name",
