@@ -14,6 +14,7 @@ pub mod config;
 pub mod daemon;
 pub mod domain;
 pub mod http;
+pub mod keys;
 pub mod plan;
 pub mod render;
 pub mod store;

@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use tickler::cli::{Cli, Failure, error_line};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

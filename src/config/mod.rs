@@ -453,11 +453,12 @@ fn database_url(url: &str, base: &Base) -> Result<String, String> {
     let (file, query) = rest
         .split_once('?')
         .map_or((rest, None), |(f, q)| (f, Some(q)));
-    let file = if file == ":memory:" {
-        PathBuf::from(file)
-    } else {
-        base.join(file)
-    };
+    if file == ":memory:" || query.is_some_and(|q| q.contains("mode=memory")) {
+        return Err(
+            "an in-memory database would forget every contact and send when tickler exits; name a file".into(),
+        );
+    }
+    let file = base.join(file);
     Ok(match query {
         Some(q) => format!("sqlite://{}?{q}", file.display()),
         None => format!("sqlite://{}", file.display()),

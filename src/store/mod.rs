@@ -27,6 +27,24 @@ pub struct ContactUpsert {
     pub contact: Contact,
     pub email_opt_out: Option<bool>,
     pub postcard_opt_out: Option<bool>,
+    /// Derived from `contact` when it was checked (on an import's reader thread).
+    pub columns: ContactColumns,
+}
+
+impl ContactUpsert {
+    pub fn new(
+        contact: Contact,
+        email_opt_out: Option<bool>,
+        postcard_opt_out: Option<bool>,
+    ) -> Result<ContactUpsert, String> {
+        let columns = ContactColumns::of(&contact).map_err(|e| e.to_string())?;
+        Ok(ContactUpsert {
+            contact,
+            email_opt_out,
+            postcard_opt_out,
+            columns,
+        })
+    }
 }
 
 /// A contact with everything the planner needs to know about it.
@@ -276,37 +294,57 @@ pub(crate) fn ts(seconds: i64) -> Timestamp {
     Timestamp::from_second(seconds).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
-/// A fingerprint of a contact's imported values, so that re-importing an unchanged row
-/// writes nothing and wakes nothing.
-pub(crate) fn digest(c: &Contact) -> String {
-    use sha2::{Digest, Sha256};
-    let mut hash = Sha256::new();
-    let birthday = c.birthday.map(|b| b.to_string()).unwrap_or_default();
-    let tags = c.tags.join(";");
-    let fields = serde_json::to_string(&c.fields).unwrap_or_default();
-    let email = c.email.as_ref().map(|e| e.as_str()).unwrap_or_default();
-    for part in [
-        c.first_name.as_str(),
-        &c.last_name,
-        email,
-        &c.address_line1,
-        &c.address_line2,
-        &c.city,
-        &c.region,
-        &c.postal_code,
-        &c.country,
-        &birthday,
-        c.timezone.as_deref().unwrap_or_default(),
-        &tags,
-        &fields,
-    ] {
-        hash.update(part.as_bytes());
-        hash.update([0u8]);
+/// The stored form of a contact's structured columns, and a fingerprint of its imported
+/// values, so that re-importing an unchanged row writes nothing and wakes nothing.
+#[derive(Clone, Debug)]
+pub struct ContactColumns {
+    pub birthday: Option<String>,
+    /// `;`-separated.
+    pub tags: String,
+    /// JSON object of the custom columns.
+    pub fields: String,
+    pub digest: String,
+}
+
+impl ContactColumns {
+    pub fn of(c: &Contact) -> anyhow::Result<ContactColumns> {
+        use sha2::{Digest, Sha256};
+        let birthday = c.birthday.map(|b| b.to_string());
+        let tags = c.tags.join(";");
+        let fields = serde_json::to_string(&c.fields)?;
+        let mut hash = Sha256::new();
+        let email = c.email.as_ref().map(|e| e.as_str()).unwrap_or_default();
+        for part in [
+            c.first_name.as_str(),
+            &c.last_name,
+            email,
+            &c.address_line1,
+            &c.address_line2,
+            &c.city,
+            &c.region,
+            &c.postal_code,
+            &c.country,
+            birthday.as_deref().unwrap_or_default(),
+            c.timezone.as_deref().unwrap_or_default(),
+            &tags,
+            &fields,
+        ] {
+            hash.update(part.as_bytes());
+            hash.update([0u8]);
+        }
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let digest = hash.finalize()[..12]
+            .iter()
+            .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
+            .map(char::from)
+            .collect();
+        Ok(ContactColumns {
+            birthday,
+            tags,
+            fields,
+            digest,
+        })
     }
-    hash.finalize()[..12]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Splits `rows` into runs in which no key repeats, in order: one multi-row upsert per

@@ -121,19 +121,14 @@ async fn upsert_contact_rows(
          region, postal_code, country, birthday, timezone, tags, email_opt_out, postcard_opt_out, fields, \
          digest, next_due_at, created_at, updated_at) ",
     );
-    let mut derived = Vec::with_capacity(rows.len());
-    for row in rows {
+    q.push_values(rows, |mut b, row| {
         let c = &row.contact;
-        derived.push((
-            c.birthday.map(|b| b.to_string()),
-            c.tags.join(";"),
-            serde_json::to_string(&c.fields)?,
-            super::digest(c),
-        ));
-    }
-    q.push_values(rows.iter().zip(&derived), |mut b, (row, derived)| {
-        let c = &row.contact;
-        let (birthday, tags, fields, digest) = derived;
+        let super::ContactColumns {
+            birthday,
+            tags,
+            fields,
+            digest,
+        } = &row.columns;
         b.push_bind(c.id.as_str())
             .push_bind(c.first_name.as_str())
             .push_bind(c.last_name.as_str())

@@ -3,6 +3,7 @@
 //! command and the daemon can share the file.
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -20,6 +21,8 @@ use crate::domain::{Channel, Contact, EmailAddress, Event, MonthDay, SendStatus}
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The database file, which an import opens a connection of its own to.
+    path: PathBuf,
 }
 
 /// Rows per statement in batched inserts; SQLite allows 32766 bound values.
@@ -35,6 +38,12 @@ impl SqliteStore {
             // Statement journals (multi-row upserts) in memory, not in temporary files.
             .pragma("temp_store", "memory")
             .foreign_keys(false);
+        let path = options.get_filename().to_owned();
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            anyhow::bail!(
+                "database.url: an in-memory SQLite database would forget every send when tickler exits; name a file"
+            );
+        }
         if let Some(parent) = options
             .get_filename()
             .parent()
@@ -47,7 +56,7 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, path })
     }
 
     async fn write(&self) -> anyhow::Result<sqlx::Transaction<'static, Sqlite>> {
@@ -68,7 +77,7 @@ const SEND_COLUMNS: &str = "id, contact_id, cadence, occurrence, channel, status
 #[async_trait]
 impl Store for SqliteStore {
     async fn begin_import(&self) -> anyhow::Result<Box<dyn ImportTx>> {
-        Ok(Box::new(SqliteImport::begin(&self.pool).await?))
+        Ok(Box::new(SqliteImport::begin(&self.path).await?))
     }
 
     async fn contact_zones(

@@ -1,59 +1,68 @@
-//! SQLite writes of an import: multi-row upserts inside one `BEGIN IMMEDIATE`
-//! transaction, so that a million rows cost a few thousand statements instead of a
-//! million, with a larger page cache while the transaction lasts.
+//! SQLite writes of an import: one `BEGIN IMMEDIATE` transaction on a connection of the
+//! import's own, one prepared statement a row through SQLite's C interface (rusqlite).
+//! sqlx copies every bound value and carries each statement to its SQLite thread and
+//! back; at a million rows that was most of an import's time, whereas a prepared insert
+//! costs SQLite a few microseconds.
+//!
+//! An events import looks up the contact of every event (it must exist, and its zone
+//! places plain dates). A large one reads every contact's zone once, in key order, into
+//! a compact table instead: two million lookups at random places of a million contacts
+//! would read most of the contacts table from disk again and again.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::LazyLock;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use super::{ContactUpsert, ImportTx, runs};
+use super::{ContactUpsert, ImportTx};
 use crate::domain::{EmailAddress, Event};
+use crate::keys::KeyTable;
 
-/// Contacts per statement: 19 values a row, and SQLite allows 32766.
-const CONTACT_ROWS: usize = 500;
-/// Events per statement: 6 values a row.
-const EVENT_ROWS: usize = 1000;
 /// Ids per `IN (...)` list.
 const ID_ROWS: usize = 1000;
-/// Page cache while importing, in KiB (SQLite's default is 2 MiB): the indexes of a
-/// million contacts stay mostly in memory instead of being re-read from the OS.
+/// Page cache while importing, in KiB (SQLite's default is 2 MiB): the key index of two
+/// million events stays in memory while events arrive in random contact order.
 const IMPORT_CACHE_KIB: i64 = 64 * 1024;
+/// Contacts looked up at once from which an events import reads every contact's zone
+/// instead (an events file of at least this many rows is a bulk load).
+const LOAD_ALL_FROM: usize = 4096;
+/// How long a write waits for another writer, as the store's own connections do.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(super) struct SqliteImport {
-    tx: Transaction<'static, Sqlite>,
+    conn: Connection,
+    /// Every contact, once an events import is large enough to want them all.
+    contacts: Option<Contacts>,
+    /// The contacts of the last `contact_zones` call, sorted by id, each with `DUE` set
+    /// if it is due already: the events that follow are theirs, in the same order.
+    looked_up: Vec<(String, u32)>,
 }
 
 impl SqliteImport {
-    pub(super) async fn begin(pool: &SqlitePool) -> anyhow::Result<SqliteImport> {
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "PRAGMA cache_size = -{IMPORT_CACHE_KIB}"
-        )))
-        .execute(&mut *tx)
-        .await?;
-        // A changed event makes its contact due. Done by triggers inside SQLite rather
-        // than by returning the changed rows, which would cross to this thread one by
-        // one; and only for the contacts of the batch that are not due already (listed
-        // in `import_wake`), so that the usual case reads no contact row. Temporary, so
-        // only this import's connection has them, and created in the transaction, so a
-        // rollback removes them too.
-        sqlx::query(
-            "CREATE TEMP TABLE IF NOT EXISTS import_wake (id TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID",
-        )
-        .execute(&mut *tx)
-        .await?;
-        for (name, event) in [("insert", "INSERT"), ("update", "UPDATE")] {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "CREATE TEMP TRIGGER IF NOT EXISTS import_event_{name} AFTER {event} ON main.events \
-                 WHEN NEW.contact_id IN (SELECT id FROM temp.import_wake) \
-                 BEGIN UPDATE contacts SET next_due_at = 0 WHERE id = NEW.contact_id; END"
-            )))
-            .execute(&mut *tx)
-            .await?;
-        }
-        Ok(SqliteImport { tx })
+    /// Opens the import's connection to the database file at `path` and takes the
+    /// write lock.
+    pub(super) async fn begin(path: &Path) -> anyhow::Result<SqliteImport> {
+        blocking(|| {
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            conn.execute_batch(&format!(
+                "PRAGMA synchronous = NORMAL; PRAGMA temp_store = memory; \
+                 PRAGMA cache_size = -{IMPORT_CACHE_KIB}; BEGIN IMMEDIATE"
+            ))?;
+            Ok(SqliteImport {
+                conn,
+                contacts: None,
+                looked_up: Vec::new(),
+            })
+        })
     }
 }
 
@@ -64,145 +73,165 @@ impl ImportTx for SqliteImport {
         contacts: &[ContactUpsert],
         now: Timestamp,
     ) -> anyhow::Result<u64> {
-        let mut changed = 0;
-        for run in runs(contacts, CONTACT_ROWS, |c| c.contact.id.as_str()) {
-            // An empty opt-out column keeps the stored flag: one statement per
-            // combination of given flags, each with its own update clause.
-            for shape in [(false, false), (false, true), (true, false), (true, true)] {
-                let rows: Vec<&ContactUpsert> = run
-                    .iter()
-                    .filter(|r| (r.email_opt_out.is_some(), r.postcard_opt_out.is_some()) == shape)
-                    .collect();
-                if !rows.is_empty() {
-                    changed += upsert_contact_rows(&mut self.tx, &rows, shape, now).await?;
-                }
+        self.contacts = None;
+        blocking(|| {
+            let mut changed = 0;
+            for row in contacts {
+                let c = &row.contact;
+                let columns = &row.columns;
+                let shape = usize::from(row.email_opt_out.is_some()) * 2
+                    + usize::from(row.postcard_opt_out.is_some());
+                let mut statement = self.conn.prepare_cached(&CONTACT_UPSERTS[shape])?;
+                changed += statement.execute(params![
+                    c.id,
+                    c.first_name,
+                    c.last_name,
+                    c.email.as_ref().map(EmailAddress::as_str),
+                    c.address_line1,
+                    c.address_line2,
+                    c.city,
+                    c.region,
+                    c.postal_code,
+                    c.country,
+                    columns.birthday,
+                    c.timezone,
+                    columns.tags,
+                    row.email_opt_out.unwrap_or(false),
+                    row.postcard_opt_out.unwrap_or(false),
+                    columns.fields,
+                    columns.digest,
+                    now.as_second(),
+                ])? as u64;
             }
-        }
-        Ok(changed)
+            Ok(changed)
+        })
     }
 
     async fn contact_zones(
         &mut self,
         ids: &[String],
     ) -> anyhow::Result<HashMap<String, Option<String>>> {
-        zones(&mut self.tx, ids).await
+        let mut zones = HashMap::with_capacity(ids.len());
+        blocking(|| {
+            if self.contacts.is_none() && ids.len() >= LOAD_ALL_FROM {
+                self.contacts = Some(Contacts::load(&self.conn)?);
+            }
+            self.looked_up.clear();
+            if let Some(contacts) = &mut self.contacts {
+                for id in ids {
+                    if let Some(contact) = contacts.get(id) {
+                        self.looked_up.push((id.clone(), contact));
+                    }
+                }
+            } else {
+                let mut statement = self.conn.prepare_cached(
+                    "SELECT timezone, next_due_at IS 0 FROM contacts WHERE id = ?1",
+                )?;
+                for id in ids {
+                    let found: Option<(Option<String>, bool)> = statement
+                        .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+                        .optional()?;
+                    if let Some((zone, due)) = found {
+                        zones.insert(id.clone(), zone);
+                        self.looked_up.push((id.clone(), if due { DUE } else { 0 }));
+                    }
+                }
+            }
+            if let Some(contacts) = &self.contacts {
+                for (id, contact) in &self.looked_up {
+                    zones.insert(id.clone(), contacts.zone(*contact).map(str::to_owned));
+                }
+            }
+            if !self.looked_up.is_sorted_by(|a, b| a.0 <= b.0) {
+                self.looked_up.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            }
+            Ok(zones)
+        })
     }
 
     async fn upsert_events(&mut self, events: &[Event], now: Timestamp) -> anyhow::Result<u64> {
-        let mut changed = 0;
-        for run in runs(events, EVENT_ROWS, |e| {
-            (e.contact_id.as_str(), e.id.as_str())
-        }) {
-            // In key order, so that neighbouring rows land on neighbouring pages.
-            let mut run: Vec<&Event> = run.iter().collect();
-            run.sort_unstable_by(|a, b| (&a.contact_id, &a.id).cmp(&(&b.contact_id, &b.id)));
-            let mut ids: Vec<&str> = run.iter().map(|e| e.contact_id.as_str()).collect();
-            ids.dedup();
-            let wake = not_due(&mut self.tx, &ids).await?;
-            if !wake.is_empty() {
-                let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO temp.import_wake (id) ");
-                q.push_values(&wake, |mut b, id| {
-                    b.push_bind(id.as_str());
-                });
-                q.build().execute(&mut *self.tx).await?;
+        blocking(|| {
+            // An import hands them over in key order, so that neighbouring rows land on
+            // neighbouring pages.
+            let mut changed = 0;
+            let mut next = 0;
+            for e in events {
+                let fields = serde_json::to_string(&e.fields)?;
+                let written = self
+                    .conn
+                    .prepare_cached(
+                        "INSERT INTO events (contact_id, id, kind, at, fields, created_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                         ON CONFLICT (contact_id, id) DO UPDATE SET kind = excluded.kind, \
+                         at = excluded.at, fields = excluded.fields \
+                         WHERE events.kind <> excluded.kind OR events.at <> excluded.at \
+                         OR events.fields <> excluded.fields",
+                    )?
+                    .execute(params![
+                        e.contact_id,
+                        e.id,
+                        e.kind,
+                        e.at.as_second(),
+                        fields,
+                        now.as_second()
+                    ])?;
+                if written > 0 {
+                    changed += 1;
+                    // Where the contact was looked up, its place in `looked_up` (both
+                    // in id order); else the wake's own condition decides.
+                    while next < self.looked_up.len() && self.looked_up[next].0 < e.contact_id {
+                        next += 1;
+                    }
+                    match self.looked_up.get_mut(next) {
+                        Some((id, contact)) if *id == e.contact_id => {
+                            if *contact & DUE == 0 {
+                                *contact |= DUE;
+                                wake(&self.conn, &mut self.contacts, id)?;
+                            }
+                        }
+                        _ => wake(&self.conn, &mut self.contacts, &e.contact_id)?,
+                    }
+                }
             }
-            let mut fields = Vec::with_capacity(run.len());
-            for e in &run {
-                fields.push(serde_json::to_string(&e.fields)?);
-            }
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO events (contact_id, id, kind, at, fields, created_at) ",
-            );
-            q.push_values(run.iter().zip(&fields), |mut b, (e, fields)| {
-                b.push_bind(e.contact_id.as_str())
-                    .push_bind(e.id.as_str())
-                    .push_bind(e.kind.as_str())
-                    .push_bind(e.at.as_second())
-                    .push_bind(fields.as_str())
-                    .push_bind(now.as_second());
-            });
-            q.push(
-                " ON CONFLICT (contact_id, id) DO UPDATE SET kind = excluded.kind, at = excluded.at, \
-                 fields = excluded.fields \
-                 WHERE events.kind <> excluded.kind OR events.at <> excluded.at OR events.fields <> excluded.fields",
-            );
-            // Counts the events written, not the triggers' updates.
-            changed += q.build().execute(&mut *self.tx).await?.rows_affected();
-            if !wake.is_empty() {
-                sqlx::query("DELETE FROM temp.import_wake")
-                    .execute(&mut *self.tx)
-                    .await?;
-            }
-        }
-        Ok(changed)
+            Ok(changed)
+        })
     }
 
-    async fn commit(mut self: Box<Self>) -> anyhow::Result<()> {
-        for sql in [
-            "DROP TRIGGER temp.import_event_insert",
-            "DROP TRIGGER temp.import_event_update",
-            "DROP TABLE temp.import_wake",
-            "PRAGMA cache_size = -2000",
-        ] {
-            sqlx::query(sql).execute(&mut *self.tx).await?;
-        }
-        self.tx.commit().await?;
-        Ok(())
+    async fn commit(self: Box<Self>) -> anyhow::Result<()> {
+        blocking(|| Ok(self.conn.execute_batch("COMMIT")?))
     }
 }
 
-async fn upsert_contact_rows(
-    conn: &mut SqliteConnection,
-    rows: &[&ContactUpsert],
-    (email_given, postcard_given): (bool, bool),
-    now: Timestamp,
-) -> anyhow::Result<u64> {
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO contacts (id, first_name, last_name, email, address_line1, address_line2, city, \
-         region, postal_code, country, birthday, timezone, tags, email_opt_out, postcard_opt_out, fields, \
-         digest, next_due_at, created_at, updated_at) ",
-    );
-    let mut derived = Vec::with_capacity(rows.len());
-    for row in rows {
-        let c = &row.contact;
-        derived.push((
-            c.birthday.map(|b| b.to_string()),
-            c.tags.join(";"),
-            serde_json::to_string(&c.fields)?,
-            super::digest(c),
-        ));
+/// Makes the contact of a changed event due (unless it is already).
+fn wake(conn: &Connection, contacts: &mut Option<Contacts>, id: &str) -> anyhow::Result<()> {
+    if let Some(contacts) = contacts {
+        contacts.set_due(id);
     }
-    q.push_values(rows.iter().zip(&derived), |mut b, (row, derived)| {
-        let c = &row.contact;
-        let (birthday, tags, fields, digest) = derived;
-        b.push_bind(c.id.as_str())
-            .push_bind(c.first_name.as_str())
-            .push_bind(c.last_name.as_str())
-            .push_bind(c.email.as_ref().map(EmailAddress::as_str))
-            .push_bind(c.address_line1.as_str())
-            .push_bind(c.address_line2.as_str())
-            .push_bind(c.city.as_str())
-            .push_bind(c.region.as_str())
-            .push_bind(c.postal_code.as_str())
-            .push_bind(c.country.as_str())
-            .push_bind(birthday.as_deref())
-            .push_bind(c.timezone.as_deref())
-            .push_bind(tags.as_str())
-            .push_bind(row.email_opt_out.unwrap_or(false))
-            .push_bind(row.postcard_opt_out.unwrap_or(false))
-            .push_bind(fields.as_str())
-            .push_bind(digest.as_str())
-            .push_bind(0i64)
-            .push_bind(now.as_second())
-            .push_bind(now.as_second());
-    });
-    q.push(contact_conflict_clause(email_given, postcard_given));
-    Ok(q.build().execute(&mut *conn).await?.rows_affected())
+    conn.prepare_cached(
+        "UPDATE contacts SET next_due_at = 0 WHERE id = ?1 AND next_due_at IS NOT 0",
+    )?
+    .execute([id])?;
+    Ok(())
 }
+
+/// The contact upsert for each combination of given opt-out flags (email given: bit
+/// 1, postcard given: bit 0).
+static CONTACT_UPSERTS: LazyLock<[String; 4]> = LazyLock::new(|| {
+    [(false, false), (false, true), (true, false), (true, true)].map(|(email, postcard)| {
+        format!(
+            "INSERT INTO contacts (id, first_name, last_name, email, address_line1, address_line2, city, \
+             region, postal_code, country, birthday, timezone, tags, email_opt_out, postcard_opt_out, \
+             fields, digest, next_due_at, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, 0, ?18, ?18){}",
+            contact_conflict_clause(email, postcard)
+        )
+    })
+});
 
 /// The update half of a contact upsert: only a row whose values or given flags differ
 /// is written (and made due), so re-importing an unchanged file wakes nothing. Shared
-/// with PostgreSQL, whose syntax is the same here.
+/// with PostgreSQL, whose syntax is the same here. An empty opt-out column keeps the
+/// stored flag.
 pub(super) fn contact_conflict_clause(email_given: bool, postcard_given: bool) -> String {
     let flag = |given: bool, column: &str| {
         if given {
@@ -228,22 +257,81 @@ pub(super) fn contact_conflict_clause(email_given: bool, postcard_given: bool) -
     )
 }
 
-/// Those of `ids` (sorted) whose contact exists and is not due already.
-async fn not_due(conn: &mut SqliteConnection, ids: &[&str]) -> anyhow::Result<Vec<String>> {
-    let mut out = Vec::new();
-    for chunk in ids.chunks(ID_ROWS) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT json_group_array(id) AS ids FROM contacts WHERE next_due_at IS NOT 0 AND id IN (",
-        );
-        let mut list = q.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
+/// Set in a contact's value when it is due already (its zone's number is the rest).
+const DUE: u32 = 1 << 31;
+
+/// Every contact's id, zone and whether it is due: about 30 bytes a contact.
+struct Contacts {
+    ids: KeyTable,
+    /// Zone names by number; number 0 is "none given" (the business's).
+    zones: Vec<String>,
+}
+
+impl Contacts {
+    fn load(conn: &Connection) -> anyhow::Result<Contacts> {
+        let (count, id_len): (i64, f64) = conn.query_row(
+            "SELECT count(*), coalesce(avg(length(id)), 0) FROM contacts",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        let mut contacts = Contacts {
+            ids: KeyTable::with_capacity(usize::try_from(count)?, id_len.ceil() as usize),
+            zones: vec![String::new()],
+        };
+        let mut numbers: HashMap<String, u32> = HashMap::new();
+        let mut statement = conn.prepare("SELECT id, timezone, next_due_at IS 0 FROM contacts")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: &str = row.get_ref(0)?.as_str()?;
+            let zone = match row.get_ref(1)?.as_str_or_null()? {
+                None => 0,
+                Some(name) => match numbers.get(name) {
+                    Some(&n) => n,
+                    None => {
+                        let n = u32::try_from(contacts.zones.len())?;
+                        contacts.zones.push(name.to_owned());
+                        numbers.insert(name.to_owned(), n);
+                        n
+                    }
+                },
+            };
+            let due: bool = row.get(2)?;
+            let value = zone | if due { DUE } else { 0 };
+            contacts
+                .ids
+                .insert(&[id], value)
+                .map_err(anyhow::Error::msg)?;
         }
-        q.push(")");
-        let row = q.build().fetch_one(&mut *conn).await?;
-        out.extend(serde_json::from_str::<Vec<String>>(row.get("ids"))?);
+        Ok(contacts)
     }
-    Ok(out)
+
+    fn get(&mut self, id: &str) -> Option<u32> {
+        self.ids.get_mut(&[id]).copied()
+    }
+
+    fn set_due(&mut self, id: &str) {
+        if let Some(value) = self.ids.get_mut(&[id]) {
+            *value |= DUE;
+        }
+    }
+
+    fn zone(&self, value: u32) -> Option<&str> {
+        match value & !DUE {
+            0 => None,
+            n => Some(self.zones[n as usize].as_str()),
+        }
+    }
+}
+
+/// Runs SQLite work that may wait on disk or on another writer's lock without holding
+/// up the runtime's other tasks (where the runtime can spare the thread).
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
 }
 
 /// The stored time zone of each id that exists: one row of JSON per list rather than

@@ -6,7 +6,6 @@
 //! while the previous chunk is written, so memory stays flat whatever the file's size.
 
 mod csv_rows;
-mod seen;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -18,10 +17,10 @@ use tokio::sync::mpsc;
 
 use crate::domain::contact::{parse_instant, parse_zone};
 use crate::domain::{Contact, EmailAddress, Event, MonthDay};
+use crate::keys::KeyTable;
 use crate::store::{ContactUpsert, ImportTx, Store};
 
 pub use csv_rows::{CsvRow, read_csv};
-use seen::Seen;
 
 /// Rows checked and written together. Events come in a bigger chunk: they are written
 /// in contact order, and the more of them at once, the closer together they land.
@@ -151,8 +150,8 @@ pub fn contact_from_record(record: &impl Fields) -> Result<ContactUpsert, String
     let email_opt_out = flag("email_opt_out", record.get("email_opt_out"))?;
     let postcard_opt_out = flag("postcard_opt_out", record.get("postcard_opt_out"))?;
     let text = |name: &str| record.get(name).to_owned();
-    Ok(ContactUpsert {
-        contact: Contact {
+    ContactUpsert::new(
+        Contact {
             id: id.to_owned(),
             first_name: text("first_name"),
             last_name: text("last_name"),
@@ -173,7 +172,7 @@ pub fn contact_from_record(record: &impl Fields) -> Result<ContactUpsert, String
         },
         email_opt_out,
         postcard_opt_out,
-    })
+    )
 }
 
 /// An event record checked on its own; its time is resolved once its contact is known.
@@ -235,16 +234,12 @@ impl PendingEvent {
     }
 }
 
-/// A row checked by the reader thread. One file holds one kind, so a chunk's rows all
-/// have the same size anyway; boxing contacts would cost an allocation per row.
-#[allow(clippy::large_enum_variant)]
-enum Checked {
-    Contact(ContactUpsert),
-    Event(PendingEvent),
+/// Rows with their lines, each checked or with why it was rejected. One file holds
+/// one kind of row, and each kind travels in a vector of its own size.
+enum Chunk {
+    Contacts(Vec<(u64, Result<ContactUpsert, String>)>),
+    Events(Vec<(u64, Result<PendingEvent, String>)>),
 }
-
-/// Rows with their lines, each checked or with why it was rejected.
-type Chunk = Vec<(u64, Result<Checked, String>)>;
 
 /// Imports a contacts or events CSV: every valid row in one transaction.
 pub async fn import(
@@ -259,16 +254,16 @@ pub async fn import(
     let mut report = ImportReport::default();
     let mut writer = Writer {
         tx: None,
-        seen: Seen::default(),
+        seen: KeyTable::default(),
         zones: HashMap::new(),
         business_zone,
         now,
     };
     // A write that fails drops `chunks`, which stops the reader.
     while let Some(chunk) = chunks.recv().await {
-        match kind {
-            Kind::Contacts => writer.contacts(store, chunk, &mut report).await?,
-            Kind::Events => writer.events(store, chunk, &mut report).await?,
+        match chunk {
+            Chunk::Contacts(rows) => writer.contacts(store, rows, &mut report).await?,
+            Chunk::Events(rows) => writer.events(store, rows, &mut report).await?,
         }
     }
     reader
@@ -283,26 +278,61 @@ pub async fn import(
 }
 
 /// Reads and checks every row, handing them on in chunks; stops early if the writer
-/// has gone.
+/// has gone. A repeated contact id is found here too, off the writer's thread; an
+/// event's key may depend on its contact's zone, so the writer checks those.
 fn check_rows(input: impl Read, kind: Kind, chunks: &mpsc::Sender<Chunk>) -> Result<(), String> {
-    let size = match kind {
-        Kind::Contacts => CHUNK,
-        Kind::Events => EVENT_CHUNK,
-    };
+    match kind {
+        Kind::Contacts => {
+            let mut seen = KeyTable::default();
+            let mut failed = None;
+            let check = |line, row: &CsvRow| {
+                let c = contact_from_record(row)?;
+                match seen.insert(&[&c.contact.id], line_u32(line)) {
+                    Ok(None) => Ok(c),
+                    Ok(Some(first)) => {
+                        Err(format!("id: `{}` is also on line {first}", c.contact.id))
+                    }
+                    Err(fatal) => {
+                        failed = Some(fatal);
+                        Err(String::new())
+                    }
+                }
+            };
+            send_checked(input, CHUNK, check, Chunk::Contacts, chunks)?;
+            failed.map_or(Ok(()), Err)
+        }
+        Kind::Events => send_checked(
+            input,
+            EVENT_CHUNK,
+            |_, row: &CsvRow| event_from_record(row),
+            Chunk::Events,
+            chunks,
+        ),
+    }
+}
+
+/// Checks each row with `check` and sends them on in chunks of `size`; stops when a
+/// check meets an error that ends the import, or when the writer has gone.
+fn send_checked<T>(
+    input: impl Read,
+    size: usize,
+    mut check: impl FnMut(u64, &CsvRow) -> Result<T, String>,
+    wrap: fn(Vec<(u64, Result<T, String>)>) -> Chunk,
+    chunks: &mpsc::Sender<Chunk>,
+) -> Result<(), String> {
     let mut chunk = Vec::with_capacity(size);
     read_csv(input, |line, row| {
-        let checked = row.and_then(|r| match kind {
-            Kind::Contacts => contact_from_record(r).map(Checked::Contact),
-            Kind::Events => event_from_record(r).map(Checked::Event),
-        });
-        chunk.push((line, checked));
+        chunk.push((line, row.and_then(|r| check(line, r))));
         chunk.len() < size
             || chunks
-                .blocking_send(std::mem::replace(&mut chunk, Vec::with_capacity(size)))
+                .blocking_send(wrap(std::mem::replace(
+                    &mut chunk,
+                    Vec::with_capacity(size),
+                )))
                 .is_ok()
     })?;
     if !chunk.is_empty() {
-        let _ = chunks.blocking_send(chunk);
+        let _ = chunks.blocking_send(wrap(chunk));
     }
     Ok(())
 }
@@ -311,8 +341,8 @@ fn check_rows(input: impl Read, kind: Kind, chunks: &mpsc::Sender<Chunk>) -> Res
 struct Writer<'a> {
     /// Begun with the first chunk, so that a file whose header is bad writes nothing.
     tx: Option<Box<dyn ImportTx>>,
-    /// Ids met so far, to reject repeats.
-    seen: Seen,
+    /// Event keys met so far, to reject repeats.
+    seen: KeyTable,
     /// Zones by name, looked up once each.
     zones: HashMap<String, TimeZone>,
     business_zone: &'a TimeZone,
@@ -330,24 +360,13 @@ impl Writer<'_> {
     async fn contacts(
         &mut self,
         store: &dyn Store,
-        chunk: Chunk,
+        chunk: Vec<(u64, Result<ContactUpsert, String>)>,
         report: &mut ImportReport,
     ) -> anyhow::Result<()> {
         let mut contacts = Vec::with_capacity(chunk.len());
         for (line, checked) in chunk {
             match checked {
-                Ok(Checked::Contact(c)) => match self
-                    .seen
-                    .insert(&[&c.contact.id], line)
-                    .map_err(anyhow::Error::msg)?
-                {
-                    Some(first) => report.rejected.push((
-                        line,
-                        format!("id: `{}` is also on line {first}", c.contact.id),
-                    )),
-                    None => contacts.push(c),
-                },
-                Ok(Checked::Event(_)) => unreachable!("a contacts file yields contacts"),
+                Ok(c) => contacts.push(c),
                 Err(reason) => report.rejected.push((line, reason)),
             }
         }
@@ -364,14 +383,13 @@ impl Writer<'_> {
     async fn events(
         &mut self,
         store: &dyn Store,
-        chunk: Chunk,
+        chunk: Vec<(u64, Result<PendingEvent, String>)>,
         report: &mut ImportReport,
     ) -> anyhow::Result<()> {
         let mut pending = Vec::with_capacity(chunk.len());
         for (line, checked) in chunk {
             match checked {
-                Ok(Checked::Event(e)) => pending.push((line, e)),
-                Ok(Checked::Contact(_)) => unreachable!("an events file yields events"),
+                Ok(e) => pending.push((line, e)),
                 Err(reason) => report.rejected.push((line, reason)),
             }
         }
@@ -404,7 +422,7 @@ impl Writer<'_> {
             match e.resolve(&zone) {
                 Ok(event) => match self
                     .seen
-                    .insert(&[&event.contact_id, &event.id], line)
+                    .insert(&[&event.contact_id, &event.id], line_u32(line))
                     .map_err(anyhow::Error::msg)?
                 {
                     Some(first) => report
@@ -422,6 +440,11 @@ impl Writer<'_> {
         report.changed += self.tx(store).await?.upsert_events(&events, now).await?;
         Ok(())
     }
+}
+
+/// Lines past 4 billion are reported as the last one a `u32` holds.
+fn line_u32(line: u64) -> u32 {
+    u32::try_from(line).unwrap_or(u32::MAX)
 }
 
 /// Whether `path` changed since it was last synced (or was never synced).
