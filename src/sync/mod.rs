@@ -237,9 +237,12 @@ impl PendingEvent {
 /// Rows with their lines, each checked or with why it was rejected. One file holds
 /// one kind of row, and each kind travels in a vector of its own size.
 enum Chunk {
-    Contacts(Vec<(u64, Result<ContactUpsert, String>)>),
-    Events(Vec<(u64, Result<PendingEvent, String>)>),
+    Contacts(Rows<ContactUpsert>),
+    Events(Rows<PendingEvent>),
 }
+
+/// Rows of one kind with their lines.
+type Rows<T> = Vec<(u64, Result<T, String>)>;
 
 /// Imports a contacts or events CSV: every valid row in one transaction.
 pub async fn import(
@@ -317,7 +320,7 @@ fn send_checked<T>(
     input: impl Read,
     size: usize,
     mut check: impl FnMut(u64, &CsvRow) -> Result<T, String>,
-    wrap: fn(Vec<(u64, Result<T, String>)>) -> Chunk,
+    wrap: fn(Rows<T>) -> Chunk,
     chunks: &mpsc::Sender<Chunk>,
 ) -> Result<(), String> {
     let mut chunk = Vec::with_capacity(size);
@@ -360,7 +363,7 @@ impl Writer<'_> {
     async fn contacts(
         &mut self,
         store: &dyn Store,
-        chunk: Vec<(u64, Result<ContactUpsert, String>)>,
+        chunk: Rows<ContactUpsert>,
         report: &mut ImportReport,
     ) -> anyhow::Result<()> {
         let mut contacts = Vec::with_capacity(chunk.len());
@@ -383,7 +386,7 @@ impl Writer<'_> {
     async fn events(
         &mut self,
         store: &dyn Store,
-        chunk: Vec<(u64, Result<PendingEvent, String>)>,
+        chunk: Rows<PendingEvent>,
         report: &mut ImportReport,
     ) -> anyhow::Result<()> {
         let mut pending = Vec::with_capacity(chunk.len());
