@@ -7,9 +7,9 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use lettre::Message;
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::{Address, Message};
 
 use super::{DeliveryError, EmailTransport};
 use crate::config::{Business, Transport};
@@ -29,18 +29,26 @@ pub struct Envelope<'a> {
 /// Builds the message. Names and the subject have every control character replaced by
 /// a space first, so no value can start a header of its own.
 pub fn build(envelope: &Envelope<'_>, body: &RenderedEmail) -> Result<Message, String> {
-    let mailbox = |name: &str, address: &EmailAddress| -> Result<Mailbox, String> {
-        let address = address
+    let address = |address: &EmailAddress| -> Result<Address, String> {
+        address
             .as_str()
             .parse()
-            .map_err(|e| format!("address {address}: {e}"))?;
+            .map_err(|e| format!("address {address}: {e}"))
+    };
+    let mailbox = |name: &str, address: Address| {
         let name = one_line(name);
-        Ok(Mailbox::new((!name.is_empty()).then_some(name), address))
+        Mailbox::new((!name.is_empty()).then_some(name), address)
     };
     let business = envelope.business;
+    let from = address(&business.email)?;
+    let to = address(envelope.to)?;
+    // Given rather than derived: lettre would parse the From and To headers back.
+    let smtp_envelope = lettre::address::Envelope::new(Some(from.clone()), vec![to.clone()])
+        .map_err(|e| format!("cannot build the envelope: {e}"))?;
     let mut builder = Message::builder()
-        .from(mailbox(&business.name, &business.email)?)
-        .to(mailbox(envelope.to_name, envelope.to)?)
+        .envelope(smtp_envelope)
+        .from(mailbox(&business.name, from))
+        .to(mailbox(envelope.to_name, to))
         .subject(one_line(&body.subject))
         .message_id(Some(envelope.message_id.to_owned()))
         .date(SystemTime::from(envelope.date))
@@ -54,7 +62,7 @@ pub fn build(envelope: &Envelope<'_>, body: &RenderedEmail) -> Result<Message, S
         builder = builder.header(ListUnsubscribePost);
     }
     if let Some(reply_to) = &business.reply_to {
-        builder = builder.reply_to(mailbox(&business.name, reply_to)?);
+        builder = builder.reply_to(mailbox(&business.name, address(reply_to)?));
     }
     let message = match &body.html {
         Some(html) => builder.multipart(MultiPart::alternative_plain_html(

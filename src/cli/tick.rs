@@ -1,6 +1,7 @@
 //! `tickler tick`: one pass, then the summary line.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use super::{Failure, Outcome, load_config, load_templates, parse_now};
 use crate::tick::Engine;
@@ -9,7 +10,7 @@ pub async fn run(path: &Path, now: Option<&str>, dry_run: bool) -> Outcome {
     let config = load_config(path)?;
     let now = parse_now(now, &config.business.zone)?;
     let templates = load_templates(&config)?;
-    let engine = Engine::build(config, templates).await?;
+    let engine = Arc::new(Engine::build(config, templates).await?);
     let summary = engine.tick(now, dry_run).await?;
     println!("{summary}");
     if let Some(reason) = summary.paused {

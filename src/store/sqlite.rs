@@ -1,10 +1,15 @@
 //! The SQLite backend: one file in WAL mode, writes in `BEGIN IMMEDIATE` transactions
 //! (one writer at a time, no lock upgrades that deadlock), a busy timeout so that a CLI
-//! command and the daemon can share the file.
+//! command and the daemon can share the file. The writers of one process take turns
+//! before they ask SQLite for the lock: SQLite's busy handler waits by sleeping (1 ms,
+//! then 2, 5, 10...), which cost a pass that records outcomes while it plans the next
+//! page seconds of sleep; a turn is handed over the moment the last writer commits.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,7 +18,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqliteConnection};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::sqlite_import::{SqliteImport, zones};
 use super::{DuePosition, History, ImportTx, NewSend, Outcome, SendFilter, SendRow, Store, ts};
@@ -21,6 +27,8 @@ use crate::domain::{Channel, Contact, EmailAddress, Event, MonthDay, SendStatus}
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// This process's writers, one at a time.
+    write_turn: Arc<Mutex<()>>,
     /// The database file, which an import opens a connection of its own to.
     path: PathBuf,
 }
@@ -56,11 +64,46 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool, path })
+        Ok(SqliteStore {
+            pool,
+            write_turn: Arc::new(Mutex::new(())),
+            path,
+        })
     }
 
-    async fn write(&self) -> anyhow::Result<sqlx::Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    async fn write(&self) -> anyhow::Result<Write> {
+        let turn = self.write_turn.clone().lock_owned().await;
+        Ok(Write {
+            tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            _turn: turn,
+        })
+    }
+}
+
+/// A write transaction during this process's write turn (given back after the
+/// transaction ends: fields drop in order).
+struct Write {
+    tx: sqlx::Transaction<'static, Sqlite>,
+    _turn: OwnedMutexGuard<()>,
+}
+
+impl Write {
+    async fn commit(self) -> anyhow::Result<()> {
+        Ok(self.tx.commit().await?)
+    }
+}
+
+impl Deref for Write {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for Write {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
     }
 }
 

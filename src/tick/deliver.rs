@@ -1,9 +1,22 @@
 //! Delivery: render each claimed send, hand it to the transport (at the rate limit),
-//! classify the result, and record outcomes in small batches. A setup failure (bad
+//! classify the result, and record outcomes in batches. A setup failure (bad
 //! credentials, TLS) pauses sending for the rest of the pass.
+//!
+//! Delivery runs beside the pass that feeds it: while one page's sends are rendered and
+//! handed over, the pass plans and claims the next page. Each send is a task of its
+//! own, so that rendering spreads over the runtime's threads and overlaps the waits
+//! for the server; outcomes are recorded as they come, each commit taking every
+//! outcome that arrived during the one before.
 
-use futures_util::StreamExt as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
 use jiff::{SignedDuration, Timestamp};
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 
 use super::{Engine, Job, Summary};
 use crate::channel::DeliveryError;
@@ -14,49 +27,144 @@ use crate::render::MessageData;
 use crate::store::Outcome;
 use crate::unsubscribe;
 
-/// At most this many delivery outcomes are written in one commit.
+/// Sends started and not yet recorded, at most (a few more while the last ones
+/// finish): a crash can resend at most these.
 pub const RECORD_BATCH: usize = 64;
 
-impl Engine {
-    pub(super) async fn deliver_all(
-        &self,
-        jobs: Vec<Job>,
-        now: Timestamp,
-        summary: &mut Summary,
-    ) -> anyhow::Result<()> {
-        let concurrency = self.transport.concurrency().max(1);
-        // Outcomes are recorded as they come, in batches of what is ready: one commit
-        // for many sends under load, and few unrecorded sends at any moment. A crash
-        // can resend at most the sends in flight plus one unrecorded batch.
-        // Once stopping, sends not yet started are left out (still claimed) and their
-        // claims are released below, so that the next start takes them at once.
-        let mut outcomes = std::pin::pin!(
-            futures_util::stream::iter(jobs)
-                .filter(|_| std::future::ready(!self.is_stopping()))
-                .map(|job| self.deliver(job, now))
-                .buffer_unordered(concurrency)
-                .ready_chunks(RECORD_BATCH)
-        );
-        while let Some(batch) = outcomes.next().await {
-            for o in &batch {
-                match o.status {
-                    SendStatus::Sent => summary.sent += 1,
-                    SendStatus::Retrying => summary.retrying += 1,
-                    SendStatus::Failed => summary.failed += 1,
-                    _ => {}
-                }
-            }
-            // A card's manifest line is written before its send is recorded `sent`.
-            self.postcards.commit().await?;
-            self.store.record(&batch, now).await?;
+/// Outcomes that start a commit at once; fewer wait up to `LINGER` for company, unless
+/// nothing else is being delivered.
+const COMMIT_AT: usize = RECORD_BATCH / 2;
+const LINGER: Duration = Duration::from_millis(50);
+
+/// Sends handed over per connection at once: one is rendered while another waits for
+/// the server.
+const PER_CONNECTION: usize = 2;
+
+/// The delivery half of a pass: claimed sends go in, outcomes are recorded.
+pub(super) struct Deliveries {
+    queue: mpsc::Sender<Job>,
+    dispatcher: JoinHandle<anyhow::Result<Tally>>,
+}
+
+/// What the delivered sends came to.
+#[derive(Default)]
+struct Tally {
+    sent: usize,
+    retrying: usize,
+    failed: usize,
+}
+
+type Recording = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+impl Deliveries {
+    /// Starts delivering; `queue` sends may wait to start (the pass plans ahead by as
+    /// many).
+    pub(super) fn start(engine: &Arc<Engine>, now: Timestamp, queue: usize) -> Deliveries {
+        let (sender, receiver) = mpsc::channel(queue.max(1));
+        Deliveries {
+            queue: sender,
+            dispatcher: tokio::spawn(dispatch(engine.clone(), receiver, now)),
         }
-        self.postcards.flush().await?;
-        if self.is_stopping() {
-            self.store.release_leases(&self.owner).await?;
-        }
-        Ok(())
     }
 
+    /// Queues a claimed send, waiting while the queue is full. False if delivery has
+    /// stopped on an error (`finish` returns it).
+    pub(super) async fn push(&self, job: Job) -> bool {
+        self.queue.send(job).await.is_ok()
+    }
+
+    /// Waits until every queued send is delivered and recorded.
+    pub(super) async fn finish(self, summary: &mut Summary) -> anyhow::Result<()> {
+        drop(self.queue);
+        let tally = match self.dispatcher.await {
+            Ok(tally) => tally?,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => anyhow::bail!("delivery was cancelled: {e}"),
+        };
+        summary.sent += tally.sent;
+        summary.retrying += tally.retrying;
+        summary.failed += tally.failed;
+        Ok(())
+    }
+}
+
+/// Runs queued sends, at most `PER_CONNECTION` per transport connection at once, and
+/// records their outcomes. Once stopping, sends not yet started are left out (still
+/// claimed) for the pass to release.
+async fn dispatch(
+    engine: Arc<Engine>,
+    mut queue: mpsc::Receiver<Job>,
+    now: Timestamp,
+) -> anyhow::Result<Tally> {
+    let limit = PER_CONNECTION * engine.transport.concurrency().max(1);
+    let mut running = JoinSet::new();
+    let mut finished: Vec<Outcome> = Vec::new();
+    let mut recording: Option<Recording> = None;
+    let mut recording_len = 0;
+    // When the oldest unrecorded outcome came.
+    let mut waiting_since = Instant::now();
+    let mut open = true;
+    let mut tally = Tally::default();
+    loop {
+        if recording.is_none()
+            && !finished.is_empty()
+            && (finished.len() >= COMMIT_AT
+                || running.is_empty()
+                || waiting_since.elapsed() >= LINGER)
+        {
+            let batch = std::mem::take(&mut finished);
+            recording_len = batch.len();
+            let engine = engine.clone();
+            recording = Some(Box::pin(async move {
+                // A card's manifest line is written before its send is recorded `sent`.
+                engine.postcards.commit().await?;
+                engine.store.record(&batch, now).await
+            }));
+        }
+        if !open && running.is_empty() && recording.is_none() {
+            break;
+        }
+        let unrecorded = running.len() + finished.len() + recording_len;
+        let room = running.len() < limit && unrecorded < RECORD_BATCH;
+        tokio::select! {
+            job = queue.recv(), if open && room => match job {
+                Some(job) if !engine.is_stopping() => {
+                    let engine = engine.clone();
+                    running.spawn(async move { engine.deliver(job, now).await });
+                }
+                Some(_) => {}
+                None => open = false,
+            },
+            Some(joined) = running.join_next() => {
+                let outcome = match joined {
+                    Ok(outcome) => outcome,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(e) => anyhow::bail!("a send was cancelled: {e}"),
+                };
+                match outcome.status {
+                    SendStatus::Sent => tally.sent += 1,
+                    SendStatus::Retrying => tally.retrying += 1,
+                    SendStatus::Failed => tally.failed += 1,
+                    _ => {}
+                }
+                if finished.is_empty() {
+                    waiting_since = Instant::now();
+                }
+                finished.push(outcome);
+            }
+            () = tokio::time::sleep_until(waiting_since + LINGER), if recording.is_none() && !finished.is_empty() => {}
+            recorded = async { recording.as_mut().expect("guarded").await }, if recording.is_some() => {
+                recording = None;
+                recording_len = 0;
+                recorded?;
+            }
+        }
+    }
+    engine.postcards.flush().await?;
+    Ok(tally)
+}
+
+impl Engine {
     async fn deliver(&self, job: Job, now: Timestamp) -> Outcome {
         let row = &job.row;
         let email = row.channel == Channel::Email.as_str();

@@ -18,6 +18,7 @@ use crate::render::Templates;
 use crate::store::{DuePosition, History, NewSend, Outcome, SendRow, Store};
 mod deliver;
 
+use deliver::Deliveries;
 pub use deliver::RECORD_BATCH;
 
 use crate::sync;
@@ -173,7 +174,7 @@ impl Engine {
 
     /// One full pass at `now`. With `dry_run`, nothing is synced, written or sent; the
     /// summary counts what would happen.
-    pub async fn tick(&self, now: Timestamp, dry_run: bool) -> anyhow::Result<Summary> {
+    pub async fn tick(self: &Arc<Self>, now: Timestamp, dry_run: bool) -> anyhow::Result<Summary> {
         let result = self.pass(now, dry_run).await;
         // Connections to the SMTP server are not kept between passes.
         self.transport.close_idle().await;
@@ -188,7 +189,7 @@ impl Engine {
         result
     }
 
-    async fn pass(&self, now: Timestamp, dry_run: bool) -> anyhow::Result<Summary> {
+    async fn pass(self: &Arc<Self>, now: Timestamp, dry_run: bool) -> anyhow::Result<Summary> {
         if let Ok(mut paused) = self.paused.lock() {
             *paused = None;
         }
@@ -200,6 +201,30 @@ impl Engine {
             self.postcards.repair(now).await;
         }
         let mut summary = Summary::default();
+        // Delivery runs beside the planning, which claims at most a page ahead of it.
+        let deliveries = Deliveries::start(self, now, PAGE as usize);
+        let planned = self.plan(now, dry_run, &deliveries, &mut summary).await;
+        // Even after an error, what was handed over is delivered and recorded before
+        // the pass gives its remaining claims back.
+        let delivered = deliveries.finish(&mut summary).await;
+        planned?;
+        delivered?;
+        if self.is_stopping() && !dry_run {
+            self.store.release_leases(&self.owner).await?;
+        }
+        summary.paused = self.pause_reason();
+        Ok(summary)
+    }
+
+    /// Pages through the due contacts, records what the planner decides, and hands the
+    /// claimed sends to `deliveries`; then the same for retries.
+    async fn plan(
+        &self,
+        now: Timestamp,
+        dry_run: bool,
+        deliveries: &Deliveries,
+        summary: &mut Summary,
+    ) -> anyhow::Result<()> {
         let mut after = DuePosition::default();
         while !self.is_stopping() {
             // Pages in (due time, id) order: a contact handled in this pass is not met
@@ -218,7 +243,7 @@ impl Engine {
                 self.store.mark_due(&ids, mark).await?;
             }
             let histories = self.store.history(&ids).await?;
-            let (sends, next_due) = self.evaluate(&histories, now, &mut summary);
+            let (sends, next_due) = self.evaluate(&histories, now, summary);
             if dry_run {
                 summary.sent += sends
                     .iter()
@@ -240,29 +265,29 @@ impl Engine {
                 .iter()
                 .map(|h| (h.contact.id.as_str(), Arc::new(h.clone())))
                 .collect();
-            let mut jobs = Vec::new();
             for row in inserted {
                 if row.status == SendStatus::Skipped.as_str() {
                     summary.skipped += 1;
                     tracing::info!(contact = %row.contact, cadence = %row.cadence, occurrence = %row.occurrence,
                         status = "skipped", reason = row.reason.as_deref().unwrap_or_default(), "send");
                 } else if let Some(history) = by_contact.get(row.contact.as_str()) {
-                    jobs.push(Job {
+                    let job = Job {
                         row,
                         history: history.clone(),
-                    });
+                    };
+                    if !deliveries.push(job).await {
+                        return Ok(());
+                    }
                 }
             }
-            self.deliver_all(jobs, now, &mut summary).await?;
             if self.pause_reason().is_some() {
                 break;
             }
         }
         if self.pause_reason().is_none() && !self.is_stopping() {
-            self.retry_due(now, dry_run, &mut summary).await?;
+            self.retry_due(now, dry_run, deliveries, summary).await?;
         }
-        summary.paused = self.pause_reason();
-        Ok(summary)
+        Ok(())
     }
 
     /// For each contact: the rows to add to the send log now, and when to look again.
@@ -318,6 +343,7 @@ impl Engine {
         &self,
         now: Timestamp,
         dry_run: bool,
+        deliveries: &Deliveries,
         summary: &mut Summary,
     ) -> anyhow::Result<()> {
         if dry_run {
@@ -360,7 +386,11 @@ impl Engine {
             }
             summary.failed += orphans.len();
             self.store.record(&orphans, now).await?;
-            self.deliver_all(jobs, now, summary).await?;
+            for job in jobs {
+                if !deliveries.push(job).await {
+                    return Ok(());
+                }
+            }
             if self.pause_reason().is_some() || self.is_stopping() {
                 return Ok(());
             }

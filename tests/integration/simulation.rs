@@ -41,7 +41,7 @@ impl EmailTransport for Recorder {
 
 struct Sim {
     rt: tokio::runtime::Runtime,
-    engine: Engine,
+    engine: Arc<Engine>,
     recorder: Arc<Recorder>,
 }
 
@@ -65,12 +65,12 @@ impl Sim {
             .block_on(tickler::store::open(&config.database_url))
             .expect("store");
         let recorder = Arc::new(Recorder::default());
-        let engine = Engine::new(
+        let engine = Arc::new(Engine::new(
             Arc::new(config),
             Arc::new(templates),
             store,
             recorder.clone(),
-        );
+        ));
         Sim {
             rt,
             engine,
