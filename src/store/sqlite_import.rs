@@ -27,7 +27,7 @@ use crate::keys::KeyTable;
 const ID_ROWS: usize = 1000;
 /// Page cache while importing, in KiB (SQLite's default is 2 MiB): the key index of two
 /// million events stays in memory while events arrive in random contact order.
-const IMPORT_CACHE_KIB: i64 = 64 * 1024;
+const IMPORT_CACHE_KIB: i64 = 32 * 1024;
 /// Contacts looked up at once from which an events import reads every contact's zone
 /// instead (an events file of at least this many rows is a bulk load).
 const LOAD_ALL_FROM: usize = 4096;
