@@ -265,13 +265,34 @@ impl Connection {
             result = self.smtp.read_response().await;
         }
         if result.is_ok() {
-            result = self.smtp.message(&email).await;
+            // The whole DATA in one write (lettre's `message` ends it in a second one).
+            result = match String::from_utf8(data_block(&email)) {
+                Ok(block) => self.smtp.command(block).await,
+                Err(_) => self.smtp.message(&email).await,
+            };
         }
         if result.is_err() {
             self.smtp.abort().await;
         }
         result
     }
+}
+
+/// A message as DATA carries it: a `.` that starts a line doubled (RFC 5321 4.5.2),
+/// then the end of data, `CRLF.CRLF` (after the message's own last line break, as
+/// lettre sends it).
+fn data_block(email: &[u8]) -> Vec<u8> {
+    let mut block = Vec::with_capacity(email.len() + 64);
+    let mut line_start = true;
+    for line in email.split_inclusive(|&b| b == b'\n') {
+        if line_start && line.first() == Some(&b'.') {
+            block.push(b'.');
+        }
+        block.extend_from_slice(line);
+        line_start = line.ends_with(b"\r\n");
+    }
+    block.extend_from_slice(b"\r\n.\r\n");
+    block
 }
 
 /// What a failure means for the send: pause everything, give up, or retry later.
@@ -460,6 +481,14 @@ impl SmtpUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_doubles_a_leading_dot_and_ends_with_a_lone_one() {
+        assert_eq!(
+            data_block(b".top\r\nmid.dle\r\n..two\r\n.\r\nlf\n.not\r\n"),
+            b"..top\r\nmid.dle\r\n...two\r\n..\r\nlf\n.not\r\n\r\n.\r\n"
+        );
+    }
 
     #[test]
     fn smtp_urls() {
