@@ -451,6 +451,55 @@ fn a_permanent_smtp_failure_fails_the_send_and_tick_exits_1() {
 }
 
 #[test]
+fn a_pipelining_server_gets_mail_rcpt_and_data_at_once_and_refusals_count_the_same() {
+    let server = SmtpServer::start_with(Behaviour {
+        pipelining: true,
+        ..Default::default()
+    });
+    let ws = Workspace::new(Some(&server.url()));
+    ws.import_all();
+    let run = ws.tickler(&["tick", "--now", NOW]).ok();
+    assert_eq!(
+        run.stdout.trim(),
+        "sent=3 failed=0 retrying=0 skipped=2 deferred=0"
+    );
+    let messages = server.messages();
+    assert_eq!(messages.len(), 3);
+    for m in &messages {
+        assert!(m.pipelined, "MAIL came alone: {:?}", m.mail_from);
+        assert!(m.header("Message-ID").is_some(), "{}", m.data);
+    }
+    for (reply, expected) in [
+        (
+            (550, "5.1.1 no such user"),
+            "sent=0 failed=3 retrying=0 skipped=2 deferred=0",
+        ),
+        (
+            (450, "4.2.0 try later"),
+            "sent=0 failed=0 retrying=3 skipped=2 deferred=0",
+        ),
+    ] {
+        let server = SmtpServer::start_with(Behaviour {
+            pipelining: true,
+            rcpt_reply: Some((reply.0, reply.1.into())),
+            ..Default::default()
+        });
+        let ws = Workspace::new(Some(&server.url()));
+        ws.import_all();
+        let run = ws.tickler(&["tick", "--now", NOW]);
+        assert_eq!(run.stdout.trim(), expected, "{}", run.stderr);
+        assert!(server.messages().is_empty());
+        let reasons: Vec<String> = ws
+            .sends()
+            .iter()
+            .filter_map(|r| r["reason"].as_str().map(str::to_owned))
+            .filter(|r| r.contains(&reply.0.to_string()))
+            .collect();
+        assert_eq!(reasons.len(), 3, "{:?}", ws.sends());
+    }
+}
+
+#[test]
 fn a_soft_failing_server_that_recovers_gets_every_message() {
     let server = SmtpServer::start_with(Behaviour {
         data_reply: Some((451, "4.3.0 try again later".into())),

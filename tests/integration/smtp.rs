@@ -23,6 +23,8 @@ pub struct Behaviour {
     /// Require AUTH PLAIN or AUTH LOGIN with these (user, password) credentials
     /// before MAIL FROM (530 otherwise, 535 on bad credentials).
     pub auth: Option<(String, String)>,
+    /// Offer PIPELINING (RFC 2920) after EHLO.
+    pub pipelining: bool,
 }
 
 /// One message accepted by the server.
@@ -36,6 +38,8 @@ pub struct Received {
     /// The message as received: dot-unstuffed, CRLF line endings kept,
     /// without the final ".\r\n".
     pub data: String,
+    /// Whether more commands had arrived with MAIL FROM (sent pipelined).
+    pub pipelined: bool,
 }
 
 #[allow(dead_code)]
@@ -200,6 +204,7 @@ fn serve(
     let mut authed = false;
     let mut mail_from: Option<String> = None;
     let mut rcpts: Vec<String> = Vec::new();
+    let mut pipelined = false;
     while let Some(line) = read_line(&mut reader)? {
         let b = lock(behaviour).clone();
         let (verb, arg) = line.split_once(' ').unwrap_or((&line, ""));
@@ -208,7 +213,8 @@ fn serve(
             "EHLO" => {
                 (mail_from, rcpts) = (None, Vec::new());
                 let auth = b.auth.as_ref().map_or("", |_| "AUTH PLAIN LOGIN\n");
-                let ext = format!("localhost\n8BITMIME\nSMTPUTF8\n{auth}SIZE 10485760");
+                let pipelining = if b.pipelining { "PIPELINING\n" } else { "" };
+                let ext = format!("localhost\n{pipelining}8BITMIME\nSMTPUTF8\n{auth}SIZE 10485760");
                 reply(250, &ext)?;
             }
             "HELO" => {
@@ -222,6 +228,7 @@ fn serve(
                     reply(503, "5.5.1 Nested MAIL command")?;
                 } else {
                     mail_from = Some(path_arg(&arg[5..]));
+                    pipelined = !reader.buffer().is_empty();
                     reply(250, "2.1.0 Ok")?;
                 }
             }
@@ -261,6 +268,7 @@ fn serve(
                         mail_from,
                         rcpt_to,
                         data,
+                        pipelined,
                     };
                     lock(messages).push(message);
                     reply(250, "2.0.0 Ok: queued")?;
