@@ -1,8 +1,8 @@
 //! A compact table of string keys with a `u32` each: the ids an import has met, with
 //! the line of each (to reject a repeated id with "also on line N"), and the contacts an
 //! events import looks up. A million keys must not cost a million allocations: the keys
-//! sit end to end in fixed-size blocks and the table holds only (position, value), eight
-//! bytes, so a key costs its length plus about 20 bytes.
+//! sit end to end in fixed-size blocks, each followed by its value, and the table holds
+//! only the position, four bytes, so a key costs its length plus about 14 bytes.
 
 use std::hash::BuildHasher;
 
@@ -18,8 +18,8 @@ const MAX_BLOCKS: usize = 1 << (32 - BLOCK_BITS);
 
 pub struct KeyTable {
     blocks: Vec<Vec<u8>>,
-    /// (where the key starts in `blocks`, its value).
-    table: HashTable<(u32, u32)>,
+    /// Where each key starts in `blocks` (its value follows its closing byte).
+    table: HashTable<u32>,
     hasher: DefaultHashBuilder,
     /// The key being looked up, joined here to spare an allocation per lookup.
     scratch: Vec<u8>,
@@ -41,7 +41,9 @@ impl KeyTable {
     pub fn with_capacity(keys: usize, key_len: usize) -> KeyTable {
         let mut table = KeyTable::default();
         table.table.reserve(keys, |_| 0);
-        table.blocks.reserve(keys * (key_len + 1) / BLOCK + 1);
+        table
+            .blocks
+            .reserve(keys * (key_len + 1 + VALUE) / BLOCK + 1);
         table
     }
 
@@ -51,31 +53,46 @@ impl KeyTable {
         let key = self.join(parts);
         let hash = self.hasher.hash_one(&key);
         let blocks = &self.blocks;
-        if let Some(&(_, first)) = self
+        if let Some(&at) = self
             .table
-            .find(hash, |&(at, _)| stored(blocks, at) == key.as_slice())
+            .find(hash, |&at| stored(blocks, at) == key.as_slice())
         {
             self.scratch = key;
-            return Ok(Some(first));
+            return Ok(Some(value_at(blocks, at, key_len(blocks, at))));
         }
-        let at = self.store(&key);
+        let at = self.store(&key, value);
         self.scratch = key;
         let (blocks, hasher) = (&self.blocks, &self.hasher);
-        self.table.insert_unique(hash, (at?, value), |&(at, _)| {
-            hasher.hash_one(stored(blocks, at))
-        });
+        self.table
+            .insert_unique(hash, at?, |&at| hasher.hash_one(stored(blocks, at)));
         Ok(None)
     }
 
-    /// The value of the key made of `parts`, to read or change.
-    pub fn get_mut(&mut self, parts: &[&str]) -> Option<&mut u32> {
+    /// The value of the key made of `parts`.
+    pub fn get(&mut self, parts: &[&str]) -> Option<u32> {
+        let (at, len) = self.find(parts)?;
+        Some(value_at(&self.blocks, at, len))
+    }
+
+    /// Changes the value of the key made of `parts`, if it is there.
+    pub fn update(&mut self, parts: &[&str], change: impl FnOnce(u32) -> u32) {
+        if let Some((at, len)) = self.find(parts) {
+            let value = change(value_at(&self.blocks, at, len));
+            let block = &mut self.blocks[(at >> BLOCK_BITS) as usize];
+            let start = (at & (BLOCK as u32 - 1)) as usize + len;
+            block[start..start + VALUE].copy_from_slice(&value.to_le_bytes());
+        }
+    }
+
+    /// Where the key made of `parts` starts, and its length with the closing byte.
+    fn find(&mut self, parts: &[&str]) -> Option<(u32, usize)> {
         let key = self.join(parts);
         let hash = self.hasher.hash_one(&key);
         let blocks = &self.blocks;
         let found = self
             .table
-            .find_mut(hash, |&(at, _)| stored(blocks, at) == key.as_slice())
-            .map(|(_, value)| value);
+            .find(hash, |&at| stored(blocks, at) == key.as_slice())
+            .map(|&at| (at, key.len()));
         self.scratch = key;
         found
     }
@@ -103,27 +120,45 @@ impl KeyTable {
         self.table.is_empty()
     }
 
-    fn store(&mut self, key: &[u8]) -> Result<u32, String> {
+    fn store(&mut self, key: &[u8], value: u32) -> Result<u32, String> {
+        let size = key.len() + VALUE;
         let fits = self
             .blocks
             .last()
-            .is_some_and(|b| b.capacity() - b.len() >= key.len());
+            .is_some_and(|b| b.capacity() - b.len() >= size);
         if !fits {
             if self.blocks.len() == MAX_BLOCKS {
                 return Err("more than 4 GiB of distinct ids in one file".into());
             }
             // A key longer than a block gets a block of its own, at offset 0.
-            self.blocks.push(Vec::with_capacity(BLOCK.max(key.len())));
+            self.blocks.push(Vec::with_capacity(BLOCK.max(size)));
         }
         let index = self.blocks.len() - 1;
         let block = &mut self.blocks[index];
         let at = ((index as u32) << BLOCK_BITS) | block.len() as u32;
         block.extend_from_slice(key);
+        block.extend_from_slice(&value.to_le_bytes());
         Ok(at)
     }
 }
 
 const END: u8 = 0xFF;
+/// Bytes of a value, after its key.
+const VALUE: usize = 4;
+
+/// The length of the key stored at `at`, with its closing byte.
+fn key_len(blocks: &[Vec<u8>], at: u32) -> usize {
+    stored(blocks, at).len()
+}
+
+/// The value after the key of `len` bytes stored at `at`.
+fn value_at(blocks: &[Vec<u8>], at: u32, len: usize) -> u32 {
+    let block = &blocks[(at >> BLOCK_BITS) as usize];
+    let start = (at & (BLOCK as u32 - 1)) as usize + len;
+    let mut bytes = [0; VALUE];
+    bytes.copy_from_slice(&block[start..start + VALUE]);
+    u32::from_le_bytes(bytes)
+}
 
 /// The key stored at `at`, with its closing byte.
 fn stored(blocks: &[Vec<u8>], at: u32) -> &[u8] {
@@ -160,9 +195,13 @@ mod tests {
     fn values_can_be_changed_in_place() {
         let mut keys = KeyTable::default();
         keys.insert(&["C-1"], 1).unwrap();
-        *keys.get_mut(&["C-1"]).expect("there") |= 0x8000;
-        assert_eq!(keys.get_mut(&["C-1"]).copied(), Some(0x8001));
-        assert_eq!(keys.get_mut(&["C-2"]), None);
-        assert_eq!(keys.get_mut(&["C-1", ""]), None);
+        keys.insert(&["C-12"], 0xFFFF_FFFF).unwrap();
+        keys.update(&["C-1"], |v| v | 0x8000);
+        keys.update(&["C-3"], |_| 7);
+        assert_eq!(keys.get(&["C-1"]), Some(0x8001));
+        assert_eq!(keys.get(&["C-12"]), Some(0xFFFF_FFFF));
+        assert_eq!(keys.get(&["C-2"]), None);
+        assert_eq!(keys.get(&["C-3"]), None);
+        assert_eq!(keys.get(&["C-1", ""]), None);
     }
 }

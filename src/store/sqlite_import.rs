@@ -28,9 +28,9 @@ const ID_ROWS: usize = 1000;
 /// Page cache while importing, in KiB (SQLite's default is 2 MiB): the key index of two
 /// million events stays in memory while events arrive in random contact order.
 const IMPORT_CACHE_KIB: i64 = 32 * 1024;
-/// Contacts looked up at once from which an events import reads every contact's zone
-/// instead (an events file of at least this many rows is a bulk load).
-const LOAD_ALL_FROM: usize = 4096;
+/// Contacts looked up one by one, in all, after which an events import reads every
+/// contact's zone at once instead (an events file this long is a bulk load).
+const LOAD_ALL_FROM: usize = 16_384;
 /// How long a write waits for another writer, as the store's own connections do.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -41,6 +41,8 @@ pub(super) struct SqliteImport {
     /// The contacts of the last `contact_zones` call, sorted by id, each with `DUE` set
     /// if it is due already: the events that follow are theirs, in the same order.
     looked_up: Vec<(String, u32)>,
+    /// Contacts looked up so far.
+    lookups: usize,
 }
 
 impl SqliteImport {
@@ -61,6 +63,7 @@ impl SqliteImport {
                 conn,
                 contacts: None,
                 looked_up: Vec::new(),
+                lookups: 0,
             })
         })
     }
@@ -113,7 +116,8 @@ impl ImportTx for SqliteImport {
     ) -> anyhow::Result<HashMap<String, Option<String>>> {
         let mut zones = HashMap::with_capacity(ids.len());
         blocking(|| {
-            if self.contacts.is_none() && ids.len() >= LOAD_ALL_FROM {
+            self.lookups += ids.len();
+            if self.contacts.is_none() && self.lookups >= LOAD_ALL_FROM {
                 self.contacts = Some(Contacts::load(&self.conn)?);
             }
             self.looked_up.clear();
@@ -260,7 +264,7 @@ pub(super) fn contact_conflict_clause(email_given: bool, postcard_given: bool) -
 /// Set in a contact's value when it is due already (its zone's number is the rest).
 const DUE: u32 = 1 << 31;
 
-/// Every contact's id, zone and whether it is due: about 30 bytes a contact.
+/// Every contact's id, zone and whether it is due: about 25 bytes a contact.
 struct Contacts {
     ids: KeyTable,
     /// Zone names by number; number 0 is "none given" (the business's).
@@ -306,13 +310,11 @@ impl Contacts {
     }
 
     fn get(&mut self, id: &str) -> Option<u32> {
-        self.ids.get_mut(&[id]).copied()
+        self.ids.get(&[id])
     }
 
     fn set_due(&mut self, id: &str) {
-        if let Some(value) = self.ids.get_mut(&[id]) {
-            *value |= DUE;
-        }
+        self.ids.update(&[id], |value| value | DUE);
     }
 
     fn zone(&self, value: u32) -> Option<&str> {

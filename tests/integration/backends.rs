@@ -281,3 +281,97 @@ fn an_import_during_a_pass_is_not_lost() {
         });
     }
 }
+
+/// A large events import: the first contacts are looked up one by one, the rest read
+/// all at once (SQLite), and either way every event lands with its contact's zone, every
+/// sleeping contact wakes, and a row for an unknown contact is rejected. On both
+/// backends.
+#[test]
+fn a_large_events_import_resolves_and_wakes_every_contact() {
+    const CONTACTS: usize = 5000;
+    const EVENTS: usize = 20_000;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = format!("sqlite://{}", dir.path().join("t.db").display());
+    let db = TempDb::create();
+    let urls: Vec<String> = std::iter::once(sqlite)
+        .chain(db.as_ref().map(TempDb::url))
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for url in urls {
+        rt.block_on(async {
+            use std::io::Cursor;
+            use tickler::sync::{Kind, import};
+            let zone = jiff::tz::TimeZone::UTC;
+            let now: jiff::Timestamp = "2026-03-04T10:00:00Z".parse().unwrap();
+            let store = tickler::store::open(&url).await.expect("store");
+            let mut contacts = String::from("id,first_name,timezone\n");
+            for i in 0..CONTACTS {
+                let tz = if i % 2 == 0 { "Asia/Tokyo" } else { "" };
+                contacts.push_str(&format!("L-{i:05},Name{i},{tz}\n"));
+            }
+            import(
+                store.as_ref(),
+                Kind::Contacts,
+                Cursor::new(contacts),
+                &zone,
+                now,
+            )
+            .await
+            .expect("contacts");
+            let ids: Vec<String> = (0..CONTACTS).map(|i| format!("L-{i:05}")).collect();
+            store.mark_due(&ids, -7).await.unwrap();
+            let asleep: Vec<_> = ids.iter().map(|id| (id.clone(), None)).collect();
+            store.set_next_due(&asleep, -7).await.unwrap();
+            assert_eq!(store.queue_depth(now).await.unwrap(), 0, "{url}: asleep");
+
+            let mut events = String::from("id,contact_id,kind,at\n");
+            for i in 0..EVENTS {
+                let contact = i * 7919 % CONTACTS;
+                events.push_str(&format!("E{i},L-{contact:05},purchase,2026-03-03\n"));
+            }
+            events.push_str("E-lost,L-99999,purchase,2026-03-03\n");
+            let report = import(
+                store.as_ref(),
+                Kind::Events,
+                Cursor::new(events),
+                &zone,
+                now,
+            )
+            .await
+            .expect("events");
+            assert_eq!(report.accepted, EVENTS, "{url}");
+            assert_eq!(report.rejected.len(), 1, "{url}: {:?}", report.rejected);
+            assert!(
+                report.rejected[0].1.contains("no contact `L-99999`"),
+                "{url}: {:?}",
+                report.rejected
+            );
+            assert_eq!(
+                store.queue_depth(now).await.unwrap(),
+                CONTACTS as i64,
+                "{url}: every contact with a new event wakes"
+            );
+            // The last events of the file came after the switch to reading every
+            // contact; the first ones before it. A plain date is the contact's day.
+            for i in [0, 1, EVENTS - 2, EVENTS - 1] {
+                let contact = i * 7919 % CONTACTS;
+                let history = store.history(&[format!("L-{contact:05}")]).await.unwrap();
+                let event = history[0]
+                    .events
+                    .iter()
+                    .find(|e| e.id == format!("E{i}"))
+                    .unwrap_or_else(|| panic!("{url}: E{i} stored"));
+                let expected = if contact.is_multiple_of(2) {
+                    "2026-03-02T15:00:00Z"
+                } else {
+                    "2026-03-03T00:00:00Z"
+                };
+                assert_eq!(event.at.to_string(), expected, "{url}: E{i}");
+            }
+        });
+    }
+}

@@ -261,7 +261,7 @@ fn peak_kb(pid: u32) -> Option<u64> {
 fn a_200_mb_contacts_file_imports_in_bounded_memory() {
     use std::io::Write;
     const ROWS: usize = 220_000;
-    // SQLite's import page cache (64 MB) and a few chunks of rows in flight: about
+    // SQLite's import page cache (32 MB) and a few chunks of rows in flight: about
     // 120 MB, whatever the file's size. Holding the file would take more than the file.
     const LIMIT_KB: u64 = 160 * 1024;
     let ws = Workspace::new(None);
