@@ -19,10 +19,15 @@ enum Kind {
 
 use Kind::{Bool, Int, OptInt, OptText, Text};
 
-/// The tables in an order that keeps references valid, with their columns.
-const TABLES: [(&str, &[(&str, Kind)]); 4] = [
+/// A table, its key (to read it in an order that every schema version has) and its
+/// columns.
+type Table = (&'static str, &'static str, &'static [(&'static str, Kind)]);
+
+/// The tables in an order that keeps references valid.
+const TABLES: [Table; 4] = [
     (
         "contacts",
+        "id",
         &[
             ("id", Text),
             ("first_name", Text),
@@ -49,6 +54,7 @@ const TABLES: [(&str, &[(&str, Kind)]); 4] = [
     ),
     (
         "events",
+        "contact_id, id",
         &[
             ("contact_id", Text),
             ("id", Text),
@@ -61,6 +67,7 @@ const TABLES: [(&str, &[(&str, Kind)]); 4] = [
     ),
     (
         "sends",
+        "id",
         &[
             ("id", Int),
             ("contact_id", Text),
@@ -81,7 +88,7 @@ const TABLES: [(&str, &[(&str, Kind)]); 4] = [
             ("updated_at", Int),
         ],
     ),
-    ("meta", &[("key", Text), ("value", Text)]),
+    ("meta", "key", &[("key", Text), ("value", Text)]),
 ];
 
 /// Rows per statement: PostgreSQL takes at most 65,535 parameters in one.
@@ -119,13 +126,13 @@ pub async fn sqlite_to_postgres(from: &str, to: &str) -> anyhow::Result<Copied> 
     // The target's own bookkeeping (the cadence fingerprint) gives way to the source's.
     sqlx::query("DELETE FROM meta").execute(&mut *tx).await?;
     let mut copied = Vec::new();
-    for (table, columns) in TABLES {
+    for (table, key, columns) in TABLES {
         let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
         let list = names.join(", ");
         let mut count = 0u64;
         loop {
             let rows: Vec<SqliteRow> = sqlx::query(AssertSqlSafe(format!(
-                "SELECT {list} FROM {table} ORDER BY rowid LIMIT {CHUNK} OFFSET {count}"
+                "SELECT {list} FROM {table} ORDER BY {key} LIMIT {CHUNK} OFFSET {count}"
             )))
             .fetch_all(&source)
             .await?;

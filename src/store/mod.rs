@@ -6,7 +6,9 @@ pub mod copy;
 mod postgres;
 mod postgres_import;
 mod sqlite;
+mod sqlite_contacts;
 mod sqlite_import;
+mod staging;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -46,6 +48,51 @@ impl ContactUpsert {
         })
     }
 }
+
+/// An event row as a file or an API call gives it, checked on its own: its time (a
+/// plain date is the start of that day in the contact's zone) and so its id (derived
+/// from kind and time when none is given) wait until its contact is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingEvent {
+    pub contact_id: String,
+    pub id: Option<String>,
+    pub kind: String,
+    pub at: String,
+    /// The custom columns as a JSON object, as they are stored.
+    pub fields: String,
+}
+
+impl PendingEvent {
+    /// The event as stored, its time placed in its contact's `zone`.
+    pub fn resolve(self, zone: &jiff::tz::TimeZone) -> Result<EventUpsert, String> {
+        let at = crate::domain::contact::parse_instant(&self.at, zone)
+            .map_err(|m| format!("at: {m}"))?;
+        Ok(EventUpsert {
+            id: self.id.unwrap_or_else(|| Event::derived_id(&self.kind, at)),
+            contact_id: self.contact_id,
+            kind: self.kind,
+            at,
+            fields: self.fields,
+        })
+    }
+}
+
+/// An event to write: resolved, its custom columns already JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventUpsert {
+    pub contact_id: String,
+    pub id: String,
+    pub kind: String,
+    pub at: Timestamp,
+    pub fields: String,
+}
+
+/// Resolves a chunk of staged event rows (every row of each of its contacts, in line
+/// order) given the stored zone of each contact that exists (`None`: the business's),
+/// and returns the events to write, in (contact, id) order.
+pub type ResolveEvents<'a> = dyn FnMut(Vec<(u64, PendingEvent)>, &HashMap<String, Option<String>>) -> Vec<EventUpsert>
+    + Send
+    + 'a;
 
 /// A contact with everything the planner needs to know about it.
 #[derive(Clone, Debug)]
@@ -150,15 +197,26 @@ pub trait ImportTx: Send {
         contacts: &[ContactUpsert],
         now: Timestamp,
     ) -> anyhow::Result<u64>;
-    /// The stored time zone (`None`: the business's) of each id that exists, as this
-    /// transaction sees it.
-    async fn contact_zones(
-        &mut self,
-        ids: &[String],
-    ) -> anyhow::Result<HashMap<String, Option<String>>>;
     /// Upserts events; returns how many rows changed. The contact of a changed event
     /// is looked at by the next tick.
-    async fn upsert_events(&mut self, events: &[Event], now: Timestamp) -> anyhow::Result<u64>;
+    async fn upsert_events(
+        &mut self,
+        events: &[EventUpsert],
+        now: Timestamp,
+    ) -> anyhow::Result<u64>;
+    /// Holds event rows of a file, with their lines, until `write_staged_events`. A
+    /// large file's events come in no useful order; written as they come, each would
+    /// land at a random place of the events index, and at millions of rows that index
+    /// no longer fits in memory.
+    async fn stage_events(&mut self, rows: Vec<(u64, PendingEvent)>) -> anyhow::Result<()>;
+    /// Writes every staged event, contact by contact in id order: `resolve` gets the
+    /// rows of a few thousand contacts at a time and says what to write. Returns how
+    /// many rows changed; a contact of a changed event is looked at by the next tick.
+    async fn write_staged_events(
+        &mut self,
+        resolve: &mut ResolveEvents<'_>,
+        now: Timestamp,
+    ) -> anyhow::Result<u64>;
     async fn commit(self: Box<Self>) -> anyhow::Result<()>;
 }
 
@@ -183,7 +241,7 @@ pub trait Store: Send + Sync {
         ids: &[String],
     ) -> anyhow::Result<HashMap<String, Option<String>>>;
     /// Upserts events in one transaction; returns how many rows changed.
-    async fn upsert_events(&self, events: &[Event], now: Timestamp) -> anyhow::Result<u64> {
+    async fn upsert_events(&self, events: &[EventUpsert], now: Timestamp) -> anyhow::Result<u64> {
         let mut tx = self.begin_import().await?;
         let changed = tx.upsert_events(events, now).await?;
         tx.commit().await?;
@@ -197,8 +255,6 @@ pub trait Store: Send + Sync {
         opted_out: bool,
         now: Timestamp,
     ) -> anyhow::Result<bool>;
-    /// Marks every contact and event not seen before as first seen at `now`.
-    async fn arm(&self, now: Timestamp) -> anyhow::Result<()>;
     /// Contacts whose `next_due_at` has come, in (next_due_at, id) order after
     /// `after`: a range of an index, however many contacts are not due.
     async fn due_contacts(
@@ -222,7 +278,10 @@ pub trait Store: Send + Sync {
     /// Marks the contacts a pass is about to look at with `mark` (a negative number of
     /// its own, so they stay due). Anything that changes a contact afterwards (an
     /// import, an opt-out) replaces the mark, and `set_next_due` then leaves it due.
-    async fn mark_due(&self, ids: &[String], mark: i64) -> anyhow::Result<()>;
+    /// Those contacts and their events not seen before are first seen at `now` (a
+    /// contact that is new or has new events is due, so this is where a pass meets
+    /// them).
+    async fn mark_due(&self, ids: &[String], mark: i64, now: Timestamp) -> anyhow::Result<()>;
     /// Sets each contact's next due time, where the contact still carries `mark`: a
     /// contact changed since the pass read it is looked at again, not put to sleep.
     async fn set_next_due(
@@ -287,6 +346,17 @@ fn redact(url: &str) -> String {
             format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
         }
         _ => url.to_owned(),
+    }
+}
+
+/// Runs SQLite work that may wait on disk or on another writer's lock without holding
+/// up the runtime's other tasks (where the runtime can spare the thread).
+pub(crate) fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
     }
 }
 

@@ -84,20 +84,6 @@ impl Store for PostgresStore {
         Ok(result.rows_affected() > 0)
     }
 
-    async fn arm(&self, now: Timestamp) -> anyhow::Result<()> {
-        let mut tx = self.write().await?;
-        sqlx::query("UPDATE contacts SET armed_at = $1 WHERE armed_at IS NULL")
-            .bind(now.as_second())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE events SET armed_at = $1 WHERE armed_at IS NULL")
-            .bind(now.as_second())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     async fn due_contacts(
         &self,
         now: Timestamp,
@@ -244,19 +230,27 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(send_from_row).collect())
     }
 
-    async fn mark_due(&self, ids: &[String], mark: i64) -> anyhow::Result<()> {
+    async fn mark_due(&self, ids: &[String], mark: i64, now: Timestamp) -> anyhow::Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
         let mut tx = self.write().await?;
-        let mut q = QueryBuilder::<Postgres>::new("UPDATE contacts SET next_due_at = ");
-        q.push_bind(mark).push(" WHERE id IN (");
-        let mut list = q.separated(", ");
-        for id in ids {
-            list.push_bind(id.clone());
-        }
-        q.push(")");
-        q.build().execute(&mut *tx).await?;
+        // Events before contacts: the order an import locks them in.
+        sqlx::query(
+            "UPDATE events SET armed_at = $1 WHERE armed_at IS NULL AND contact_id = ANY($2)",
+        )
+        .bind(now.as_second())
+        .bind(ids)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE contacts SET next_due_at = $1, armed_at = coalesce(armed_at, $2) WHERE id = ANY($3)",
+        )
+        .bind(mark)
+        .bind(now.as_second())
+        .bind(ids)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

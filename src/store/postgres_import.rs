@@ -1,5 +1,5 @@
-//! PostgreSQL writes of an import: the same multi-row upserts as SQLite's, inside one
-//! transaction.
+//! PostgreSQL writes of an import: multi-row upserts inside one transaction. Event rows
+//! are staged on this machine (`staging`) and written contact by contact.
 
 use std::collections::HashMap;
 
@@ -7,23 +7,30 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row, Transaction};
 
+use super::blocking;
 use super::sqlite_import::contact_conflict_clause;
-use super::{ContactUpsert, ImportTx, runs};
-use crate::domain::{EmailAddress, Event};
+use super::staging::Staging;
+use super::{ContactUpsert, EventUpsert, ImportTx, PendingEvent, ResolveEvents, runs};
+use crate::domain::EmailAddress;
 
 /// Contacts per statement: 20 values a row, and PostgreSQL allows 65535.
 const CONTACT_ROWS: usize = 1000;
 /// Events per statement: 6 values a row.
 const EVENT_ROWS: usize = 2000;
+/// Staged event rows resolved together.
+const RESOLVE_ROWS: usize = 4096;
 
 pub(super) struct PostgresImport {
     tx: Transaction<'static, Postgres>,
+    /// The staged event rows, once there are any.
+    staging: Option<Staging>,
 }
 
 impl PostgresImport {
     pub(super) async fn begin(pool: &PgPool) -> anyhow::Result<PostgresImport> {
         Ok(PostgresImport {
             tx: pool.begin().await?,
+            staging: None,
         })
     }
 }
@@ -50,14 +57,11 @@ impl ImportTx for PostgresImport {
         Ok(changed)
     }
 
-    async fn contact_zones(
+    async fn upsert_events(
         &mut self,
-        ids: &[String],
-    ) -> anyhow::Result<HashMap<String, Option<String>>> {
-        zones(&mut self.tx, ids).await
-    }
-
-    async fn upsert_events(&mut self, events: &[Event], now: Timestamp) -> anyhow::Result<u64> {
+        events: &[EventUpsert],
+        now: Timestamp,
+    ) -> anyhow::Result<u64> {
         let mut changed = 0;
         let mut touched: Vec<String> = Vec::new();
         for run in runs(events, EVENT_ROWS, |e| {
@@ -66,16 +70,12 @@ impl ImportTx for PostgresImport {
             let mut q = QueryBuilder::<Postgres>::new(
                 "INSERT INTO events (contact_id, id, kind, at, fields, created_at) ",
             );
-            let mut fields = Vec::with_capacity(run.len());
-            for e in run {
-                fields.push(serde_json::to_string(&e.fields)?);
-            }
-            q.push_values(run.iter().zip(&fields), |mut b, (e, fields)| {
+            q.push_values(run, |mut b, e| {
                 b.push_bind(e.contact_id.as_str())
                     .push_bind(e.id.as_str())
                     .push_bind(e.kind.as_str())
                     .push_bind(e.at.as_second())
-                    .push_bind(fields.as_str())
+                    .push_bind(e.fields.as_str())
                     .push_bind(now.as_second());
             });
             q.push(
@@ -100,6 +100,36 @@ impl ImportTx for PostgresImport {
                 .bind(&touched)
                 .execute(&mut *self.tx)
                 .await?;
+        }
+        Ok(changed)
+    }
+
+    async fn stage_events(&mut self, rows: Vec<(u64, PendingEvent)>) -> anyhow::Result<()> {
+        blocking(|| {
+            let staging = match &mut self.staging {
+                Some(staging) => staging,
+                None => self.staging.insert(Staging::open()?),
+            };
+            staging.add(rows)
+        })
+    }
+
+    async fn write_staged_events(
+        &mut self,
+        resolve: &mut ResolveEvents<'_>,
+        now: Timestamp,
+    ) -> anyhow::Result<u64> {
+        let Some(staging) = self.staging.take() else {
+            return Ok(0);
+        };
+        let mut sorted = blocking(|| staging.sorted())?;
+        let mut changed = 0;
+        while let Some(chunk) = blocking(|| sorted.next_chunk(RESOLVE_ROWS))? {
+            let mut ids: Vec<String> = chunk.iter().map(|(_, e)| e.contact_id.clone()).collect();
+            ids.dedup();
+            let zones = zones(&mut self.tx, &ids).await?;
+            let events = resolve(chunk, &zones);
+            changed += self.upsert_events(&events, now).await?;
         }
         Ok(changed)
     }

@@ -156,20 +156,6 @@ impl Store for SqliteStore {
         Ok(result.rows_affected() > 0)
     }
 
-    async fn arm(&self, now: Timestamp) -> anyhow::Result<()> {
-        let mut tx = self.write().await?;
-        sqlx::query("UPDATE contacts SET armed_at = ?1 WHERE armed_at IS NULL")
-            .bind(now.as_second())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE events SET armed_at = ?1 WHERE armed_at IS NULL")
-            .bind(now.as_second())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     async fn due_contacts(
         &self,
         now: Timestamp,
@@ -303,19 +289,33 @@ impl Store for SqliteStore {
         Ok(inserted)
     }
 
-    async fn mark_due(&self, ids: &[String], mark: i64) -> anyhow::Result<()> {
+    async fn mark_due(&self, ids: &[String], mark: i64, now: Timestamp) -> anyhow::Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
         let mut tx = self.write().await?;
-        let mut q = QueryBuilder::<Sqlite>::new("UPDATE contacts SET next_due_at = ");
-        q.push_bind(mark).push(" WHERE id IN (");
-        let mut list = q.separated(", ");
-        for id in ids {
-            list.push_bind(id.clone());
+        for chunk in ids.chunks(BATCH) {
+            let mut q = QueryBuilder::<Sqlite>::new("UPDATE events SET armed_at = ");
+            q.push_bind(now.as_second())
+                .push(" WHERE armed_at IS NULL AND contact_id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id.as_str());
+            }
+            q.push(")");
+            q.build().execute(&mut *tx).await?;
+            let mut q = QueryBuilder::<Sqlite>::new("UPDATE contacts SET next_due_at = ");
+            q.push_bind(mark)
+                .push(", armed_at = coalesce(armed_at, ")
+                .push_bind(now.as_second())
+                .push(") WHERE id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id.as_str());
+            }
+            q.push(")");
+            q.build().execute(&mut *tx).await?;
         }
-        q.push(")");
-        q.build().execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -4,45 +4,58 @@
 //! back; at a million rows that was most of an import's time, whereas a prepared insert
 //! costs SQLite a few microseconds.
 //!
-//! An events import looks up the contact of every event (it must exist, and its zone
-//! places plain dates). A large one reads every contact's zone once, in key order, into
-//! a compact table instead: two million lookups at random places of a million contacts
-//! would read most of the contacts table from disk again and again.
+//! An events import stages its rows (`staging`) and writes them once the file is read,
+//! sorted by contact: the staged rows are merged, their contacts looked up (on a second
+//! connection, which sees what the import's does: the import holds the write lock, and
+//! an events import writes no contact before it has looked it up) and resolved on a
+//! thread of their own while the import's connection writes them.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, params};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use super::{ContactUpsert, ImportTx};
-use crate::domain::{EmailAddress, Event};
-use crate::keys::KeyTable;
+use super::blocking;
+use super::sqlite_contacts::{self, Contacts};
+use super::staging::{Sorted, Staging};
+use super::{ContactUpsert, EventUpsert, ImportTx, PendingEvent, ResolveEvents};
+use crate::domain::EmailAddress;
 
 /// Ids per `IN (...)` list.
 const ID_ROWS: usize = 1000;
-/// Page cache while importing, in KiB (SQLite's default is 2 MiB): the key index of two
-/// million events stays in memory while events arrive in random contact order.
+/// Page cache while importing, in KiB (SQLite's default is 2 MiB); also the memory
+/// SQLite's sorter fills before it writes a sorted run to its temporary file.
 const IMPORT_CACHE_KIB: i64 = 32 * 1024;
-/// Contacts looked up one by one, in all, after which an events import reads every
-/// contact's zone at once instead (an events file this long is a bulk load).
-const LOAD_ALL_FROM: usize = 16_384;
+/// Staged event rows resolved together (more when a contact's rows go on past it).
+const RESOLVE_ROWS: usize = 4096;
+/// Staged event rows from which an events import reads every contact (if there are at
+/// least an eighth as many as contacts) rather than looking each one up.
+const READ_ALL_FROM: usize = 16_384;
 /// How long a write waits for another writer, as the store's own connections do.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(super) struct SqliteImport {
-    conn: Connection,
-    /// Every contact, once an events import is large enough to want them all.
-    contacts: Option<Contacts>,
-    /// The contacts of the last `contact_zones` call, sorted by id, each with `DUE` set
-    /// if it is due already: the events that follow are theirs, in the same order.
-    looked_up: Vec<(String, u32)>,
-    /// Contacts looked up so far.
-    lookups: usize,
+    /// `None` while a thread reads every contact on it.
+    conn: Option<Connection>,
+    path: PathBuf,
+    /// The staged event rows, once there are any.
+    staging: Option<Staging>,
+    staged: usize,
+    /// Every contact, once an events file has enough rows to want them all; read
+    /// while the rest of the file is staged.
+    all_contacts: AllContacts,
+}
+
+/// The contacts of an events import.
+enum AllContacts {
+    NotWanted,
+    Reading(std::thread::JoinHandle<anyhow::Result<(Connection, sqlite_contacts::AllContacts)>>),
+    Read(sqlite_contacts::AllContacts),
 }
 
 impl SqliteImport {
@@ -60,12 +73,54 @@ impl SqliteImport {
                  PRAGMA cache_size = -{IMPORT_CACHE_KIB}; BEGIN IMMEDIATE"
             ))?;
             Ok(SqliteImport {
-                conn,
-                contacts: None,
-                looked_up: Vec::new(),
-                lookups: 0,
+                conn: Some(conn),
+                path: path.to_owned(),
+                staging: None,
+                staged: 0,
+                all_contacts: AllContacts::NotWanted,
             })
         })
+    }
+
+    /// The import's connection, once any reading of every contact is over.
+    fn conn(&mut self) -> anyhow::Result<&Connection> {
+        if let AllContacts::Reading(_) = self.all_contacts {
+            let AllContacts::Reading(reading) =
+                std::mem::replace(&mut self.all_contacts, AllContacts::NotWanted)
+            else {
+                unreachable!("matched above");
+            };
+            let (conn, all) = reading
+                .join()
+                .map_err(|_| anyhow::anyhow!("the reader of every contact stopped"))??;
+            self.conn = Some(conn);
+            self.all_contacts = AllContacts::Read(all);
+        }
+        self.conn
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the import's connection was lost"))
+    }
+
+    /// Starts reading every contact once the staged rows are enough to want them all.
+    fn read_all_contacts_if_wanted(&mut self) -> anyhow::Result<()> {
+        if self.staged < READ_ALL_FROM || !matches!(self.all_contacts, AllContacts::NotWanted) {
+            return Ok(());
+        }
+        // Contacts are never deleted: the highest rowid is about their number.
+        let contacts: i64 =
+            self.conn()?
+                .query_row("SELECT coalesce(max(rowid), 0) FROM contacts", [], |row| {
+                    row.get(0)
+                })?;
+        if (self.staged as i64).saturating_mul(8) < contacts {
+            return Ok(());
+        }
+        let conn = self.conn.take().expect("present: conn() succeeded");
+        self.all_contacts = AllContacts::Reading(std::thread::spawn(move || {
+            let all = sqlite_contacts::AllContacts::read(&conn)?;
+            Ok((conn, all))
+        }));
+        Ok(())
     }
 }
 
@@ -76,15 +131,21 @@ impl ImportTx for SqliteImport {
         contacts: &[ContactUpsert],
         now: Timestamp,
     ) -> anyhow::Result<u64> {
-        self.contacts = None;
         blocking(|| {
+            let conn = self.conn()?;
             let mut changed = 0;
+            // Looked up in the statement cache once a call, not once a row (the key is
+            // the whole statement's text).
+            let mut statements: [Option<rusqlite::CachedStatement>; 4] = [None, None, None, None];
             for row in contacts {
                 let c = &row.contact;
                 let columns = &row.columns;
                 let shape = usize::from(row.email_opt_out.is_some()) * 2
                     + usize::from(row.postcard_opt_out.is_some());
-                let mut statement = self.conn.prepare_cached(&CONTACT_UPSERTS[shape])?;
+                if statements[shape].is_none() {
+                    statements[shape] = Some(conn.prepare_cached(&CONTACT_UPSERTS[shape])?);
+                }
+                let statement = statements[shape].as_mut().expect("prepared above");
                 changed += statement.execute(params![
                     c.id,
                     c.first_name,
@@ -110,112 +171,150 @@ impl ImportTx for SqliteImport {
         })
     }
 
-    async fn contact_zones(
+    async fn upsert_events(
         &mut self,
-        ids: &[String],
-    ) -> anyhow::Result<HashMap<String, Option<String>>> {
-        let mut zones = HashMap::with_capacity(ids.len());
+        events: &[EventUpsert],
+        now: Timestamp,
+    ) -> anyhow::Result<u64> {
+        blocking(|| write_events(self.conn()?, events, &mut Vec::new(), now))
+    }
+
+    async fn stage_events(&mut self, rows: Vec<(u64, PendingEvent)>) -> anyhow::Result<()> {
         blocking(|| {
-            self.lookups += ids.len();
-            if self.contacts.is_none() && self.lookups >= LOAD_ALL_FROM {
-                self.contacts = Some(Contacts::load(&self.conn)?);
-            }
-            self.looked_up.clear();
-            if let Some(contacts) = &mut self.contacts {
-                for id in ids {
-                    if let Some(contact) = contacts.get(id) {
-                        self.looked_up.push((id.clone(), contact));
-                    }
-                }
-            } else {
-                let mut statement = self.conn.prepare_cached(
-                    "SELECT timezone, next_due_at IS 0 FROM contacts WHERE id = ?1",
-                )?;
-                for id in ids {
-                    let found: Option<(Option<String>, bool)> = statement
-                        .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
-                        .optional()?;
-                    if let Some((zone, due)) = found {
-                        zones.insert(id.clone(), zone);
-                        self.looked_up.push((id.clone(), if due { DUE } else { 0 }));
-                    }
-                }
-            }
-            if let Some(contacts) = &self.contacts {
-                for (id, contact) in &self.looked_up {
-                    zones.insert(id.clone(), contacts.zone(*contact).map(str::to_owned));
-                }
-            }
-            if !self.looked_up.is_sorted_by(|a, b| a.0 <= b.0) {
-                self.looked_up.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            }
-            Ok(zones)
+            let staging = match &mut self.staging {
+                Some(staging) => staging,
+                None => self.staging.insert(Staging::open()?),
+            };
+            self.staged += rows.len();
+            staging.add(rows)?;
+            self.read_all_contacts_if_wanted()
         })
     }
 
-    async fn upsert_events(&mut self, events: &[Event], now: Timestamp) -> anyhow::Result<u64> {
+    async fn write_staged_events(
+        &mut self,
+        resolve: &mut ResolveEvents<'_>,
+        now: Timestamp,
+    ) -> anyhow::Result<u64> {
+        let Some(staging) = self.staging.take() else {
+            return Ok(0);
+        };
         blocking(|| {
-            // An import hands them over in key order, so that neighbouring rows land on
-            // neighbouring pages.
-            let mut changed = 0;
-            let mut next = 0;
-            for e in events {
-                let fields = serde_json::to_string(&e.fields)?;
-                let written = self
-                    .conn
-                    .prepare_cached(
-                        "INSERT INTO events (contact_id, id, kind, at, fields, created_at) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-                         ON CONFLICT (contact_id, id) DO UPDATE SET kind = excluded.kind, \
-                         at = excluded.at, fields = excluded.fields \
-                         WHERE events.kind <> excluded.kind OR events.at <> excluded.at \
-                         OR events.fields <> excluded.fields",
-                    )?
-                    .execute(params![
-                        e.contact_id,
-                        e.id,
-                        e.kind,
-                        e.at.as_second(),
-                        fields,
-                        now.as_second()
-                    ])?;
-                if written > 0 {
-                    changed += 1;
-                    // Where the contact was looked up, its place in `looked_up` (both
-                    // in id order); else the wake's own condition decides.
-                    while next < self.looked_up.len() && self.looked_up[next].0 < e.contact_id {
-                        next += 1;
-                    }
-                    match self.looked_up.get_mut(next) {
-                        Some((id, contact)) if *id == e.contact_id => {
-                            if *contact & DUE == 0 {
-                                *contact |= DUE;
-                                wake(&self.conn, &mut self.contacts, id)?;
-                            }
-                        }
-                        _ => wake(&self.conn, &mut self.contacts, &e.contact_id)?,
-                    }
+            self.conn()?;
+            let contacts = match std::mem::replace(&mut self.all_contacts, AllContacts::NotWanted) {
+                AllContacts::Read(all) => Contacts::All(all),
+                _ => Contacts::each(&self.path)?,
+            };
+            let conn = self.conn()?;
+            let sorted = staging.sorted()?;
+            std::thread::scope(|scope| {
+                let (chunks, resolved) = std::sync::mpsc::sync_channel(2);
+                let reader =
+                    scope.spawn(move || resolve_sorted(sorted, contacts, resolve, &chunks));
+                let mut changed = 0;
+                // A failed write drops `resolved`, which stops the reader.
+                for (events, mut due) in resolved {
+                    changed += write_events(conn, &events, &mut due, now)?;
                 }
-            }
-            Ok(changed)
+                reader
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the reader of staged events stopped"))??;
+                Ok(changed)
+            })
         })
     }
 
     async fn commit(self: Box<Self>) -> anyhow::Result<()> {
-        blocking(|| Ok(self.conn.execute_batch("COMMIT")?))
+        let mut import = self;
+        blocking(|| Ok(import.conn()?.execute_batch("COMMIT")?))
     }
 }
 
-/// Makes the contact of a changed event due (unless it is already).
-fn wake(conn: &Connection, contacts: &mut Option<Contacts>, id: &str) -> anyhow::Result<()> {
-    if let Some(contacts) = contacts {
-        contacts.set_due(id);
+/// Events resolved from the staged rows of some contacts, and those contacts that
+/// exist, in id order, each with whether it is due already.
+type Resolved = (Vec<EventUpsert>, Vec<(String, bool)>);
+
+/// Looks up the contacts of the sorted staged rows and resolves them, sending them on
+/// in chunks of whole contacts; stops early when the writer has gone.
+fn resolve_sorted(
+    mut sorted: Sorted,
+    mut contacts: Contacts,
+    resolve: &mut ResolveEvents<'_>,
+    resolved: &std::sync::mpsc::SyncSender<Resolved>,
+) -> anyhow::Result<()> {
+    while let Some(chunk) = sorted.next_chunk(RESOLVE_ROWS)? {
+        let mut zones = HashMap::new();
+        let mut due: Vec<(String, bool)> = Vec::new();
+        let mut last: Option<&str> = None;
+        for (_, e) in &chunk {
+            if last == Some(e.contact_id.as_str()) {
+                continue;
+            }
+            last = Some(e.contact_id.as_str());
+            if let Some(found) = contacts.get(&e.contact_id)? {
+                zones.insert(e.contact_id.clone(), found.zone);
+                due.push((e.contact_id.clone(), found.due));
+            }
+        }
+        let events = resolve(chunk, &zones);
+        if resolved.send((events, due)).is_err() {
+            return Ok(());
+        }
     }
-    conn.prepare_cached(
-        "UPDATE contacts SET next_due_at = 0 WHERE id = ?1 AND next_due_at IS NOT 0",
-    )?
-    .execute([id])?;
     Ok(())
+}
+
+/// Upserts `events` (in key order) and wakes the contact of each changed one, unless
+/// `due` (the contacts looked up, in id order) says it is due already. Returns how
+/// many rows changed.
+fn write_events(
+    conn: &Connection,
+    events: &[EventUpsert],
+    due: &mut [(String, bool)],
+    now: Timestamp,
+) -> anyhow::Result<u64> {
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO events (contact_id, id, kind, at, fields, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         ON CONFLICT (contact_id, id) DO UPDATE SET kind = excluded.kind, \
+         at = excluded.at, fields = excluded.fields \
+         WHERE events.kind <> excluded.kind OR events.at <> excluded.at \
+         OR events.fields <> excluded.fields",
+    )?;
+    let mut wake = conn.prepare_cached(
+        "UPDATE contacts SET next_due_at = 0 WHERE id = ?1 AND next_due_at IS NOT 0",
+    )?;
+    let mut changed = 0;
+    let mut next = 0;
+    for e in events {
+        let written = upsert.execute(params![
+            e.contact_id,
+            e.id,
+            e.kind,
+            e.at.as_second(),
+            e.fields,
+            now.as_second()
+        ])?;
+        if written == 0 {
+            continue;
+        }
+        changed += 1;
+        while next < due.len() && due[next].0 < e.contact_id {
+            next += 1;
+        }
+        match due.get_mut(next) {
+            Some((id, is_due)) if *id == e.contact_id => {
+                if !*is_due {
+                    *is_due = true;
+                    wake.execute([&e.contact_id])?;
+                }
+            }
+            _ => {
+                wake.execute([&e.contact_id])?;
+            }
+        }
+    }
+    Ok(changed)
 }
 
 /// The contact upsert for each combination of given opt-out flags (email given: bit
@@ -259,81 +358,6 @@ pub(super) fn contact_conflict_clause(email_given: bool, postcard_given: bool) -
          next_due_at = 0, updated_at = excluded.updated_at \
          WHERE contacts.digest <> excluded.digest{email_differs}{postcard_differs}"
     )
-}
-
-/// Set in a contact's value when it is due already (its zone's number is the rest).
-const DUE: u32 = 1 << 31;
-
-/// Every contact's id, zone and whether it is due: about 25 bytes a contact.
-struct Contacts {
-    ids: KeyTable,
-    /// Zone names by number; number 0 is "none given" (the business's).
-    zones: Vec<String>,
-}
-
-impl Contacts {
-    fn load(conn: &Connection) -> anyhow::Result<Contacts> {
-        let (count, id_len): (i64, f64) = conn.query_row(
-            "SELECT count(*), coalesce(avg(length(id)), 0) FROM contacts",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )?;
-        let mut contacts = Contacts {
-            ids: KeyTable::with_capacity(usize::try_from(count)?, id_len.ceil() as usize),
-            zones: vec![String::new()],
-        };
-        let mut numbers: HashMap<String, u32> = HashMap::new();
-        let mut statement = conn.prepare("SELECT id, timezone, next_due_at IS 0 FROM contacts")?;
-        let mut rows = statement.query([])?;
-        while let Some(row) = rows.next()? {
-            let id: &str = row.get_ref(0)?.as_str()?;
-            let zone = match row.get_ref(1)?.as_str_or_null()? {
-                None => 0,
-                Some(name) => match numbers.get(name) {
-                    Some(&n) => n,
-                    None => {
-                        let n = u32::try_from(contacts.zones.len())?;
-                        contacts.zones.push(name.to_owned());
-                        numbers.insert(name.to_owned(), n);
-                        n
-                    }
-                },
-            };
-            let due: bool = row.get(2)?;
-            let value = zone | if due { DUE } else { 0 };
-            contacts
-                .ids
-                .insert(&[id], value)
-                .map_err(anyhow::Error::msg)?;
-        }
-        Ok(contacts)
-    }
-
-    fn get(&mut self, id: &str) -> Option<u32> {
-        self.ids.get(&[id])
-    }
-
-    fn set_due(&mut self, id: &str) {
-        self.ids.update(&[id], |value| value | DUE);
-    }
-
-    fn zone(&self, value: u32) -> Option<&str> {
-        match value & !DUE {
-            0 => None,
-            n => Some(self.zones[n as usize].as_str()),
-        }
-    }
-}
-
-/// Runs SQLite work that may wait on disk or on another writer's lock without holding
-/// up the runtime's other tasks (where the runtime can spare the thread).
-fn blocking<T>(work: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(work)
-        }
-        _ => work(),
-    }
 }
 
 /// The stored time zone of each id that exists: one row of JSON per list rather than

@@ -16,18 +16,15 @@ use jiff::tz::TimeZone;
 use tokio::sync::mpsc;
 
 use crate::domain::contact::{parse_instant, parse_zone};
-use crate::domain::{Contact, EmailAddress, Event, MonthDay};
+use crate::domain::{Contact, EmailAddress, MonthDay};
 use crate::keys::KeyTable;
-use crate::store::{ContactUpsert, ImportTx, Store};
+use crate::store::{ContactUpsert, EventUpsert, ImportTx, Store};
 
+pub use crate::store::PendingEvent;
 pub use csv_rows::{CsvRow, read_csv};
 
-/// Rows checked and written together. Events come in a bigger chunk: they are written
-/// in contact order, and the more of them at once, the closer together they land; but
-/// a parsed event takes about 700 bytes, and four chunks are alive at once (read,
-/// queued, written).
+/// Rows checked and handed to the writer together.
 const CHUNK: usize = 2048;
-const EVENT_CHUNK: usize = 4096;
 
 /// What an import did.
 #[derive(Debug, Default)]
@@ -177,15 +174,7 @@ pub fn contact_from_record(record: &impl Fields) -> Result<ContactUpsert, String
     )
 }
 
-/// An event record checked on its own; its time is resolved once its contact is known.
-pub struct PendingEvent {
-    pub contact_id: String,
-    pub id: Option<String>,
-    pub kind: String,
-    pub at: String,
-    pub fields: BTreeMap<String, String>,
-}
-
+/// Checks one event record; its time is resolved once its contact is known.
 pub fn event_from_record(record: &impl Fields) -> Result<PendingEvent, String> {
     for name in EVENT_COLUMNS {
         no_controls(name, record.get(name))?;
@@ -217,23 +206,9 @@ pub fn event_from_record(record: &impl Fields) -> Result<PendingEvent, String> {
         id: Some(record.get("id").to_owned()).filter(|s| !s.is_empty()),
         kind: kind.to_owned(),
         at: at.to_owned(),
-        fields: custom_fields(record, &EVENT_COLUMNS)?,
+        fields: serde_json::to_string(&custom_fields(record, &EVENT_COLUMNS)?)
+            .map_err(|e| format!("cannot store the custom fields: {e}"))?,
     })
-}
-
-impl PendingEvent {
-    /// Resolves a plain date to its start in the contact's zone.
-    pub fn resolve(self, zone: &TimeZone) -> Result<Event, String> {
-        let at: Timestamp = parse_instant(&self.at, zone).map_err(|m| format!("at: {m}"))?;
-        Ok(Event {
-            id: self.id.unwrap_or_else(|| Event::derived_id(&self.kind, at)),
-            contact_id: self.contact_id,
-            kind: self.kind,
-            at,
-            fields: self.fields,
-            armed_at: None,
-        })
-    }
 }
 
 /// Rows with their lines, each checked or with why it was rejected. One file holds
@@ -259,8 +234,7 @@ pub async fn import(
     let mut report = ImportReport::default();
     let mut writer = Writer {
         tx: None,
-        seen: KeyTable::default(),
-        zones: HashMap::new(),
+        staged: false,
         business_zone,
         now,
     };
@@ -275,6 +249,9 @@ pub async fn import(
         .await
         .map_err(|e| anyhow::anyhow!("the CSV reader stopped: {e}"))?
         .map_err(|m| anyhow::anyhow!(m))?;
+    if writer.staged {
+        writer.write_staged_events(&mut report).await?;
+    }
     if let Some(tx) = writer.tx {
         tx.commit().await?;
     }
@@ -284,7 +261,8 @@ pub async fn import(
 
 /// Reads and checks every row, handing them on in chunks; stops early if the writer
 /// has gone. A repeated contact id is found here too, off the writer's thread; an
-/// event's key may depend on its contact's zone, so the writer checks those.
+/// event's key may depend on its contact's zone, so repeated events are found when
+/// they are written.
 fn check_rows(input: impl Read, kind: Kind, chunks: &mpsc::Sender<Chunk>) -> Result<(), String> {
     match kind {
         Kind::Contacts => {
@@ -308,7 +286,7 @@ fn check_rows(input: impl Read, kind: Kind, chunks: &mpsc::Sender<Chunk>) -> Res
         }
         Kind::Events => send_checked(
             input,
-            EVENT_CHUNK,
+            CHUNK,
             |_, row: &CsvRow| event_from_record(row),
             Chunk::Events,
             chunks,
@@ -346,10 +324,8 @@ fn send_checked<T>(
 struct Writer<'a> {
     /// Begun with the first chunk, so that a file whose header is bad writes nothing.
     tx: Option<Box<dyn ImportTx>>,
-    /// Event keys met so far, to reject repeats.
-    seen: KeyTable,
-    /// Zones by name, looked up once each.
-    zones: HashMap<String, TimeZone>,
+    /// Whether any event rows wait to be written.
+    staged: bool,
     business_zone: &'a TimeZone,
     now: Timestamp,
 }
@@ -385,6 +361,7 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Stages the chunk's good rows; they are written once the whole file is read.
     async fn events(
         &mut self,
         store: &dyn Store,
@@ -398,53 +375,89 @@ impl Writer<'_> {
                 Err(reason) => report.rejected.push((line, reason)),
             }
         }
-        let mut ids: Vec<String> = pending.iter().map(|(_, e)| e.contact_id.clone()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let stored = self.tx(store).await?.contact_zones(&ids).await?;
-        let mut events = Vec::with_capacity(pending.len());
-        for (line, e) in pending {
-            let Some(zone) = stored.get(&e.contact_id) else {
-                report.rejected.push((
-                    line,
-                    format!(
-                        "contact_id: no contact `{}` (import contacts first)",
-                        e.contact_id
-                    ),
-                ));
-                continue;
-            };
-            let zone = match zone {
-                None => self.business_zone.clone(),
-                Some(name) => self
-                    .zones
-                    .entry(name.clone())
-                    .or_insert_with(|| {
-                        TimeZone::get(name).unwrap_or_else(|_| self.business_zone.clone())
-                    })
-                    .clone(),
-            };
-            match e.resolve(&zone) {
-                Ok(event) => match self
-                    .seen
-                    .insert(&[&event.contact_id, &event.id], line_u32(line))
-                    .map_err(anyhow::Error::msg)?
-                {
-                    Some(first) => report
-                        .rejected
-                        .push((line, format!("id: `{}` is also on line {first}", event.id))),
-                    None => events.push(event),
-                },
-                Err(reason) => report.rejected.push((line, reason)),
-            }
+        if !pending.is_empty() {
+            self.tx(store).await?.stage_events(pending).await?;
+            self.staged = true;
         }
-        report.accepted += events.len();
-        // Each contact's events together, and the contacts in key order.
-        events.sort_by(|a, b| (&a.contact_id, &a.id).cmp(&(&b.contact_id, &b.id)));
-        let now = self.now;
-        report.changed += self.tx(store).await?.upsert_events(&events, now).await?;
         Ok(())
     }
+
+    /// Writes the staged events contact by contact: each resolved in its contact's
+    /// zone, an unknown contact's and a repeated key's rows rejected.
+    async fn write_staged_events(&mut self, report: &mut ImportReport) -> anyhow::Result<()> {
+        let business_zone = self.business_zone;
+        let now = self.now;
+        let tx = self.tx.as_mut().expect("staged in a transaction");
+        let mut zones: HashMap<String, TimeZone> = HashMap::new();
+        let rejected = &mut report.rejected;
+        let mut accepted = 0;
+        let mut resolve = |rows: Vec<(u64, PendingEvent)>,
+                           stored: &HashMap<String, Option<String>>| {
+            let events = resolve_events(rows, stored, business_zone, &mut zones, rejected);
+            accepted += events.len();
+            events
+        };
+        report.changed += tx.write_staged_events(&mut resolve, now).await?;
+        report.accepted += accepted;
+        Ok(())
+    }
+}
+
+/// Resolves rows that hold every row of each of their contacts, in line order: a row
+/// whose contact does not exist, whose time is not valid in its contact's zone, or
+/// whose key an earlier row has is rejected. Returns the events in key order.
+fn resolve_events(
+    rows: Vec<(u64, PendingEvent)>,
+    stored: &HashMap<String, Option<String>>,
+    business_zone: &TimeZone,
+    zones: &mut HashMap<String, TimeZone>,
+    rejected: &mut Vec<(u64, String)>,
+) -> Vec<EventUpsert> {
+    let mut resolved = Vec::with_capacity(rows.len());
+    for (line, e) in rows {
+        let Some(zone) = stored.get(&e.contact_id) else {
+            rejected.push((
+                line,
+                format!(
+                    "contact_id: no contact `{}` (import contacts first)",
+                    e.contact_id
+                ),
+            ));
+            continue;
+        };
+        let zone = match zone {
+            None => business_zone.clone(),
+            Some(name) => zones
+                .entry(name.clone())
+                .or_insert_with(|| TimeZone::get(name).unwrap_or_else(|_| business_zone.clone()))
+                .clone(),
+        };
+        match e.resolve(&zone) {
+            Ok(event) => resolved.push((line, event)),
+            Err(reason) => rejected.push((line, reason)),
+        }
+    }
+    // In key order, and a repeated key's rows in line order: the first one is kept.
+    resolved.sort_unstable_by(|(line_a, a), (line_b, b)| {
+        (&a.contact_id, &a.id, line_a).cmp(&(&b.contact_id, &b.id, line_b))
+    });
+    let mut events: Vec<EventUpsert> = Vec::with_capacity(resolved.len());
+    let mut first_line = 0;
+    for (line, event) in resolved {
+        match events.last() {
+            Some(last) if last.contact_id == event.contact_id && last.id == event.id => {
+                rejected.push((
+                    line,
+                    format!("id: `{}` is also on line {first_line}", event.id),
+                ));
+            }
+            _ => {
+                first_line = line;
+                events.push(event);
+            }
+        }
+    }
+    events
 }
 
 /// Lines past 4 billion are reported as the last one a `u32` holds.

@@ -196,7 +196,6 @@ impl Engine {
         if !dry_run {
             self.sync_files(now).await;
             self.notice_cadence_changes().await?;
-            self.store.arm(now).await?;
             self.release_dead_claims().await?;
             self.postcards.repair(now).await;
         }
@@ -240,7 +239,7 @@ impl Engine {
             let lowest = due.first().map_or(0, |d| d.next_due_at);
             let mark = (-1 - i64::from(fastrand::u32(..))).min(lowest.saturating_sub(1));
             if !dry_run {
-                self.store.mark_due(&ids, mark).await?;
+                self.store.mark_due(&ids, mark, now).await?;
             }
             let histories = self.store.history(&ids).await?;
             let (sends, next_due) = self.evaluate(&histories, now, summary);

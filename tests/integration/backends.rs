@@ -227,7 +227,7 @@ fn an_import_during_a_pass_is_not_lost() {
             );
 
             // A pass that sees nothing new puts the contact to sleep.
-            store.mark_due(&ids, -7).await.unwrap();
+            store.mark_due(&ids, -7, now).await.unwrap();
             store
                 .set_next_due(&[("K-1".into(), None)], -7)
                 .await
@@ -235,7 +235,7 @@ fn an_import_during_a_pass_is_not_lost() {
             assert_eq!(store.queue_depth(now).await.unwrap(), 0, "{url}: asleep");
 
             // A pass reads it; an event arrives; the pass stores what it read.
-            store.mark_due(&ids, -8).await.unwrap();
+            store.mark_due(&ids, -8, now).await.unwrap();
             let events = Cursor::new(b"contact_id,kind,at\nK-1,purchase,2026-03-03\n".to_vec());
             import(store.as_ref(), Kind::Events, events, &zone, now)
                 .await
@@ -254,18 +254,17 @@ fn an_import_during_a_pass_is_not_lost() {
             // not committed when a pass marks the contact: the pass must then read the
             // events, or it would put the contact to sleep without them.
             let mut tx = store.begin_import().await.expect("import");
-            let event = tickler::domain::Event {
+            let event = tickler::store::EventUpsert {
                 contact_id: "K-1".into(),
                 id: "P-2".into(),
                 kind: "purchase".into(),
                 at: "2026-03-04T09:00:00Z".parse().unwrap(),
-                fields: Default::default(),
-                armed_at: None,
+                fields: "{}".into(),
             };
             tx.upsert_events(&[event], now).await.expect("events");
             let (histories, ()) = tokio::join!(
                 async {
-                    store.mark_due(&ids, -9).await.unwrap();
+                    store.mark_due(&ids, -9, now).await.unwrap();
                     store.history(&ids).await.unwrap()
                 },
                 async {
@@ -282,10 +281,9 @@ fn an_import_during_a_pass_is_not_lost() {
     }
 }
 
-/// A large events import: the first contacts are looked up one by one, the rest read
-/// all at once (SQLite), and either way every event lands with its contact's zone, every
-/// sleeping contact wakes, and a row for an unknown contact is rejected. On both
-/// backends.
+/// A large events import in no order of contacts: every event lands with its contact's
+/// zone, every sleeping contact wakes, and a row for an unknown contact is rejected. On
+/// both backends.
 #[test]
 fn a_large_events_import_resolves_and_wakes_every_contact() {
     const CONTACTS: usize = 5000;
@@ -323,7 +321,7 @@ fn a_large_events_import_resolves_and_wakes_every_contact() {
             .await
             .expect("contacts");
             let ids: Vec<String> = (0..CONTACTS).map(|i| format!("L-{i:05}")).collect();
-            store.mark_due(&ids, -7).await.unwrap();
+            store.mark_due(&ids, -7, now).await.unwrap();
             let asleep: Vec<_> = ids.iter().map(|id| (id.clone(), None)).collect();
             store.set_next_due(&asleep, -7).await.unwrap();
             assert_eq!(store.queue_depth(now).await.unwrap(), 0, "{url}: asleep");
@@ -355,8 +353,7 @@ fn a_large_events_import_resolves_and_wakes_every_contact() {
                 CONTACTS as i64,
                 "{url}: every contact with a new event wakes"
             );
-            // The last events of the file came after the switch to reading every
-            // contact; the first ones before it. A plain date is the contact's day.
+            // A plain date is the contact's day.
             for i in [0, 1, EVENTS - 2, EVENTS - 1] {
                 let contact = i * 7919 % CONTACTS;
                 let history = store.history(&[format!("L-{contact:05}")]).await.unwrap();
