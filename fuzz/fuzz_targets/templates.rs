@@ -59,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
         "unsubscribe_url": "https://shop.example/unsubscribe/x",
         "timezone": "America/New_York",
     });
-    let Ok(email) = templates.render_email("t", &data) else {
+    let Ok(email) = templates.render_email("t", data) else {
         return;
     };
     assert!(!email.subject.contains(['\r', '\n']), "{:?}", email.subject);

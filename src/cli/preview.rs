@@ -76,7 +76,7 @@ pub async fn run(
     };
     if cadence.channel == Channel::Postcard {
         let rendered = templates
-            .render_postcard(&cadence.template, &data.to_json())
+            .render_postcard(&cadence.template, data.to_json())
             .map_err(|e| Failure::Errors(vec![e.0]))?;
         let card = postcard::card(&config, cadence, contact, 0, rendered);
         return write_card(&card, out);
@@ -85,7 +85,7 @@ pub async fn run(
         Failure::Errors(vec![format!("contact `{contact_id}` has no email address")])
     })?;
     let body = templates
-        .render_email(&cadence.template, &data.to_json())
+        .render_email(&cadence.template, data.to_json())
         .map_err(|e| Failure::Errors(vec![e.0]))?;
     let key = SendKey {
         contact: contact.id.clone(),

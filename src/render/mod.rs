@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use handlebars::Handlebars;
+use handlebars::{Context, Handlebars};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -198,11 +198,14 @@ impl Templates {
         self.names.len()
     }
 
+    /// Renders the parts of email template `template` against `data` (taken whole:
+    /// handlebars would otherwise copy it for each part).
     pub fn render_email(
         &self,
         template: &str,
-        data: &Value,
+        data: Value,
     ) -> Result<RenderedEmail, RenderFailure> {
+        let context = Context::from(data);
         let render =
             |registry: &Handlebars<'static>, part: &str| -> Result<Option<String>, RenderFailure> {
                 let name = format!("{template}.{part}");
@@ -210,7 +213,7 @@ impl Templates {
                     return Ok(None);
                 }
                 registry
-                    .render(&name, data)
+                    .render_with_context(&name, &context)
                     .map(Some)
                     .map_err(|e| RenderFailure(describe(&e, &name)))
             };
@@ -229,15 +232,16 @@ impl Templates {
     pub fn render_postcard(
         &self,
         template: &str,
-        data: &Value,
+        data: Value,
     ) -> Result<RenderedCard, RenderFailure> {
+        let context = Context::from(data);
         let render = |part: &str| -> Result<Option<String>, RenderFailure> {
             let name = format!("{template}.{part}");
             if !self.text.has_template(&name) {
                 return Ok(None);
             }
             self.text
-                .render(&name, data)
+                .render_with_context(&name, &context)
                 .map(|text| Some(text.trim().to_owned()))
                 .map_err(|e| RenderFailure(describe(&e, &name)))
         };
@@ -262,10 +266,10 @@ impl Templates {
         for _ in 0..64 {
             let result = match cadence.channel {
                 Channel::Email => self
-                    .render_email(&cadence.template, &data)
+                    .render_email(&cadence.template, data.clone())
                     .map(|email| self.commercial_requirements(config, cadence, &email, at)),
                 Channel::Postcard => self
-                    .render_postcard(&cadence.template, &data)
+                    .render_postcard(&cadence.template, data.clone())
                     .map(|card| card_layout(config, cadence, card, at)),
             };
             let message = match result {

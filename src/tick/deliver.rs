@@ -252,7 +252,7 @@ impl Engine {
         if cadence.channel == Channel::Postcard {
             let rendered = self
                 .templates
-                .render_postcard(&cadence.template, &data.to_json())
+                .render_postcard(&cadence.template, data.to_json())
                 .map_err(|e| DeliveryError::Permanent(e.0))?;
             let card = postcard::card(config, cadence, contact, row.id, rendered);
             return self.postcards.write(card, now).await;
@@ -263,7 +263,7 @@ impl Engine {
             .ok_or_else(|| DeliveryError::Permanent("no_email".into()))?;
         let body = self
             .templates
-            .render_email(&cadence.template, &data.to_json())
+            .render_email(&cadence.template, data.to_json())
             .map_err(|e| DeliveryError::Permanent(e.0))?;
         let envelope = Envelope {
             business: &config.business,
