@@ -372,3 +372,68 @@ fn a_large_events_import_resolves_and_wakes_every_contact() {
         });
     }
 }
+
+/// A database made before events were stored by contact (schema version 2) keeps its
+/// contacts, events and send log through the upgrade, each row's first-seen time with
+/// it, and a contact and event not yet seen are armed by the pass that reads them.
+#[test]
+fn an_older_sqlite_database_keeps_its_rows_through_the_upgrade() {
+    use sqlx::Executor;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let options: sqlx::sqlite::SqliteConnectOptions = url.parse().expect("url");
+        let pool = sqlx::SqlitePool::connect_with(options.create_if_missing(true))
+            .await
+            .expect("pool");
+        let mut migrator = sqlx::migrate::Migrator::new(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite"),
+        )
+        .await
+        .expect("migrations");
+        migrator.migrations.to_mut().retain(|m| m.version <= 2);
+        migrator.run(&pool).await.expect("schema version 2");
+        pool.execute(
+            "INSERT INTO contacts (id, first_name, digest, armed_at, next_due_at, created_at, updated_at) VALUES \
+             ('K-1', 'Ingrid', 'd1', 100, 5000, 90, 90), ('K-2', 'Olaf', 'd2', NULL, 0, 95, 95); \
+             INSERT INTO events (contact_id, id, kind, at, fields, armed_at, created_at) VALUES \
+             ('K-1', 'P-1', 'purchase', 80, '{\"item\":\"slate\"}', 100, 90), \
+             ('K-2', 'P-2', 'purchase', 85, '{}', NULL, 95), \
+             ('K-1', 'S-1', 'service', 70, '{}', 100, 90); \
+             INSERT INTO sends (contact_id, cadence, occurrence, channel, status, due_at, message_id, created_at, updated_at) \
+             VALUES ('K-1', 'thank-you', 'P-1', 'email', 'sent', 90, '<m@x>', 91, 91);",
+        )
+        .await
+        .expect("rows of the old schema");
+        pool.close().await;
+
+        let store = tickler::store::open(&url).await.expect("upgraded");
+        let ids = vec!["K-1".to_owned(), "K-2".to_owned()];
+        let histories = store.history(&ids).await.expect("history");
+        let (k1, k2) = (&histories[0], &histories[1]);
+        let mut k1_events: Vec<(&str, Option<i64>)> = k1
+            .events
+            .iter()
+            .map(|e| (e.id.as_str(), e.armed_at.map(|t| t.as_second())))
+            .collect();
+        k1_events.sort();
+        assert_eq!(k1_events, [("P-1", Some(100)), ("S-1", Some(100))]);
+        assert_eq!(k1.events.iter().find(|e| e.id == "P-1").unwrap().fields["item"], "slate");
+        assert_eq!(k1.contact.armed_at.map(|t| t.as_second()), Some(100));
+        assert!(k1.logged.contains(&("thank-you".to_owned(), "P-1".to_owned())));
+        assert_eq!(k2.contact.armed_at, None);
+        assert_eq!(k2.events[0].armed_at, None);
+
+        let now: jiff::Timestamp = "2026-03-04T10:00:00Z".parse().unwrap();
+        store.mark_due(&ids, -3, now).await.expect("mark");
+        let histories = store.history(&ids).await.expect("history");
+        assert_eq!(histories[0].contact.armed_at.map(|t| t.as_second()), Some(100), "seen before: kept");
+        assert_eq!(histories[1].contact.armed_at, Some(now), "first seen by this pass");
+        assert_eq!(histories[1].events[0].armed_at, Some(now));
+        assert!(histories[0].events.iter().all(|e| e.armed_at.map(|t| t.as_second()) == Some(100)));
+    });
+}
