@@ -2,7 +2,8 @@
 """Starts `tickler run` as systemd would (NOTIFY_SOCKET set) and measures:
 
   ready   time from exec to READY=1, over --runs starts;
-  idle    VmRSS once the first tick is over and the daemon waits for the next;
+  idle    VmRSS once the first tick is over (its summary is logged) and the daemon
+          has waited --idle-wait seconds for the next;
   send    with --expect N: time until N sends are recorded `sent` or `skipped`, and VmHWM (peak
           RSS) meanwhile.
 
@@ -29,12 +30,26 @@ def status(pid, field):
     return 0
 
 
-def start(args, sock_path):
-    env = dict(os.environ, NOTIFY_SOCKET=sock_path, TICKLER_LOG="warn")
+def start(args, sock_path, log=subprocess.DEVNULL):
+    # The daemon's own lines (the tick summary), not one line per send.
+    env = dict(os.environ, NOTIFY_SOCKET=sock_path, TICKLER_LOG="warn,tickler::daemon=info")
     started = time.perf_counter()
     proc = subprocess.Popen([args.bin, "--config", args.config, "run"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=log)
     return proc, started
+
+
+def wait_first_tick(proc, log_path, timeout=900):
+    """Waits until the daemon logs the summary of its first tick."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        with open(log_path, errors="replace") as f:
+            if "tick summary" in f.read():
+                return
+        if proc.poll() is not None:
+            sys.exit("tickler run exited before its first tick ended")
+        time.sleep(0.1)
+    sys.exit(f"the first tick did not end within {timeout} s")
 
 
 def wait_ready(sock, started, timeout=30):
@@ -93,12 +108,15 @@ def main():
             print(f"send: {count} sent or skipped in {elapsed:.2f} s from start ({count / elapsed:.0f}/s), peak RSS {peak / 1024:.1f} MB")
             return
         readies, idles = [], []
+        log_path = os.path.join(tmp, "run.log")
         for _ in range(args.runs):
-            proc, started = start(args, sock_path)
-            readies.append(wait_ready(sock, started))
-            time.sleep(args.idle_wait)
-            idles.append(status(proc.pid, "VmRSS"))
-            stop(proc)
+            with open(log_path, "w") as log:
+                proc, started = start(args, sock_path, log)
+                readies.append(wait_ready(sock, started))
+                wait_first_tick(proc, log_path)
+                time.sleep(args.idle_wait)
+                idles.append(status(proc.pid, "VmRSS"))
+                stop(proc)
         print(f"ready: median {statistics.median(readies) * 1000:.0f} ms, max {max(readies) * 1000:.0f} ms over {len(readies)} starts")
         print(f"idle RSS: median {statistics.median(idles) / 1024:.1f} MB, max {max(idles) / 1024:.1f} MB")
 
