@@ -305,27 +305,23 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let mut tx = self.write().await?;
+        // The two numbers are written into the text (integers cannot inject anything),
+        // so these statements differ from pass to pass and are not kept prepared.
+        let now = now.as_second();
+        let events = format!(
+            "UPDATE events SET armed_at = {now} WHERE armed_at IS NULL AND contact_id IN ("
+        );
+        let contacts = format!(
+            "UPDATE contacts SET next_due_at = {mark}, armed_at = coalesce(armed_at, {now}) WHERE id IN ("
+        );
         for chunk in ids.chunks(BATCH) {
-            let mut q = QueryBuilder::<Sqlite>::new("UPDATE events SET armed_at = ");
-            q.push_bind(now.as_second())
-                .push(" WHERE armed_at IS NULL AND contact_id IN (");
-            let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(id.as_str());
+            for head in [&events, &contacts] {
+                in_list(head, chunk)
+                    .build()
+                    .persistent(false)
+                    .execute(&mut *tx)
+                    .await?;
             }
-            q.push(")");
-            q.build().execute(&mut *tx).await?;
-            let mut q = QueryBuilder::<Sqlite>::new("UPDATE contacts SET next_due_at = ");
-            q.push_bind(mark)
-                .push(", armed_at = coalesce(armed_at, ")
-                .push_bind(now.as_second())
-                .push(") WHERE id IN (");
-            let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(id.as_str());
-            }
-            q.push(")");
-            q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
