@@ -66,16 +66,33 @@ pub fn build(envelope: &Envelope<'_>, body: &RenderedEmail) -> Result<Message, S
     }
     let message = match &body.html {
         Some(html) => builder.multipart(MultiPart::alternative_plain_html(
-            body.text.clone(),
-            html.clone(),
+            crlf(&body.text),
+            crlf(html),
         )),
         None => builder.singlepart(
             SinglePart::builder()
                 .header(ContentType::TEXT_PLAIN)
-                .body(body.text.clone()),
+                .body(crlf(&body.text)),
         ),
     };
     message.map_err(|e| format!("cannot build the message: {e}"))
+}
+
+/// The text with every line ending in CRLF, as a message body must. lettre would do the
+/// same, but by inserting each `\r` into the string where it stands, moving the rest of
+/// the text along every time.
+fn crlf(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 16);
+    // `split` yields at least one piece, the empty text included.
+    let mut lines = text.split('\n');
+    let mut line = lines.next().unwrap_or_default();
+    out.push_str(line);
+    for next in lines {
+        out.push_str(if line.ends_with('\r') { "\n" } else { "\r\n" });
+        out.push_str(next);
+        line = next;
+    }
+    out
 }
 
 pub(crate) fn one_line(text: &str) -> String {
@@ -171,5 +188,17 @@ mod tests {
             one_line("Ana\r\nBcc: evil@example.com"),
             "Ana Bcc: evil@example.com"
         );
+    }
+
+    #[test]
+    fn every_body_line_ends_in_crlf_once() {
+        assert_eq!(
+            crlf("Hi Ana,\n\nthanks.\r\nBye\n"),
+            "Hi Ana,\r\n\r\nthanks.\r\nBye\r\n"
+        );
+        assert_eq!(crlf("one line"), "one line");
+        assert_eq!(crlf(""), "");
+        assert_eq!(crlf("\n\r\n"), "\r\n\r\n");
+        assert_eq!(crlf("é\nü"), "é\r\nü");
     }
 }

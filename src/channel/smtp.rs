@@ -283,14 +283,17 @@ impl Connection {
 /// lettre sends it).
 fn data_block(email: &[u8]) -> Vec<u8> {
     let mut block = Vec::with_capacity(email.len() + 64);
-    let mut line_start = true;
-    for line in email.split_inclusive(|&b| b == b'\n') {
-        if line_start && line.first() == Some(&b'.') {
-            block.push(b'.');
-        }
-        block.extend_from_slice(line);
-        line_start = line.ends_with(b"\r\n");
+    if email.first() == Some(&b'.') {
+        block.push(b'.');
     }
+    // Copied between the lines that start with a dot, each such dot doubled.
+    let mut copied = 0;
+    for at in memchr::memmem::find_iter(email, b"\r\n.") {
+        block.extend_from_slice(&email[copied..at + 3]);
+        block.push(b'.');
+        copied = at + 3;
+    }
+    block.extend_from_slice(&email[copied..]);
     block.extend_from_slice(b"\r\n.\r\n");
     block
 }

@@ -338,9 +338,12 @@ impl Store for SqliteStore {
             q.push_values(chunk, |mut b, (id, at)| {
                 b.push_bind(id).push_bind(at.map(|t| t.as_second()));
             });
+            // `+` keeps the guard off the due index: given it, SQLite 3.51 scans the
+            // page's values once per contact of the mark (500 x 500 comparisons, 12 ms
+            // a page instead of 1.5 ms).
             q.push(
                 ") UPDATE contacts SET next_due_at = v.at FROM v \
-                 WHERE contacts.id = v.id AND contacts.next_due_at = ",
+                 WHERE contacts.id = v.id AND +contacts.next_due_at = ",
             )
             .push_bind(mark);
             q.build().execute(&mut *tx).await?;
