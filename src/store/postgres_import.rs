@@ -105,13 +105,7 @@ impl ImportTx for PostgresImport {
     }
 
     async fn stage_events(&mut self, rows: Vec<(u64, PendingEvent)>) -> anyhow::Result<()> {
-        blocking(|| {
-            let staging = match &mut self.staging {
-                Some(staging) => staging,
-                None => self.staging.insert(Staging::open()?),
-            };
-            staging.add(rows)
-        })
+        blocking(|| Staging::add_to(&mut self.staging, rows))
     }
 
     async fn write_staged_events(

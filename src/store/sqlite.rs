@@ -21,7 +21,7 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::sqlite_import::{SqliteImport, zones};
+use super::sqlite_import::SqliteImport;
 use super::{DuePosition, History, ImportTx, NewSend, Outcome, SendFilter, SendRow, Store, ts};
 use crate::domain::{Channel, Contact, EmailAddress, Event, MonthDay, SendStatus};
 
@@ -508,6 +508,27 @@ impl Store for SqliteStore {
     async fn exclusive(&self, _name: &str) -> anyhow::Result<Option<super::Exclusive>> {
         Ok(Some(Box::new(())))
     }
+}
+
+/// The stored time zone of each id that exists: one row of JSON per list rather than
+/// a row per contact, which sqlx would hand over one at a time.
+async fn zones(
+    conn: &mut SqliteConnection,
+    ids: &[String],
+) -> anyhow::Result<HashMap<String, Option<String>>> {
+    let mut zones = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(BATCH) {
+        let row = in_list(
+            "SELECT json_group_array(json_array(id, timezone)) AS zones FROM contacts WHERE id IN (",
+            chunk,
+        )
+        .build()
+        .fetch_one(&mut *conn)
+        .await?;
+        let found: Vec<(String, Option<String>)> = serde_json::from_str(row.get("zones"))?;
+        zones.extend(found);
+    }
+    Ok(zones)
 }
 
 fn in_list(head: &str, ids: &[String]) -> QueryBuilder<Sqlite> {

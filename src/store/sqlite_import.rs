@@ -18,7 +18,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, params};
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::blocking;
 use super::sqlite_contacts::{self, Contacts};
@@ -26,8 +25,6 @@ use super::staging::{Sorted, Staging};
 use super::{ContactUpsert, EventUpsert, ImportTx, PendingEvent, ResolveEvents};
 use crate::domain::EmailAddress;
 
-/// Ids per `IN (...)` list.
-const ID_ROWS: usize = 1000;
 /// Page cache while importing, in KiB (SQLite's default is 2 MiB); also the memory
 /// SQLite's sorter fills before it writes a sorted run to its temporary file.
 const IMPORT_CACHE_KIB: i64 = 32 * 1024;
@@ -181,12 +178,8 @@ impl ImportTx for SqliteImport {
 
     async fn stage_events(&mut self, rows: Vec<(u64, PendingEvent)>) -> anyhow::Result<()> {
         blocking(|| {
-            let staging = match &mut self.staging {
-                Some(staging) => staging,
-                None => self.staging.insert(Staging::open()?),
-            };
             self.staged += rows.len();
-            staging.add(rows)?;
+            Staging::add_to(&mut self.staging, rows)?;
             self.read_all_contacts_if_wanted()
         })
     }
@@ -200,6 +193,7 @@ impl ImportTx for SqliteImport {
             return Ok(0);
         };
         blocking(|| {
+            // Waits for the reading of every contact, if one is under way.
             self.conn()?;
             let contacts = match std::mem::replace(&mut self.all_contacts, AllContacts::NotWanted) {
                 AllContacts::Read(all) => Contacts::All(all),
@@ -358,27 +352,4 @@ pub(super) fn contact_conflict_clause(email_given: bool, postcard_given: bool) -
          next_due_at = 0, updated_at = excluded.updated_at \
          WHERE contacts.digest <> excluded.digest{email_differs}{postcard_differs}"
     )
-}
-
-/// The stored time zone of each id that exists: one row of JSON per list rather than
-/// a row per contact, which sqlx would hand over one at a time.
-pub(super) async fn zones(
-    conn: &mut SqliteConnection,
-    ids: &[String],
-) -> anyhow::Result<HashMap<String, Option<String>>> {
-    let mut zones = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(ID_ROWS) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT json_group_array(json_array(id, timezone)) AS zones FROM contacts WHERE id IN (",
-        );
-        let mut list = q.separated(", ");
-        for id in chunk {
-            list.push_bind(id.as_str());
-        }
-        q.push(")");
-        let row = q.build().fetch_one(&mut *conn).await?;
-        let found: Vec<(String, Option<String>)> = serde_json::from_str(row.get("zones"))?;
-        zones.extend(found);
-    }
-    Ok(zones)
 }

@@ -57,6 +57,14 @@ impl Staging {
         })
     }
 
+    /// Adds rows (in line order) to the staging in `slot`, opening one for the first.
+    pub(super) fn add_to(slot: &mut Option<Staging>, rows: Vec<Row>) -> anyhow::Result<()> {
+        match slot {
+            Some(staging) => staging.add(rows),
+            None => slot.insert(Staging::open()?).add(rows),
+        }
+    }
+
     /// Adds rows, which come in line order.
     pub(super) fn add(&mut self, rows: Vec<Row>) -> anyhow::Result<()> {
         self.gathering.extend(rows);
