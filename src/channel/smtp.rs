@@ -1,4 +1,5 @@
-//! SMTP: a small pool of lettre connections over sockets of our own, with TCP_NODELAY.
+//! SMTP: a small pool of lettre connections over sockets of our own, with TCP_NODELAY,
+//! each connection driven by a task of its own.
 //!
 //! lettre writes a message's body and its closing `\r\n.\r\n` separately. Without
 //! TCP_NODELAY the kernel holds the five-byte terminator until the body is
@@ -6,13 +7,19 @@
 //! of the data): about 40 ms lost per message and per connection on Linux, whatever the
 //! server's speed. lettre's own pool gives no way to set the option, so the connections
 //! here are made from our own sockets and handed to lettre's SMTP client, which still
-//! does every protocol step (EHLO, STARTTLS, AUTH, MAIL/RCPT/DATA). Where the server
-//! offers PIPELINING, MAIL, RCPT and DATA are written together (`Connection::transfer`).
+//! does every protocol step (EHLO, STARTTLS, AUTH, MAIL/RCPT/DATA).
+//!
+//! Senders queue finished messages; `max_connections` tasks take them in order and
+//! answer each sender with the server's reply. Where the server offers PIPELINING
+//! (RFC 2920), MAIL, RCPT and DATA are written together, and a task with more messages
+//! waiting writes each body in one go with the next message's MAIL, RCPT and DATA (the
+//! RFC allows message content first in a group): one round trip a message.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -28,7 +35,8 @@ use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter,
 use lettre::transport::smtp::response::Response;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use super::email::one_line;
 use super::{DeliveryError, EmailTransport};
@@ -42,19 +50,68 @@ const IDLE_LIMIT: Duration = Duration::from_secs(60);
 const CHECK_AFTER: Duration = Duration::from_secs(2);
 
 /// SMTP with at most `max_connections` connections, each message under one deadline
-/// (connecting included).
+/// from the moment a connection task takes it (connecting included).
 pub struct SmtpOutbox {
+    shared: Arc<Shared>,
+    queue: mpsc::Sender<Item>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    max_connections: usize,
+}
+
+/// What the connection tasks share.
+struct Shared {
     server: Server,
     timeout: Duration,
-    max_connections: usize,
-    slots: Semaphore,
     idle: Mutex<Vec<(Connection, Instant)>>,
+    /// Messages waiting for a connection. A task without work holds the lock while it
+    /// waits, so a busy task finds the lock free only when every task is busy.
+    waiting: tokio::sync::Mutex<mpsc::Receiver<Item>>,
+}
+
+/// A message waiting for a connection, and where its outcome goes.
+struct Item {
+    mail: Outgoing,
+    answer: oneshot::Sender<Result<String, DeliveryError>>,
+}
+
+/// A message taken by a connection task, and when its time is up.
+struct Taken {
+    item: Item,
+    deadline: Instant,
+}
+
+/// Where a connection stands with a message.
+enum Step {
+    /// Nothing written yet.
+    Start(Taken),
+    /// MAIL, RCPT and DATA accepted: the body is next.
+    Body(Taken),
+}
+
+/// A message as a connection writes it, prepared in its sender's task.
+struct Outgoing {
+    envelope: lettre::address::Envelope,
+    email: Vec<u8>,
+    /// MAIL, each RCPT and DATA, as one write.
+    commands: String,
+    /// The DATA block (dot-stuffed and ended), if the message is UTF-8.
+    block: Option<String>,
+    eight_bit: bool,
+    ascii_addresses: bool,
 }
 
 /// A connection, and whether its server takes MAIL, RCPT and DATA in one write.
 struct Connection {
     smtp: AsyncSmtpConnection,
     pipelining: bool,
+}
+
+/// Why a step failed, and whether the connection can carry on.
+struct Failed {
+    error: DeliveryError,
+    /// The server answered with a reply code and did not close: the conversation is
+    /// still in step.
+    in_step: bool,
 }
 
 /// Where and how to connect.
@@ -102,55 +159,281 @@ impl SmtpOutbox {
             }
         };
         let max_connections = (config.max_connections as usize).max(1);
+        let (queue, waiting) = mpsc::channel(64);
         Ok(SmtpOutbox {
-            server: Server {
-                host: url.host,
-                port: url.port,
-                security: url.security,
-                tls,
-                hello: ClientId::default(),
-                credentials,
-            },
-            timeout: config.timeout,
+            shared: Arc::new(Shared {
+                server: Server {
+                    host: url.host,
+                    port: url.port,
+                    security: url.security,
+                    tls,
+                    hello: ClientId::default(),
+                    credentials,
+                },
+                timeout: config.timeout,
+                idle: Mutex::new(Vec::new()),
+                waiting: tokio::sync::Mutex::new(waiting),
+            }),
+            queue,
+            workers: Mutex::new(Vec::new()),
             max_connections,
-            slots: Semaphore::new(max_connections),
-            idle: Mutex::new(Vec::new()),
         })
     }
 
-    async fn deliver(&self, message: &Message) -> Result<String, DeliveryError> {
-        let mut connection = self.checkout().await?;
-        let result = connection.transfer(message).await;
-        // A connection is closed on any failed step; the others carry on.
-        if !connection.smtp.has_broken()
-            && let Ok(mut idle) = self.idle.lock()
-        {
-            idle.push((connection, Instant::now()));
+    /// Starts the connection tasks on first use, and again if the runtime that ran them
+    /// has gone.
+    fn start_workers(&self) {
+        let Ok(mut workers) = self.workers.lock() else {
+            return;
+        };
+        workers.retain(|w| !w.is_finished());
+        while workers.len() < self.max_connections {
+            workers.push(tokio::spawn(work(self.shared.clone())));
         }
-        let response = result.map_err(classify)?;
-        Ok(format!(
-            "{} {}",
-            response.code(),
-            response.message().collect::<Vec<_>>().join(" ")
-        ))
+    }
+}
+
+/// A connection task: takes queued messages until the outbox is dropped.
+async fn work(shared: Arc<Shared>) {
+    loop {
+        let item = shared.waiting.lock().await.recv().await;
+        let Some(item) = item else { return };
+        shared.session(Taken::new(item, shared.timeout)).await;
+    }
+}
+
+impl Taken {
+    fn new(item: Item, timeout: Duration) -> Taken {
+        Taken {
+            item,
+            deadline: Instant::now() + timeout,
+        }
+    }
+}
+
+impl Shared {
+    /// Carries `first`, and the messages that queue up behind it meanwhile, over one
+    /// connection. Each outcome is answered once the connection's fate is settled, so
+    /// that when the last sender hears back, its connection is idle (or closed).
+    async fn session(&self, first: Taken) {
+        let mut connection = None;
+        let mut answers = Vec::new();
+        let mut step = Some(Step::Start(first));
+        while let Some(current) = step.take() {
+            step = match current {
+                Step::Start(taken) => self.start(&mut connection, taken, &mut answers).await,
+                Step::Body(taken) => self.body(&mut connection, taken, &mut answers).await,
+            };
+            if step.is_none() {
+                step = self.ready().map(Step::Start);
+            }
+            if step.is_none()
+                && let Some(connection) = connection.take()
+                && let Ok(mut idle) = self.idle.lock()
+            {
+                idle.push((connection, Instant::now()));
+            }
+            for (answer, result) in answers.drain(..) {
+                let _ = answer.send(result);
+            }
+        }
+    }
+
+    /// A queued message, if one is waiting and every connection task is busy.
+    fn ready(&self) -> Option<Taken> {
+        let item = self.waiting.try_lock().ok()?.try_recv().ok()?;
+        Some(Taken::new(item, self.timeout))
+    }
+
+    /// Opens `taken`'s transaction (MAIL, RCPT and DATA in one write), or, where the
+    /// server or the message rules that out, sends it by lettre's whole exchange.
+    async fn start(
+        &self,
+        connection: &mut Option<Connection>,
+        taken: Taken,
+        answers: &mut Vec<Answer>,
+    ) -> Option<Step> {
+        let Taken { item, deadline } = &taken;
+        // Its sender stopped waiting (the pass was cancelled): it is not sent.
+        if item.answer.is_closed() {
+            return None;
+        }
+        let conn = match connection {
+            Some(conn) => conn,
+            None => match self.checkout(*deadline).await {
+                Ok(conn) => connection.insert(conn),
+                Err(error) => {
+                    answers.push((taken.item.answer, Err(error)));
+                    return None;
+                }
+            },
+        };
+        let mail = &item.mail;
+        if !conn.pipelines(mail) {
+            // lettre's own exchange, which also says why a message cannot go, and
+            // closes the connection after any failed step.
+            let result = within(
+                *deadline,
+                self.timeout,
+                conn.smtp.send(&mail.envelope, &mail.email),
+            )
+            .await;
+            if result.is_err() {
+                *connection = None;
+            }
+            answers.push((
+                taken.item.answer,
+                result.map(reply_text).map_err(|f| f.error),
+            ));
+            return None;
+        }
+        let opened = within(*deadline, self.timeout, conn.open(mail)).await;
+        match opened {
+            Ok(()) => Some(Step::Body(taken)),
+            Err(failed) => {
+                close(connection, *deadline).await;
+                answers.push((taken.item.answer, Err(failed.error)));
+                None
+            }
+        }
+    }
+
+    /// Writes `taken`'s body, with the next waiting message's MAIL, RCPT and DATA
+    /// behind it when that message can be pipelined, and reads the body's reply (then
+    /// the next message's replies).
+    async fn body(
+        &self,
+        connection: &mut Option<Connection>,
+        taken: Taken,
+        answers: &mut Vec<Answer>,
+    ) -> Option<Step> {
+        let Some(conn) = connection.as_mut() else {
+            answers.push((
+                taken.item.answer,
+                Err(DeliveryError::Transient("connection lost".into())),
+            ));
+            return None;
+        };
+        let deadline = taken.deadline;
+        let mail = &taken.item.mail;
+        let mut next = self.ready();
+        let behind = next.take_if(|n| {
+            mail.block.is_some() && !n.item.answer.is_closed() && conn.pipelines(&n.item.mail)
+        });
+        let written = match (&mail.block, &behind) {
+            (Some(block), Some(behind)) => {
+                let mut write =
+                    String::with_capacity(block.len() + behind.item.mail.commands.len());
+                write.push_str(block);
+                write.push_str(&behind.item.mail.commands);
+                within(deadline, self.timeout, conn.smtp.command(write)).await
+            }
+            (Some(block), None) => {
+                within(deadline, self.timeout, conn.smtp.command(block.as_str())).await
+            }
+            // Not UTF-8: lettre's own writing of the body.
+            (None, _) => within(deadline, self.timeout, conn.smtp.message(&mail.email)).await,
+        };
+        let in_step = match &written {
+            Ok(_) => true,
+            Err(failed) => failed.in_step,
+        };
+        answers.push((
+            taken.item.answer,
+            written.map(reply_text).map_err(|f| f.error),
+        ));
+        if !in_step {
+            close(connection, deadline).await;
+            // The next message's data was never sent: it starts again, on a new
+            // connection.
+            return behind.or(next).map(Step::Start);
+        }
+        let Some(behind) = behind else {
+            return next.map(Step::Start);
+        };
+        let replies = within(
+            behind.deadline,
+            self.timeout,
+            conn.replies(&behind.item.mail, 0),
+        )
+        .await;
+        match replies {
+            Ok(()) => Some(Step::Body(behind)),
+            Err(failed) => {
+                close(connection, behind.deadline).await;
+                answers.push((behind.item.answer, Err(failed.error)));
+                None
+            }
+        }
     }
 
     /// The most recently used idle connection that still works, or a new one.
-    async fn checkout(&self) -> Result<Connection, DeliveryError> {
+    async fn checkout(&self, deadline: Instant) -> Result<Connection, DeliveryError> {
         loop {
             let taken = self.idle.lock().ok().and_then(|mut idle| idle.pop());
             let Some((mut connection, since)) = taken else {
-                return self.server.connect(self.timeout).await;
+                return tokio::time::timeout_at(deadline.into(), self.server.connect(self.timeout))
+                    .await
+                    .unwrap_or_else(|_| Err(timed_out(self.timeout)));
             };
             let idle_for = since.elapsed();
             if idle_for < CHECK_AFTER
-                || (idle_for < IDLE_LIMIT && connection.smtp.test_connected().await)
+                || (idle_for < IDLE_LIMIT
+                    && tokio::time::timeout_at(deadline.into(), connection.smtp.test_connected())
+                        .await
+                        .unwrap_or(false))
             {
                 return Ok(connection);
             }
-            connection.smtp.abort().await;
+            let _ = tokio::time::timeout_at(deadline.into(), connection.smtp.abort()).await;
         }
     }
+}
+
+/// A message's outcome, for its sender.
+type Answer = (
+    oneshot::Sender<Result<String, DeliveryError>>,
+    Result<String, DeliveryError>,
+);
+
+/// Runs one step of the conversation before `deadline`.
+async fn within<T>(
+    deadline: Instant,
+    timeout: Duration,
+    step: impl Future<Output = Result<T, SmtpError>>,
+) -> Result<T, Failed> {
+    match tokio::time::timeout_at(deadline.into(), step).await {
+        Err(_) => Err(Failed {
+            error: timed_out(timeout),
+            in_step: false,
+        }),
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(Failed {
+            // 421: the server is closing the connection.
+            in_step: e.status().is_some_and(|code| code.to_string() != "421"),
+            error: classify(e),
+        }),
+    }
+}
+
+fn timed_out(timeout: Duration) -> DeliveryError {
+    DeliveryError::Transient(format!("timed out after {}s", timeout.as_secs()))
+}
+
+/// Ends a connection that cannot go on (QUIT if the server still listens).
+async fn close(connection: &mut Option<Connection>, deadline: Instant) {
+    if let Some(mut connection) = connection.take() {
+        let _ = tokio::time::timeout_at(deadline.into(), connection.smtp.abort()).await;
+    }
+}
+
+/// The server's reply, on one line.
+fn reply_text(response: Response) -> String {
+    format!(
+        "{} {}",
+        response.code(),
+        response.message().collect::<Vec<_>>().join(" ")
+    )
 }
 
 impl Server {
@@ -222,13 +505,37 @@ impl Server {
 }
 
 impl Connection {
-    /// Sends one message. Where the server offers PIPELINING (RFC 2920), MAIL, RCPT
-    /// and DATA go in one write and their replies are read together: two round trips
-    /// a message instead of four. A connection is closed after any failed step, as
-    /// lettre's own `send` does; a message whose DATA was never ended is discarded by
-    /// the server.
-    async fn transfer(&mut self, message: &Message) -> Result<Response, SmtpError> {
-        let envelope = message.envelope();
+    /// Whether `mail` can go pipelined: the server offers PIPELINING, the addresses are
+    /// ASCII, and 8-bit text only where the server takes 8BITMIME.
+    fn pipelines(&self, mail: &Outgoing) -> bool {
+        self.pipelining
+            && mail.ascii_addresses
+            && (!mail.eight_bit
+                || self
+                    .smtp
+                    .server_info()
+                    .supports_feature(Extension::EightBitMime))
+    }
+
+    /// Writes MAIL, RCPT and DATA at once and reads their replies.
+    async fn open(&mut self, mail: &Outgoing) -> Result<(), SmtpError> {
+        self.smtp.command(mail.commands.as_str()).await?;
+        self.replies(mail, 1).await
+    }
+
+    /// Reads the replies to `mail`'s MAIL, RCPTs and DATA, in order, after the first
+    /// `read` of them.
+    async fn replies(&mut self, mail: &Outgoing, read: usize) -> Result<(), SmtpError> {
+        for _ in read..mail.envelope.to().len() + 2 {
+            self.smtp.read_response().await?;
+        }
+        Ok(())
+    }
+}
+
+impl Outgoing {
+    fn new(message: &Message) -> Outgoing {
+        let envelope = message.envelope().clone();
         let email = message.formatted();
         let eight_bit = !email.is_ascii();
         let ascii_addresses = envelope
@@ -236,45 +543,25 @@ impl Connection {
             .into_iter()
             .chain(envelope.to())
             .all(|a| AsRef::<str>::as_ref(a).is_ascii());
-        let plain = ascii_addresses
-            && (!eight_bit
-                || self
-                    .smtp
-                    .server_info()
-                    .supports_feature(Extension::EightBitMime));
-        if !self.pipelining || !plain {
-            // lettre's own exchange, which also says why a message cannot go.
-            return self.smtp.send(envelope, &email).await;
-        }
         let parameters = if eight_bit {
             vec![MailParameter::Body(MailBodyParameter::EightBitMime)]
         } else {
             Vec::new()
         };
-        let mut group = Mail::new(envelope.from().cloned(), parameters).to_string();
+        let mut commands = Mail::new(envelope.from().cloned(), parameters).to_string();
         for to in envelope.to() {
-            group.push_str(&Rcpt::new(to.clone(), Vec::new()).to_string());
+            commands.push_str(&Rcpt::new(to.clone(), Vec::new()).to_string());
         }
-        group.push_str(&Data.to_string());
-        // The replies come in order: MAIL's, each RCPT's, then DATA's.
-        let mut result = self.smtp.command(group).await;
-        for _ in 0..envelope.to().len() + 1 {
-            if result.is_err() {
-                break;
-            }
-            result = self.smtp.read_response().await;
+        commands.push_str(&Data.to_string());
+        let block = String::from_utf8(data_block(&email)).ok();
+        Outgoing {
+            envelope,
+            email,
+            commands,
+            block,
+            eight_bit,
+            ascii_addresses,
         }
-        if result.is_ok() {
-            // The whole DATA in one write (lettre's `message` ends it in a second one).
-            result = match String::from_utf8(data_block(&email)) {
-                Ok(block) => self.smtp.command(block).await,
-                Err(_) => self.smtp.message(&email).await,
-            };
-        }
-        if result.is_err() {
-            self.smtp.abort().await;
-        }
-        result
     }
 }
 
@@ -312,15 +599,20 @@ fn classify(e: lettre::transport::smtp::Error) -> DeliveryError {
 #[async_trait]
 impl EmailTransport for SmtpOutbox {
     async fn send(&self, message: &Message, _name: &str) -> Result<String, DeliveryError> {
-        // The semaphore is never closed.
-        let _slot = self.slots.acquire().await;
-        match tokio::time::timeout(self.timeout, self.deliver(message)).await {
-            Err(_) => Err(DeliveryError::Transient(format!(
-                "timed out after {}s",
-                self.timeout.as_secs()
-            ))),
-            Ok(result) => result,
+        self.start_workers();
+        let (answer, outcome) = oneshot::channel();
+        let item = Item {
+            mail: Outgoing::new(message),
+            answer,
+        };
+        if self.queue.send(item).await.is_err() {
+            return Err(DeliveryError::Transient("SMTP connections stopped".into()));
         }
+        outcome.await.unwrap_or_else(|_| {
+            Err(DeliveryError::Transient(
+                "the SMTP connection stopped before the server answered".into(),
+            ))
+        })
     }
 
     fn concurrency(&self) -> usize {
@@ -329,13 +621,14 @@ impl EmailTransport for SmtpOutbox {
 
     async fn close_idle(&self) {
         let idle = self
+            .shared
             .idle
             .lock()
             .map(|mut idle| std::mem::take(&mut *idle))
             .unwrap_or_default();
         // A server that does not answer QUIT must not hold the pass up.
         for (mut connection, _) in idle {
-            let _ = tokio::time::timeout(self.timeout, connection.smtp.quit()).await;
+            let _ = tokio::time::timeout(self.shared.timeout, connection.smtp.quit()).await;
         }
     }
 }

@@ -500,6 +500,49 @@ fn a_pipelining_server_gets_mail_rcpt_and_data_at_once_and_refusals_count_the_sa
 }
 
 #[test]
+fn one_connection_sends_each_body_with_the_next_envelope_and_a_refusal_stops_only_its_message() {
+    // The greeting waits until all three messages are queued for the one connection.
+    let server = SmtpServer::start_with(Behaviour {
+        pipelining: true,
+        greeting_delay: Some(std::time::Duration::from_millis(300)),
+        refuse_data_of: Some(2),
+        ..Default::default()
+    });
+    let ws = Workspace::new(Some(&server.url()));
+    let config = std::fs::read_to_string(ws.path("tickler.yaml"))
+        .expect("config")
+        .replace("max_connections: 2", "max_connections: 1");
+    ws.write("tickler.yaml", &config);
+    ws.import_all();
+    let run = ws.tickler(&["tick", "--now", NOW]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        run.stdout.trim(),
+        "sent=2 failed=1 retrying=0 skipped=2 deferred=0"
+    );
+    let messages = server.messages();
+    assert_eq!(messages.len(), 2);
+    assert!(messages.iter().all(|m| m.connection == 1), "{messages:?}");
+    // The third message's MAIL FROM came in the same write as the refused second's
+    // data, and the refusal did not cost it its place.
+    assert!(!messages[0].behind_data && messages[1].behind_data);
+    let failed: Vec<_> = ws
+        .sends()
+        .into_iter()
+        .filter(|r| r["status"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert!(
+        failed[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("554"),
+        "{}",
+        failed[0]
+    );
+}
+
+#[test]
 fn a_soft_failing_server_that_recovers_gets_every_message() {
     let server = SmtpServer::start_with(Behaviour {
         data_reply: Some((451, "4.3.0 try again later".into())),

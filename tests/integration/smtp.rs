@@ -25,6 +25,11 @@ pub struct Behaviour {
     pub auth: Option<(String, String)>,
     /// Offer PIPELINING (RFC 2920) after EHLO.
     pub pipelining: bool,
+    /// Wait this long before the greeting (so that a client's messages queue up).
+    pub greeting_delay: Option<Duration>,
+    /// If Some(n), the end of DATA of the n-th message on each connection (from 1) is
+    /// answered 554 and the message is not recorded.
+    pub refuse_data_of: Option<usize>,
 }
 
 /// One message accepted by the server.
@@ -40,6 +45,10 @@ pub struct Received {
     pub data: String,
     /// Whether more commands had arrived with MAIL FROM (sent pipelined).
     pub pipelined: bool,
+    /// Which connection carried the message (numbered from 1 in accept order).
+    pub connection: usize,
+    /// Whether its MAIL FROM came in one write with the previous message's data.
+    pub behind_data: bool,
 }
 
 #[allow(dead_code)]
@@ -112,7 +121,7 @@ impl SmtpServer {
         let (messages, behaviour) = (server.messages.clone(), server.behaviour.clone());
         let stop = server.stop.clone();
         thread::spawn(move || {
-            for stream in listener.incoming() {
+            for (connection, stream) in (1..).zip(listener.incoming()) {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
@@ -122,7 +131,7 @@ impl SmtpServer {
                 };
                 let (messages, behaviour) = (messages.clone(), behaviour.clone());
                 thread::spawn(move || {
-                    let _ = serve(stream, &messages, &behaviour);
+                    let _ = serve(stream, connection, &messages, &behaviour);
                 });
             }
         });
@@ -182,6 +191,7 @@ fn path_arg(arg: &str) -> String {
 /// Serves one connection until QUIT, EOF or an I/O error (including timeout).
 fn serve(
     stream: TcpStream,
+    connection: usize,
     messages: &Mutex<Vec<Received>>,
     behaviour: &Mutex<Behaviour>,
 ) -> io::Result<()> {
@@ -200,11 +210,19 @@ fn serve(
         }
         out.write_all(buf.as_bytes())
     };
+    if let Some(delay) = lock(behaviour).greeting_delay {
+        thread::sleep(delay);
+    }
     reply(220, "localhost ESMTP test")?;
     let mut authed = false;
     let mut mail_from: Option<String> = None;
     let mut rcpts: Vec<String> = Vec::new();
     let mut pipelined = false;
+    // Messages whose data ended on this connection, and whether more input had
+    // arrived with the last one's end.
+    let mut ended = 0;
+    let mut more_after_data = false;
+    let mut behind_data = false;
     while let Some(line) = read_line(&mut reader)? {
         let b = lock(behaviour).clone();
         let (verb, arg) = line.split_once(' ').unwrap_or((&line, ""));
@@ -229,6 +247,7 @@ fn serve(
                 } else {
                     mail_from = Some(path_arg(&arg[5..]));
                     pipelined = !reader.buffer().is_empty();
+                    behind_data = more_after_data;
                     reply(250, "2.1.0 Ok")?;
                 }
             }
@@ -253,6 +272,7 @@ fn serve(
                 loop {
                     let l = read_line(&mut reader)?.ok_or(io::ErrorKind::UnexpectedEof)?;
                     if l == "." {
+                        more_after_data = !reader.buffer().is_empty();
                         break;
                     }
                     data.push_str(l.strip_prefix('.').unwrap_or(&l));
@@ -260,15 +280,21 @@ fn serve(
                 }
                 let mail_from = mail_from.take().unwrap_or_default();
                 let rcpt_to = std::mem::take(&mut rcpts);
+                ended += 1;
                 // Re-read: the test may have changed the behaviour during DATA.
-                if let Some((code, text)) = lock(behaviour).data_reply.clone() {
+                let b = lock(behaviour).clone();
+                if let Some((code, text)) = b.data_reply {
                     reply(code, &text)?;
+                } else if b.refuse_data_of == Some(ended) {
+                    reply(554, "5.7.1 message refused")?;
                 } else {
                     let message = Received {
                         mail_from,
                         rcpt_to,
                         data,
                         pipelined,
+                        connection,
+                        behind_data,
                     };
                     lock(messages).push(message);
                     reply(250, "2.0.0 Ok: queued")?;
