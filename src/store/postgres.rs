@@ -4,7 +4,7 @@
 //! `FOR UPDATE SKIP LOCKED`, so instances split that work instead of waiting on
 //! each other.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,7 +13,9 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row};
 
 use super::postgres_import::{PostgresImport, zones};
-use super::{DuePosition, History, ImportTx, NewSend, Outcome, SendFilter, SendRow, Store, ts};
+use super::{
+    DuePosition, Gathering, History, ImportTx, NewSend, Outcome, SendFilter, SendRow, Store, ts,
+};
 use crate::domain::{Channel, Contact, EmailAddress, Event, MonthDay, SendStatus};
 
 pub struct PostgresStore {
@@ -142,36 +144,23 @@ impl Store for PostgresStore {
             .build()
             .fetch_all(&self.pool)
             .await?;
-            let mut by_id: HashMap<String, History> = HashMap::new();
+            let mut gathering = Gathering::new(chunk);
             for row in &contacts {
-                let contact = contact_from_row(row)?;
-                by_id.insert(
-                    contact.id.clone(),
-                    History {
-                        contact,
-                        events: Vec::new(),
-                        logged: HashSet::new(),
-                        delivered: Vec::new(),
-                    },
-                );
+                gathering.contact(contact_from_row(row)?);
             }
             for row in &events {
-                let event = event_from_row(row)?;
-                if let Some(h) = by_id.get_mut(&event.contact_id) {
-                    h.events.push(event);
-                }
+                gathering.event(event_from_row(row)?);
             }
             for row in &logged {
-                if let Some(h) = by_id.get_mut(row.get::<&str, _>("contact_id")) {
-                    h.logged.insert((row.get("cadence"), row.get("occurrence")));
-                    let status: &str = row.get("status");
-                    if status == "sent" || status == "pending" {
-                        h.delivered
-                            .push((row.get("cadence"), ts(row.get("updated_at"))));
-                    }
-                }
+                gathering.logged(
+                    row.get("contact_id"),
+                    row.get("cadence"),
+                    row.get("occurrence"),
+                    row.get("status"),
+                    ts(row.get("updated_at")),
+                );
             }
-            out.extend(chunk.iter().filter_map(|id| by_id.remove(id)));
+            out.extend(gathering.finish());
         }
         Ok(out)
     }

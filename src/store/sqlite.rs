@@ -5,7 +5,7 @@
 //! then 2, 5, 10...), which cost a pass that records outcomes while it plans the next
 //! page seconds of sleep; a turn is handed over the moment the last writer commits.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -22,7 +22,9 @@ use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::sqlite_import::SqliteImport;
-use super::{DuePosition, History, ImportTx, NewSend, Outcome, SendFilter, SendRow, Store, ts};
+use super::{
+    DuePosition, Gathering, History, ImportTx, NewSend, Outcome, SendFilter, SendRow, Store, ts,
+};
 use crate::domain::{Channel, Contact, EmailAddress, Event, MonthDay, SendStatus};
 
 pub struct SqliteStore {
@@ -225,36 +227,23 @@ impl Store for SqliteStore {
             .build()
             .fetch_all(&self.pool)
             .await?;
-            let mut by_id: HashMap<String, History> = HashMap::new();
+            let mut gathering = Gathering::new(chunk);
             for row in &contacts {
-                let contact = contact_from_row(row)?;
-                by_id.insert(
-                    contact.id.clone(),
-                    History {
-                        contact,
-                        events: Vec::new(),
-                        logged: HashSet::new(),
-                        delivered: Vec::new(),
-                    },
-                );
+                gathering.contact(contact_from_row(row)?);
             }
             for row in &events {
-                let event = event_from_row(row)?;
-                if let Some(h) = by_id.get_mut(&event.contact_id) {
-                    h.events.push(event);
-                }
+                gathering.event(event_from_row(row)?);
             }
             for row in &logged {
-                if let Some(h) = by_id.get_mut(row.get::<&str, _>("contact_id")) {
-                    h.logged.insert((row.get("cadence"), row.get("occurrence")));
-                    let status: &str = row.get("status");
-                    if status == "sent" || status == "pending" {
-                        h.delivered
-                            .push((row.get("cadence"), ts(row.get("updated_at"))));
-                    }
-                }
+                gathering.logged(
+                    row.get("contact_id"),
+                    row.get("cadence"),
+                    row.get("occurrence"),
+                    row.get("status"),
+                    ts(row.get("updated_at")),
+                );
             }
-            out.extend(chunk.iter().filter_map(|id| by_id.remove(id)));
+            out.extend(gathering.finish());
         }
         Ok(out)
     }

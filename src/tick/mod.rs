@@ -260,9 +260,10 @@ impl Engine {
                 .insert_sends(&sends, now, lease_until, &self.owner)
                 .await?;
             self.store.set_next_due(&next_due, mark).await?;
-            let by_contact: HashMap<&str, Arc<History>> = histories
+            let histories: Vec<Arc<History>> = histories.into_iter().map(Arc::new).collect();
+            let by_contact: HashMap<&str, &Arc<History>> = histories
                 .iter()
-                .map(|h| (h.contact.id.as_str(), Arc::new(h.clone())))
+                .map(|h| (h.contact.id.as_str(), h))
                 .collect();
             for row in inserted {
                 if row.status == SendStatus::Skipped.as_str() {
@@ -272,7 +273,7 @@ impl Engine {
                 } else if let Some(history) = by_contact.get(row.contact.as_str()) {
                     let job = Job {
                         row,
-                        history: history.clone(),
+                        history: Arc::clone(history),
                     };
                     if !deliveries.push(job).await {
                         return Ok(());
