@@ -69,7 +69,7 @@ machine() {
     uptime
     "$BIN" --version 2>/dev/null || true
     rustc --version
-    sqlite3 --version | cut -d' ' -f1
+    echo "sqlite3 (the reference tool; tickler bundles its own SQLite): $(sqlite3 --version | cut -d" " -f1)"
 }
 
 # import: 1,000,000 contacts and 2,000,000 events into a fresh SQLite database, against

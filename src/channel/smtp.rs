@@ -345,7 +345,7 @@ impl Shared {
         if !in_step {
             close(connection, deadline).await;
             // The next message's data was never sent: it starts again, on a new
-            // connection.
+            // connection. (A failed start is not tried again.)
             return behind.or(next).map(Step::Start);
         }
         let Some(behind) = behind else {
@@ -361,8 +361,14 @@ impl Shared {
             Ok(()) => Some(Step::Body(behind)),
             Err(failed) => {
                 close(connection, behind.deadline).await;
-                answers.push((behind.item.answer, Err(failed.error)));
-                None
+                if failed.in_step {
+                    answers.push((behind.item.answer, Err(failed.error)));
+                    None
+                } else {
+                    // The connection failed before the message's data: it starts
+                    // again, on a new connection.
+                    Some(Step::Start(behind))
+                }
             }
         }
     }
