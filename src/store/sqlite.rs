@@ -18,7 +18,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{AssertSqlSafe, ConnectOptions, QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::sqlite_import::SqliteImport;
@@ -58,6 +58,10 @@ impl SqliteStore {
             // Statement journals (multi-row upserts) in memory, not in temporary files.
             .pragma("temp_store", "memory")
             .statement_cache_capacity(STATEMENT_CACHE)
+            // A pass's bulk statements at a million contacts take a second or more
+            // (marking every contact due after an import): expected, so not a warning.
+            // `TICKLER_LOG=sqlx=info` shows them.
+            .log_slow_statements(log::LevelFilter::Info, Duration::from_secs(1))
             .foreign_keys(false);
         let path = options.get_filename().to_owned();
         if url.contains(":memory:") || url.contains("mode=memory") {
