@@ -73,8 +73,18 @@ fn three_instances_deliver_5000_sends_once_though_one_is_killed_midway() {
         .map(|i| start(&ws, &format!("instance{i}.log")))
         .collect();
     let deadline = Instant::now() + Duration::from_secs(240);
-    while unique_message_ids(&server).1 < CONTACTS / 3 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+    // The victim dies while it delivers: once a third has arrived and it has sent some
+    // itself (its first tick may come before the files are synced, and the others can
+    // send a third of the messages before its next one).
+    let victim_sends = || {
+        std::fs::read_to_string(ws.path("instance0.log"))
+            .unwrap_or_default()
+            .contains("\"status\":\"sent\"")
+    };
+    while (unique_message_ids(&server).1 < CONTACTS / 3 || !victim_sends())
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
     }
     let mut victim = instances.remove(0);
     victim.kill().expect("SIGKILL");
