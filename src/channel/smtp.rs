@@ -272,12 +272,9 @@ impl Shared {
         if !conn.pipelines(mail) {
             // lettre's own exchange, which also says why a message cannot go, and
             // closes the connection after any failed step.
-            let result = within(
-                *deadline,
-                self.timeout,
-                conn.smtp.send(&mail.envelope, &mail.email),
-            )
-            .await;
+            let result = self
+                .within(*deadline, conn.smtp.send(&mail.envelope, &mail.email))
+                .await;
             if result.is_err() {
                 *connection = None;
             }
@@ -287,7 +284,7 @@ impl Shared {
             ));
             return None;
         }
-        let opened = within(*deadline, self.timeout, conn.open(mail)).await;
+        let opened = self.within(*deadline, conn.open(mail)).await;
         match opened {
             Ok(()) => Some(Step::Body(taken)),
             Err(failed) => {
@@ -326,13 +323,14 @@ impl Shared {
                     String::with_capacity(block.len() + behind.item.mail.commands.len());
                 write.push_str(block);
                 write.push_str(&behind.item.mail.commands);
-                within(deadline, self.timeout, conn.smtp.command(write)).await
+                self.within(deadline, conn.smtp.command(write)).await
             }
             (Some(block), None) => {
-                within(deadline, self.timeout, conn.smtp.command(block.as_str())).await
+                self.within(deadline, conn.smtp.command(block.as_str()))
+                    .await
             }
             // Not UTF-8: lettre's own writing of the body.
-            (None, _) => within(deadline, self.timeout, conn.smtp.message(&mail.email)).await,
+            (None, _) => self.within(deadline, conn.smtp.message(&mail.email)).await,
         };
         let in_step = match &written {
             Ok(_) => true,
@@ -351,12 +349,9 @@ impl Shared {
         let Some(behind) = behind else {
             return next.map(Step::Start);
         };
-        let replies = within(
-            behind.deadline,
-            self.timeout,
-            conn.replies(&behind.item.mail, 0),
-        )
-        .await;
+        let replies = self
+            .within(behind.deadline, conn.replies(&behind.item.mail, 0))
+            .await;
         match replies {
             Ok(()) => Some(Step::Body(behind)),
             Err(failed) => {
@@ -370,6 +365,26 @@ impl Shared {
                     Some(Step::Start(behind))
                 }
             }
+        }
+    }
+
+    /// Runs one step of the conversation before `deadline`.
+    async fn within<T>(
+        &self,
+        deadline: Instant,
+        step: impl Future<Output = Result<T, SmtpError>>,
+    ) -> Result<T, Failed> {
+        match tokio::time::timeout_at(deadline.into(), step).await {
+            Err(_) => Err(Failed {
+                error: timed_out(self.timeout),
+                in_step: false,
+            }),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(Failed {
+                // 421: the server is closing the connection.
+                in_step: e.status().is_some_and(|code| code.to_string() != "421"),
+                error: classify(e),
+            }),
         }
     }
 
@@ -401,26 +416,6 @@ type Answer = (
     oneshot::Sender<Result<String, DeliveryError>>,
     Result<String, DeliveryError>,
 );
-
-/// Runs one step of the conversation before `deadline`.
-async fn within<T>(
-    deadline: Instant,
-    timeout: Duration,
-    step: impl Future<Output = Result<T, SmtpError>>,
-) -> Result<T, Failed> {
-    match tokio::time::timeout_at(deadline.into(), step).await {
-        Err(_) => Err(Failed {
-            error: timed_out(timeout),
-            in_step: false,
-        }),
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(Failed {
-            // 421: the server is closing the connection.
-            in_step: e.status().is_some_and(|code| code.to_string() != "421"),
-            error: classify(e),
-        }),
-    }
-}
 
 fn timed_out(timeout: Duration) -> DeliveryError {
     DeliveryError::Transient(format!("timed out after {}s", timeout.as_secs()))

@@ -116,15 +116,13 @@ pub(crate) struct Gathering<'a> {
 
 impl<'a> Gathering<'a> {
     pub(crate) fn new(ids: &'a [String]) -> Gathering<'a> {
-        let mut found = Vec::new();
-        found.resize_with(ids.len(), || None);
         Gathering {
             place: ids
                 .iter()
                 .enumerate()
                 .map(|(i, id)| (id.as_str(), i))
                 .collect(),
-            found,
+            found: ids.iter().map(|_| None).collect(),
         }
     }
 
