@@ -201,7 +201,7 @@ async fn reload(shared: &Shared) {
         }
         Err(e) => {
             let reason = format!("{e:#}");
-            tracing::error!(error = %reason, "reload refused; still running the previous configuration");
+            tracing::error!(error = %crate::telemetry::redact(&reason), "reload refused; still running the previous configuration");
             shared.set_status(|s| s.reload_error = Some(reason));
         }
     }

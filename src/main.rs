@@ -11,6 +11,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Customers' names and addresses are in every file tickler writes (the database and
+    // its journal, the outbox, postcards): private to its user whatever umask it got.
+    rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o077));
     let cli = Cli::parse();
     // Commands other than the daemon print their results; their logs stay quiet
     // unless asked for with -v.
@@ -41,5 +44,6 @@ async fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(Failure::Reported) => ExitCode::from(1),
+        Err(Failure::PipeClosed) => ExitCode::SUCCESS,
     }
 }

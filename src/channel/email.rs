@@ -156,14 +156,9 @@ impl EmailTransport for FileOutbox {
         let bytes = message.formatted();
         let name = name.to_owned();
         tokio::task::spawn_blocking(move || -> std::io::Result<String> {
-            use std::io::Write;
             std::fs::create_dir_all(&dir)?;
             let path = dir.join(format!("{name}.eml"));
-            let tmp = dir.join(format!(".{name}.eml.tmp"));
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
+            crate::files::write_atomic(&path, &bytes)?;
             Ok(format!("written to {}", path.display()))
         })
         .await

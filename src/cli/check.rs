@@ -19,7 +19,7 @@ pub fn run(path: &Path) -> Outcome {
     if !errors.is_empty() {
         return Err(Failure::Errors(errors));
     }
-    println!(
+    super::say!(
         "ok: {} cadences, {} templates",
         config.cadences.len(),
         templates.count()

@@ -23,6 +23,6 @@ pub async fn run(path: &Path, to: &str) -> Outcome {
         .iter()
         .map(|(table, n)| format!("{table}={n}"))
         .collect();
-    println!("copied {}", counts.join(" "));
+    super::say!("copied {}", counts.join(" "));
     Ok(())
 }

@@ -42,7 +42,7 @@ pub async fn run(config_path: &Path, what: ImportKind, file: &Path) -> Outcome {
         Kind::Contacts => "contacts",
         Kind::Events => "events",
     };
-    println!(
+    super::say!(
         "imported {} {noun} ({} changed), rejected {}",
         report.accepted,
         report.changed,

@@ -165,6 +165,8 @@ pub enum Failure {
     Errors(Vec<String>),
     /// Already reported on stderr; exit 1.
     Reported,
+    /// Standard output was closed by its reader (`tickler sends | head`): exit 0.
+    PipeClosed,
 }
 
 impl From<anyhow::Error> for Failure {
@@ -174,6 +176,29 @@ impl From<anyhow::Error> for Failure {
 }
 
 pub type Outcome = Result<(), Failure>;
+
+/// Prints a line to standard output, like `println!`, inside a function that returns
+/// `Result<_, Failure>`: a reader that went away ends the command quietly.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format!("{}\n", format_args!($($arg)*)).as_bytes())?
+    };
+}
+pub(crate) use say;
+
+/// Writes `bytes` to standard output. A closed pipe is [`Failure::PipeClosed`]; any
+/// other failure to write is an error to report.
+pub(crate) fn write_stdout(bytes: &[u8]) -> Result<(), Failure> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Failure::PipeClosed),
+        Err(e) => Err(Failure::Errors(vec![format!(
+            "cannot write to standard output: {e}"
+        )])),
+    }
+}
 
 /// `error: TEXT` as one line of plain text. Messages quote what the user gave, which may
 /// hold line breaks or terminal escapes; shown escaped, they can neither split the
@@ -260,52 +285,61 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, Failure> {
 }
 
 /// `--now`: RFC 3339, a zoned time, or a plain date meaning its start in `zone`.
+/// Refused outside 1970-9000: a pass looks a year and more ahead of `now`, and the
+/// calendar ends in 9999.
 pub fn parse_now(text: Option<&str>, zone: &TimeZone) -> Result<Timestamp, Failure> {
-    match text {
-        None => Ok(Timestamp::now()),
-        Some(text) => parse_ts(text, zone).map_err(|m| Failure::Usage(format!("--now: {m}"))),
+    let Some(text) = text else {
+        return Ok(Timestamp::now());
+    };
+    let now = parse_ts(text, zone).map_err(|m| Failure::Usage(format!("--now: {m}")))?;
+    if now < Timestamp::UNIX_EPOCH || now.as_second() >= crate::domain::time::LAST_INSTANT {
+        return Err(Failure::Usage(format!(
+            "--now: `{text}` is out of range; give a time between 1970 and 9000"
+        )));
     }
+    Ok(now)
 }
 
 fn parse_ts(text: &str, zone: &TimeZone) -> Result<Timestamp, String> {
     crate::domain::contact::parse_instant(text, zone)
 }
 
-/// Prints records as one JSON array, or as CSV with a header row.
+/// Prints records as one JSON array, or as CSV with a header row (cells that a
+/// spreadsheet would run as formulas defused, as in the postcard manifest).
 fn print_records<T: serde::Serialize>(format: Format, records: &[T]) -> Result<(), Failure> {
     if let Format::Json = format {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(records).map_err(anyhow::Error::from)?
-        );
+        let json = serde_json::to_string_pretty(records).map_err(anyhow::Error::from)?;
+        say!("{json}");
         return Ok(());
     }
-    let mut out = csv::Writer::from_writer(std::io::stdout());
+    let mut out = crate::csv_safe::Writer::new(Vec::new());
     for record in records {
         out.serialize(record).map_err(anyhow::Error::from)?;
     }
-    out.flush().map_err(anyhow::Error::from)?;
-    Ok(())
+    write_stdout(&out.into_inner().map_err(anyhow::Error::from)?)
 }
 
 /// Prints rows as an aligned table.
-fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+fn print_table(headers: &[&str], rows: &[Vec<String>]) -> Result<(), Failure> {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<String>| {
+    let mut text = String::new();
+    let mut line = |cells: Vec<String>| {
         let padded: Vec<String> = cells
             .iter()
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        text.push_str(padded.join("  ").trim_end());
+        text.push('\n');
     };
     line(headers.iter().map(|h| h.to_uppercase()).collect());
     for row in rows {
         line(row.clone());
     }
+    write_stdout(text.as_bytes())
 }

@@ -71,7 +71,7 @@ pub async fn run(
                     "note",
                 ],
                 &rows,
-            );
+            )?;
             let mut per_cadence: std::collections::BTreeMap<&str, usize> = Default::default();
             for item in &items {
                 *per_cadence.entry(item.cadence.as_str()).or_default() += 1;
@@ -80,7 +80,7 @@ pub async fn run(
                 .iter()
                 .map(|(c, n)| format!("{c}: {n}"))
                 .collect();
-            println!(
+            super::say!(
                 "{} sends in the next {days} days ({})",
                 items.len(),
                 counts.join(", ")
@@ -97,7 +97,15 @@ pub async fn items(
     now: Timestamp,
     days: u32,
 ) -> Result<Vec<Item>, Failure> {
-    let until = now + SignedDuration::from_hours(24 * i64::from(days));
+    let until = now
+        .checked_add(SignedDuration::from_hours(24 * i64::from(days)))
+        .ok()
+        .filter(|until| until.as_second() <= crate::domain::time::LAST_INSTANT)
+        .ok_or_else(|| {
+            Failure::Usage(format!(
+                "--days: {days} days from {now} is beyond the year 9000; give fewer days"
+            ))
+        })?;
     let planned = forecast(config, store, now, until).await?;
     Ok(planned
         .into_iter()

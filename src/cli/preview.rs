@@ -110,9 +110,9 @@ pub async fn run(
             let file = dir.join(format!("{}.eml", key.digest()));
             std::fs::write(&file, text)
                 .map_err(|e| Failure::Errors(vec![format!("{}: {e}", file.display())]))?;
-            println!("{}", file.display());
+            super::say!("{}", file.display());
         }
-        None => print!("{text}"),
+        None => super::write_stdout(text.as_bytes())?,
     }
     Ok(())
 }
@@ -123,9 +123,9 @@ fn write_card(card: &Card, out: Option<&Path>) -> Outcome {
         .map_err(|m| Failure::Errors(vec![format!("cadence `{}`: {m}", card.cadence)]))?;
     let Some(dir) = out else {
         if let Some(front) = &card.front {
-            println!("{front}\n\n---");
+            super::say!("{front}\n\n---");
         }
-        println!(
+        super::say!(
             "{}\n\n---\n{}",
             card.message,
             card.address_block().join("\n")
@@ -140,6 +140,6 @@ fn write_card(card: &Card, out: Option<&Path>) -> Outcome {
     ));
     std::fs::write(&file, pdf)
         .map_err(|e| Failure::Errors(vec![format!("{}: {e}", file.display())]))?;
-    println!("{}", file.display());
+    super::say!("{}", file.display());
     Ok(())
 }

@@ -70,7 +70,7 @@ pub async fn run(path: &Path, filter: Filter, format: Format) -> Outcome {
                     "reason/reply",
                 ],
                 &table,
-            );
+            )?;
         }
     }
     Ok(())

@@ -27,6 +27,6 @@ pub async fn run(path: &Path, contact: &str, channel: ChannelArg, opt_out: bool)
     } else {
         "resubscribed to"
     };
-    println!("{contact} {verb} {}", names.join(" and "));
+    super::say!("{contact} {verb} {}", names.join(" and "));
     Ok(())
 }

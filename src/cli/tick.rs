@@ -12,7 +12,7 @@ pub async fn run(path: &Path, now: Option<&str>, dry_run: bool) -> Outcome {
     let templates = load_templates(&config)?;
     let engine = Arc::new(Engine::build(config, templates).await?);
     let summary = engine.tick(now, dry_run).await?;
-    println!("{summary}");
+    super::say!("{summary}");
     if let Some(reason) = summary.paused {
         return Err(Failure::Errors(vec![format!(
             "sending paused: {reason}; the sends are kept and retried once the SMTP settings work"

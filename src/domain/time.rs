@@ -282,6 +282,10 @@ fn local_instant(day: Date, minutes: i32, zone: &TimeZone) -> Timestamp {
         .unwrap_or(Timestamp::MAX)
 }
 
+/// The latest instant tickler plans at or looks ahead to (9000-01-01, in seconds):
+/// a pass looks more than a year past its `now`, and the calendar ends in 9999.
+pub const LAST_INSTANT: i64 = 221_845_392_000;
+
 /// The first instant of `day` in `zone` (a day whose midnight is skipped starts later).
 pub fn start_of_day(day: Date, zone: &TimeZone) -> Timestamp {
     day.to_zoned(zone.clone())

@@ -49,7 +49,22 @@ pub(super) fn registry(escape_html: bool) -> Handlebars<'static> {
         ),
     );
     registry.register_helper("plural", Box::new(plural_helper));
+    // Handlebars' own `{{log}}` would write customers' data into tickler's logs.
+    registry.register_helper("log", Box::new(no_log_helper));
     registry
+}
+
+fn no_log_helper(
+    _: &Helper<'_>,
+    _: &Handlebars<'_>,
+    _: &Context,
+    _: &mut RenderContext<'_, '_>,
+    _: &mut dyn Output,
+) -> HelperResult {
+    Err(RenderErrorReason::Other(
+        "the log helper is not available: tickler's logs never carry customers' data".into(),
+    )
+    .into())
 }
 
 /// A helper parameter that must be present; in strict mode a missing one is an error

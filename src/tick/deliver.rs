@@ -184,7 +184,7 @@ impl Engine {
                 if let Ok(mut paused) = self.paused.lock()
                     && paused.is_none()
                 {
-                    tracing::error!(reason = %reason, "sending paused: fix the SMTP settings; sends are kept and retried");
+                    tracing::error!(reason = %crate::telemetry::redact(&reason), "sending paused: fix the SMTP settings; sends are kept and retried");
                     *paused = Some(reason.clone());
                 }
                 let next = now + SignedDuration::from_mins(5);
@@ -217,7 +217,7 @@ impl Engine {
             }
         };
         tracing::info!(contact = %row.contact, cadence = %row.cadence, occurrence = %row.occurrence,
-            status = status.as_str(), reason = reason.as_deref().unwrap_or_default(), "send");
+            status = status.as_str(), reason = %crate::telemetry::redact(reason.as_deref().unwrap_or_default()), "send");
         Outcome {
             id: row.id,
             status,

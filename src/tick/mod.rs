@@ -435,7 +435,7 @@ impl Engine {
             {
                 Ok(Some(report)) => {
                     for (line, reason) in &report.rejected {
-                        tracing::warn!(file = %path.display(), line, reason = %reason, "row rejected");
+                        tracing::warn!(file = %path.display(), line, reason = %crate::telemetry::redact(reason), "row rejected");
                     }
                     tracing::info!(file = %path.display(), accepted = report.accepted, changed = report.changed,
                         rejected = report.rejected.len(), "synced");

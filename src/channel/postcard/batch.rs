@@ -5,13 +5,15 @@
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use super::{Card, pdf};
 use crate::channel::DeliveryError;
+use crate::files::{open_lock_file, write_atomic};
 
 const MANIFEST: &str = "manifest.csv";
+const BOM: &str = "\u{feff}";
 const SOURCES: &str = ".cards";
 const COLUMNS: [&str; 11] = [
     "send_id",
@@ -26,29 +28,6 @@ const COLUMNS: [&str; 11] = [
     "country",
     "file",
 ];
-
-/// Replaces `path` with `bytes` so that readers see the old file or the new one, never
-/// a part, even across a crash or power loss.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(
-        ".{name}.{}.{:08x}.tmp",
-        std::process::id(),
-        fastrand::u32(..)
-    ));
-    let result = (|| {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
 
 fn transient(what: &Path, e: io::Error) -> DeliveryError {
     DeliveryError::Transient(format!("{}: {e}", what.display()))
@@ -114,11 +93,7 @@ fn manifest_row(card: &Card) -> Vec<String> {
 /// Holds the day's lock until dropped.
 fn lock(day: &Path) -> io::Result<File> {
     fs::create_dir_all(day)?;
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(day.join(".lock"))?;
+    let file = open_lock_file(&day.join(".lock"))?;
     file.lock()?;
     Ok(file)
 }
@@ -140,13 +115,16 @@ pub fn add_to_manifests(cards: &[(PathBuf, Card)]) -> io::Result<BTreeSet<PathBu
         }
         // Print order: the order the sends were planned in.
         rows.sort_by_key(|r| r.first().and_then(|id| id.parse::<i64>().ok()));
-        let mut writer = csv::Writer::from_writer(Vec::new());
+        // A BOM, so that spreadsheets read the names as UTF-8; cells they would run as
+        // formulas are defused.
+        let mut writer = crate::csv_safe::Writer::new(BOM.as_bytes().to_vec());
         writer.write_record(COLUMNS).map_err(io::Error::other)?;
         for row in &rows {
-            writer.write_record(row).map_err(io::Error::other)?;
+            writer
+                .write_record(row.iter().map(String::as_str))
+                .map_err(io::Error::other)?;
         }
-        let bytes = writer.into_inner().map_err(io::Error::other)?;
-        write_atomic(&path, &bytes)?;
+        write_atomic(&path, &writer.into_inner()?)?;
     }
     Ok(days)
 }
