@@ -2,6 +2,8 @@
 //! log, what happens and when. Shared by `tick` (which acts on what is due now) and
 //! `plan` (which shows the rest), so that the two cannot disagree. Pure: no clock, no I/O.
 
+use std::collections::HashMap;
+
 use jiff::{SignedDuration, Timestamp};
 
 use crate::config::{Config, FrequencyCap};
@@ -60,6 +62,20 @@ pub fn agenda<'a>(
         }
     }
     candidates.sort_by_key(|(_, d)| d.due_at);
+    // At most one message of a cadence goes out at once: of its occurrences that are
+    // due now (missed during downtime, or a burst of imported history), the latest is
+    // sent and the earlier are logged as superseded.
+    let due_now = |cadence: &Cadence, due: &Due| {
+        due.due_at <= now
+            && now.as_second() - due.due_at.as_second() <= cadence.max_lateness.seconds()
+            && skip_reason(due, cadence, contact).is_none()
+    };
+    let mut latest: HashMap<&str, usize> = HashMap::new();
+    for (i, (cadence, due)) in candidates.iter().enumerate() {
+        if due_now(cadence, due) {
+            latest.insert(cadence.id.as_str(), i);
+        }
+    }
 
     // Send times that count against the cap: the log's, then each planned send's.
     let counts = |cadence: &str| config.cadence(cadence).is_some_and(|c| !c.transactional);
@@ -70,7 +86,17 @@ pub fn agenda<'a>(
         .map(|(_, at)| *at)
         .collect();
     let mut out = Vec::with_capacity(candidates.len());
-    for (cadence, due) in candidates {
+    for (i, (cadence, due)) in candidates.into_iter().enumerate() {
+        if due_now(cadence, &due) && latest.get(cadence.id.as_str()) != Some(&i) {
+            out.push(Verdict {
+                cadence,
+                due,
+                decision: Decision::Skip("superseded".into()),
+                deferred_from: None,
+                skip_reason: None,
+            });
+            continue;
+        }
         let skip_reason = skip_reason(&due, cadence, contact);
         let capped = match (
             config.schedule.frequency_cap,

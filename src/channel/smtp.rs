@@ -480,6 +480,15 @@ impl Server {
                 .await
                 .map_err(classify)?;
         }
+        let encrypted = tls.is_some() || self.security == Security::Implicit;
+        if self.credentials.is_some() && !encrypted {
+            connection.abort().await;
+            return Err(DeliveryError::Paused(format!(
+                "{}:{} offers no STARTTLS, and tickler never sends the SMTP password without TLS; \
+                 use the server's STARTTLS port, or smtps://",
+                self.host, self.port
+            )));
+        }
         // lettre's client keeps no record of PIPELINING: the server is asked again (a
         // repeated EHLO is allowed, and comes before AUTH).
         let pipelining = match connection.command(Ehlo::new(self.hello.clone())).await {
@@ -701,7 +710,8 @@ fn causes<'a>(
     std::iter::successors(Some(e), |e| e.source())
 }
 
-/// lettre's error with its causes, on one line, each said once.
+/// lettre's error with its causes, on one line, each said once, and what to do about
+/// a certificate rustls refused.
 fn error_text(e: &lettre::transport::smtp::Error) -> String {
     let mut text = String::new();
     for cause in causes(e) {
@@ -713,7 +723,38 @@ fn error_text(e: &lettre::transport::smtp::Error) -> String {
             text.push_str(&part);
         }
     }
+    if let Some(advice) = certificate_advice(&text) {
+        text.push_str(" (");
+        text.push_str(advice);
+        text.push(')');
+    }
     one_line(&text)
+}
+
+/// What to do about the certificate problems rustls names in its own words.
+fn certificate_advice(text: &str) -> Option<&'static str> {
+    [
+        (
+            "CaUsedAsEndEntity",
+            "the server presents a CA certificate as its own: put the CA that signed the \
+             server's certificate in email.smtp.ca_file, or give the server a certificate \
+             made with CA:FALSE",
+        ),
+        (
+            "UnknownIssuer",
+            "the certificate is not signed by a CA tickler trusts: add that CA to \
+             email.smtp.ca_file",
+        ),
+        (
+            "NotValidForName",
+            "the certificate does not name the host in email.smtp.url: use the name it was \
+             made for",
+        ),
+        ("Expired", "the server's certificate has expired"),
+    ]
+    .into_iter()
+    .find(|(marker, _)| text.contains(marker))
+    .map(|(_, advice)| advice)
 }
 
 #[derive(Debug, PartialEq, Eq)]

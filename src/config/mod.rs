@@ -5,6 +5,7 @@
 mod cadences;
 mod raw;
 pub mod yaml;
+mod yaml_guard;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

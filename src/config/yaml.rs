@@ -62,8 +62,26 @@ impl Document {
     }
 
     pub fn parse(file: &Path, text: &str) -> Result<Document, Diagnostic> {
-        let value: serde_yaml::Value =
-            serde_yaml::from_str(text).map_err(|e| syntax_error(file, text, &e))?;
+        let at = |(line, col): (usize, usize)| Location {
+            file: file.to_owned(),
+            line,
+            col,
+        };
+        let unclosed = super::yaml_guard::check(text).map_err(|refusal| Diagnostic {
+            location: at(refusal.at),
+            message: format!("YAML syntax: {}", refusal.message),
+        })?;
+        let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+            let error = syntax_error(file, text, &e);
+            match unclosed {
+                // The parser notices an unclosed bracket only where it gives up.
+                Some(open) => Diagnostic {
+                    location: at(open),
+                    message: format!("{} (this bracket is never closed)", error.message),
+                },
+                None => error,
+            }
+        })?;
         let (mut nodes, mut keys, _) = index(text);
         let end = End::of(text);
         for at in nodes.values_mut().chain(keys.values_mut()) {
@@ -379,11 +397,16 @@ mod tests {
 
     #[test]
     fn an_error_at_the_end_points_at_the_last_line() {
-        // Found by fuzzing: the parser reported line 3 of a two-line file.
+        // Found by fuzzing: the parser reported line 3 of a two-line file. An unclosed
+        // bracket is reported where it opens (the innermost one).
         let err = Document::parse(Path::new("c.yaml"), "a: { b: [1,\n  ")
             .err()
             .unwrap();
-        assert_eq!(err.location.to_string(), "c.yaml:2:3", "{err}");
+        assert_eq!(err.location.to_string(), "c.yaml:1:9", "{err}");
+        let err = Document::parse(Path::new("c.yaml"), "a: 'open\n  ")
+            .err()
+            .unwrap();
+        assert_eq!(err.location.line, 2, "{err}");
         // And a node there: `---` alone is an empty document, located on line 1.
         let doc = Document::parse(Path::new("c.yaml"), "---").unwrap();
         assert_eq!(doc.locate("").to_string(), "c.yaml:1:4");

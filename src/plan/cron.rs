@@ -24,16 +24,87 @@ pub fn parse(expr: &str) -> Result<Cron, String> {
         })
 }
 
-/// [`parse`], refusing an expression that never fires: `30 2` (February 30) parses, but
-/// would send nothing. For reading the configuration only: the search for a first fire
-/// time can take a while, so the planner uses plain `parse` on what passed here.
+/// The shortest time allowed between two fire times: a follow-up, not a pager.
+pub const MIN_INTERVAL: i64 = 3600;
+
+/// [`parse`], refusing an expression that never fires (`30 2`, February 30, parses but
+/// would send nothing) or that fires more often than once an hour (SPEC section 7).
+/// For reading the configuration only: the search takes a while, so the planner uses
+/// plain `parse` on what passed here.
 pub fn parse_checked(expr: &str) -> Result<Cron, String> {
     let cron = parse(expr)?;
-    let start = chrono::DateTime::<Utc>::UNIX_EPOCH;
+    let start = Utc.from_utc_datetime(
+        &chrono::NaiveDate::from_ymd_opt(2026, 1, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .unwrap_or_default(),
+    );
     if cron.find_next_occurrence(&start, false).is_err() {
         return Err(format!("`{expr}` never fires: no date matches it"));
     }
+    // Two years of wall time cover every month and weekday pattern; more than two years
+    // of hourly fire times is itself more often than hourly.
+    let mut last = None;
+    for wall in cron
+        .iter_from(start, croner::Direction::Forward)
+        .take(2 * 366 * 24 + 1)
+    {
+        let at = wall.timestamp();
+        if let Some(previous) = last
+            && at - previous < MIN_INTERVAL
+        {
+            return Err(format!(
+                "`{expr}` fires {} apart at times; a cadence may fire at most once an hour",
+                gap(at - previous)
+            ));
+        }
+        last = Some(at);
+        if at - start.timestamp() > 2 * 366 * 86_400 {
+            break;
+        }
+    }
     Ok(cron)
+}
+
+fn gap(seconds: i64) -> String {
+    if seconds < 60 {
+        format!("{seconds} s")
+    } else {
+        format!("{} min", seconds / 60)
+    }
+}
+
+/// The latest fire time of `cron` in `zone` within `[from, until]`, if any: what a
+/// broadcast owes after fire times were missed (they collapse into the latest).
+pub fn latest_fire(
+    cron: &Cron,
+    zone: &TimeZone,
+    from: Timestamp,
+    until: Timestamp,
+) -> Option<Timestamp> {
+    // Start a day late in wall time: offsets differ by at most a day.
+    let start = until
+        .to_zoned(zone.clone())
+        .datetime()
+        .saturating_add(jiff::Span::new().days(1));
+    let start = to_chrono(start)?;
+    let earliest = from.as_second() - 2 * 86_400;
+    for wall in cron
+        .iter_from(Utc.from_utc_datetime(&start), croner::Direction::Backward)
+        .take(10_000)
+    {
+        let civil = from_chrono(wall.naive_utc())?;
+        let at = civil.to_zoned(zone.clone()).ok()?.timestamp();
+        if at < from {
+            if at.as_second() < earliest {
+                return None;
+            }
+            continue;
+        }
+        if at <= until {
+            return Some(at);
+        }
+    }
+    None
 }
 
 /// Fire times of `cron` in `zone` within `[from, until]`, oldest first, at most `limit`.
@@ -104,6 +175,40 @@ mod tests {
         assert!(parse("0 0 9 1 6 *").is_ok());
         assert!(parse_checked("0 0 9 30 2 *").is_err());
         assert!(parse_checked("0 0 9 29 2 *").is_ok());
+    }
+
+    #[test]
+    fn refuses_crons_that_fire_more_often_than_hourly() {
+        assert!(parse_checked("* * * * * *").is_err());
+        assert!(parse_checked("0 */30 * * * *").is_err());
+        // Twice within an hour, once a year.
+        assert!(parse_checked("0 0,30 9 1 1 *").is_err());
+        assert!(parse_checked("0 0 * * * *").is_ok());
+        assert!(parse_checked("0 0 9 1 6 *").is_ok());
+    }
+
+    #[test]
+    fn the_latest_fire_time_before_a_moment() {
+        let ny = TimeZone::get("America/New_York").unwrap();
+        let cron = parse("0 0 9 * * *").unwrap();
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        let latest = latest_fire(
+            &cron,
+            &ny,
+            at("2026-03-01T00:00:00Z"),
+            at("2026-03-10T12:00:00Z"),
+        );
+        // 09:00 New York on Mar 10 is 13:00Z (after DST): not yet; Mar 9 was 14:00Z.
+        assert_eq!(latest, Some(at("2026-03-09T13:00:00Z")));
+        assert_eq!(
+            latest_fire(
+                &cron,
+                &ny,
+                at("2026-03-09T14:00:00Z"),
+                at("2026-03-09T20:00:00Z")
+            ),
+            None
+        );
     }
 
     #[test]

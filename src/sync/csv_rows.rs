@@ -34,18 +34,12 @@ pub fn read_csv(
     input: impl Read,
     mut each: impl FnMut(u64, Result<&CsvRow<'_>, String>) -> bool,
 ) -> Result<(), String> {
-    let mut input = BufReader::with_capacity(1 << 16, input);
-    // The csv crate counts the `\n` of a `\r\n` ending as part of the next row, whose
-    // line it then gives as one too low. A file whose header ends in `\r\n` (Windows,
-    // Excel) gets its rows' lines counted up by one.
-    let crlf = match input.fill_buf() {
-        Ok(head) => head
-            .iter()
-            .position(|&b| b == b'\n')
-            .is_some_and(|i| i > 0 && head[i - 1] == b'\r'),
-        Err(e) => return Err(format!("cannot read the header row: {e}")),
+    // Rows read with their line endings as LF: the csv crate counts the `\n` of a
+    // `\r\n` as part of the next row, whose line it would give one too low.
+    let input = CrlfToLf {
+        inner: BufReader::with_capacity(1 << 16, input),
+        cr_pending: false,
     };
-    let shift = u64::from(crlf);
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .buffer_capacity(1 << 16)
@@ -74,11 +68,11 @@ pub fn read_csv(
     }
     let mut record = csv::ByteRecord::new();
     loop {
-        let line = reader.position().line() + shift;
+        let line = reader.position().line();
         match reader.read_byte_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {
-                let line = record.position().map_or(line, |p| p.line() + shift);
+                let line = record.position().map_or(line, |p| p.line());
                 if record.len() == 1 && record.get(0).is_some_and(|f| f.is_empty()) {
                     continue;
                 }
@@ -114,7 +108,7 @@ pub fn read_csv(
                 }
             }
             Err(e) => {
-                let line = e.position().map_or(line, |p| p.line() + shift);
+                let line = e.position().map_or(line, |p| p.line());
                 let more = each(line, Err(format!("unreadable CSV: {e}")));
                 if !more
                     || !matches!(
@@ -128,6 +122,62 @@ pub fn read_csv(
         }
     }
     Ok(())
+}
+
+/// A reader that turns each `\r\n` into `\n` (a lone `\r` is kept).
+struct CrlfToLf<R> {
+    inner: R,
+    /// A `\r` that ended the last buffer: it is dropped if a `\n` follows.
+    cr_pending: bool,
+}
+
+impl<R: BufRead> Read for CrlfToLf<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let mut written = 0;
+            if self.cr_pending {
+                self.cr_pending = false;
+                if self.inner.fill_buf()?.first() != Some(&b'\n') {
+                    out[0] = b'\r';
+                    written = 1;
+                }
+            }
+            let buf = self.inner.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(written);
+            }
+            let take = buf.len().min(out.len() - written);
+            let mut used = 0;
+            while used < take {
+                let rest = &buf[used..take];
+                let Some(at) = memchr::memchr(b'\r', rest) else {
+                    out[written..written + rest.len()].copy_from_slice(rest);
+                    written += rest.len();
+                    used = take;
+                    break;
+                };
+                out[written..written + at].copy_from_slice(&rest[..at]);
+                written += at;
+                let cr = used + at;
+                match buf.get(cr + 1) {
+                    Some(b'\n') => {}
+                    Some(_) => {
+                        out[written] = b'\r';
+                        written += 1;
+                    }
+                    None => self.cr_pending = true,
+                }
+                used = cr + 1;
+            }
+            self.inner.consume(used);
+            if written > 0 {
+                return Ok(written);
+            }
+        }
+    }
 }
 
 /// The row's fields as text; the last field that is not UTF-8 makes the reason.
@@ -145,4 +195,57 @@ fn utf8_fields<'r>(names: &[String], record: &'r csv::ByteRecord) -> Result<Vec<
         }
     }
     bad.map_or(Ok(values), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads through a `CrlfToLf` whose inner buffer holds `chunk` bytes at a time.
+    fn normalized(text: &[u8], chunk: usize, out: usize) -> Vec<u8> {
+        let mut reader = CrlfToLf {
+            inner: BufReader::with_capacity(chunk, text),
+            cr_pending: false,
+        };
+        let mut all = Vec::new();
+        let mut buf = vec![0; out];
+        loop {
+            let n = reader.read(&mut buf).unwrap();
+            if n == 0 {
+                return all;
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    #[test]
+    fn crlf_becomes_lf_across_buffer_boundaries() {
+        let text = b"a,b\r\n1,2\r\n3,\r4\r\r\n\r";
+        for chunk in 1..8 {
+            for out in 1..8 {
+                assert_eq!(normalized(text, chunk, out), b"a,b\n1,2\n3,\r4\r\n\r");
+            }
+        }
+    }
+
+    #[test]
+    fn lines_are_right_whatever_the_line_endings() {
+        let text = "id,name\n1,a\r\n2,b\r\n3,\"c\nd\"\n4,e\r\n";
+        let mut lines = Vec::new();
+        read_csv(text.as_bytes(), |line, row| {
+            lines.push((line, row.map(|r| r.get("id").to_owned())));
+            true
+        })
+        .unwrap();
+        let ids: Vec<(u64, String)> = lines.into_iter().map(|(l, r)| (l, r.unwrap())).collect();
+        assert_eq!(
+            ids,
+            [
+                (2, "1".into()),
+                (3, "2".into()),
+                (4, "3".into()),
+                (6, "4".into())
+            ]
+        );
+    }
 }

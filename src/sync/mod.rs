@@ -84,10 +84,34 @@ impl Fields for Record {
     }
 }
 
+/// Longest id (contact or event) taken, in characters: ids go into every link and
+/// header that names a contact, and a header line must stay under 998 characters.
+pub const MAX_ID: usize = 128;
+/// Longest value of any other column, in bytes.
+pub const MAX_VALUE: usize = 4096;
+/// Most custom columns a record may carry.
+pub const MAX_CUSTOM_FIELDS: usize = 100;
+
 fn no_controls(name: &str, value: &str) -> Result<(), String> {
     if value.chars().any(|c| c.is_control() && c != '\t') {
         return Err(format!(
             "{name}: contains a line break or control character"
+        ));
+    }
+    if value.len() > MAX_VALUE {
+        return Err(format!(
+            "{name}: is {} bytes long; at most {MAX_VALUE} are taken",
+            value.len()
+        ));
+    }
+    Ok(())
+}
+
+fn id_ok(name: &str, value: &str) -> Result<(), String> {
+    let length = value.chars().count();
+    if length > MAX_ID {
+        return Err(format!(
+            "{name}: is {length} characters long; ids of at most {MAX_ID} are taken"
         ));
     }
     Ok(())
@@ -110,6 +134,11 @@ fn custom_fields(record: &impl Fields, known: &[&str]) -> Result<BTreeMap<String
         }
         no_controls(k, v)?;
         fields.insert(k.to_owned(), v.trim().to_owned());
+        if fields.len() > MAX_CUSTOM_FIELDS {
+            return Err(format!(
+                "{k}: more than {MAX_CUSTOM_FIELDS} custom columns with values in one record"
+            ));
+        }
     }
     Ok(fields)
 }
@@ -120,6 +149,7 @@ pub fn contact_from_record(record: &impl Fields) -> Result<ContactUpsert, String
     if id.is_empty() {
         return Err("id: missing".into());
     }
+    id_ok("id", id)?;
     for name in CONTACT_COLUMNS {
         no_controls(name, record.get(name))?;
     }
@@ -183,6 +213,8 @@ pub fn event_from_record(record: &impl Fields) -> Result<PendingEvent, String> {
     if contact_id.is_empty() {
         return Err("contact_id: missing".into());
     }
+    id_ok("contact_id", contact_id)?;
+    id_ok("id", record.get("id"))?;
     let kind = record.get("kind");
     if kind.is_empty() {
         return Err("kind: missing".into());
