@@ -57,15 +57,13 @@ fn smtp_settings(config: &Config) -> (Vec<String>, Vec<String>) {
                 ));
             }
         }
-        Some(PasswordSource::Env(var)) => {
-            if std::env::var_os(var).is_none() {
-                errors.push(format!(
-                    "{}: email.smtp.password_env: ${var} is not set here",
-                    at("email.smtp.password_env")
-                ));
-            }
+        Some(PasswordSource::Env(var)) if std::env::var_os(var).is_none() => {
+            errors.push(format!(
+                "{}: email.smtp.password_env: ${var} is not set here",
+                at("email.smtp.password_env")
+            ));
         }
-        None => {}
+        Some(PasswordSource::Env(_)) | None => {}
     }
     if smtp.username.is_some() && smtp.url.ends_with("?tls=none") {
         warnings.push(format!(

@@ -43,22 +43,22 @@ pub fn parse_checked(expr: &str) -> Result<Cron, String> {
     }
     // Two years of wall time cover every month and weekday pattern; more than two years
     // of hourly fire times is itself more often than hourly.
-    let mut last = None;
-    for wall in cron
-        .iter_from(start, croner::Direction::Forward)
-        .take(2 * 366 * 24 + 1)
-    {
-        let at = wall.timestamp();
-        if let Some(previous) = last
-            && at - previous < MIN_INTERVAL
-        {
+    let mut last = start;
+    let mut first = true;
+    for _ in 0..2 * 366 * 24 + 1 {
+        let Ok(next) = cron.find_next_occurrence(&last, first) else {
+            break;
+        };
+        let gap_seconds = next.timestamp() - last.timestamp();
+        if !first && gap_seconds < MIN_INTERVAL {
             return Err(format!(
                 "`{expr}` fires {} apart at times; a cadence may fire at most once an hour",
-                gap(at - previous)
+                gap(gap_seconds)
             ));
         }
-        last = Some(at);
-        if at - start.timestamp() > 2 * 366 * 86_400 {
+        first = false;
+        last = next;
+        if last.timestamp() - start.timestamp() > 2 * 366 * 86_400 {
             break;
         }
     }

@@ -82,12 +82,19 @@ struct AuthServer {
     child: Child,
     port: u16,
     accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Login attempts the server saw.
+    logins: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl AuthServer {
     /// Starts the server, or returns `None` when python3-aiosmtpd or openssl is missing
     /// (which fails the test under CI, where .ci/run installs them).
     fn start(dir: &Path, mode: &str) -> Option<AuthServer> {
+        AuthServer::start_with_cert(dir, mode, "server.pem", "server.key")
+    }
+
+    /// [`AuthServer::start`] presenting `cert` (made with the test CA's files).
+    fn start_with_cert(dir: &Path, mode: &str, cert: &str, key: &str) -> Option<AuthServer> {
         let have = |program: &str, args: &[&str]| {
             Command::new(program)
                 .args(args)
@@ -104,7 +111,9 @@ impl AuthServer {
             );
             return None;
         }
-        make_certificates(dir);
+        if !dir.join("ca.pem").exists() {
+            make_certificates(dir);
+        }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("port")
@@ -112,14 +121,7 @@ impl AuthServer {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/auth_smtpd.py");
         let mut child = Command::new("/usr/bin/python3")
             .arg(script)
-            .args([
-                &port.to_string(),
-                "server.pem",
-                "server.key",
-                "tickler",
-                "s3cret pass",
-                mode,
-            ])
+            .args([&port.to_string(), cert, key, "tickler", "s3cret pass", mode])
             .current_dir(dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -133,18 +135,23 @@ impl AuthServer {
             "aiosmtpd did not start (is python3-aiosmtpd installed?)"
         );
         let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = accepted.clone();
+        let logins = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (counter, login_counter) = (accepted.clone(), logins.clone());
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
-                if line == "message" {
-                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                }
+                let counter = match line.as_str() {
+                    "message" => &counter,
+                    "auth" => &login_counter,
+                    _ => continue,
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
         });
         Some(AuthServer {
             child,
             port,
             accepted,
+            logins,
         })
     }
 
@@ -509,4 +516,81 @@ fn with_the_http_endpoint_configured_links_are_signed_and_one_click() {
             .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn the_password_is_never_sent_to_a_server_without_tls() {
+    let ws = Workspace::new(None);
+    ws.import_all();
+    let Some(server) = AuthServer::start(ws.dir.path(), "plain") else {
+        return;
+    };
+    ws.write("smtp-password", "s3cret pass\n");
+    set_smtp(
+        &ws,
+        &format!(
+            "    url: smtp://127.0.0.1:{}\n    username: tickler\n    password_file: smtp-password\n    timeout: 10s\n",
+            server.port
+        ),
+    );
+    let run = ws.tickler(&["tick", "--now", NOW]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("error: sending paused:") && run.stderr.contains("no STARTTLS"),
+        "{}",
+        run.stderr
+    );
+    let rows = ws.sends();
+    let retrying: Vec<_> = rows.iter().filter(|r| r["status"] == "retrying").collect();
+    assert_eq!(retrying.len(), 3, "{rows:?}");
+    assert!(retrying.iter().all(|r| {
+        r["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("never sends the SMTP password without TLS")
+    }));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(server.logins.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(server.accepted(), 0);
+
+    // `check` foresees it when the URL rules TLS out.
+    set_smtp(
+        &ws,
+        &format!(
+            "    url: smtp://127.0.0.1:{}?tls=none\n    username: tickler\n    password_file: smtp-password\n",
+            server.port
+        ),
+    );
+    let run = ws.tickler(&["check"]).ok();
+    assert!(
+        run.stderr.contains("warning:") && run.stderr.contains("tls=none"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_ca_certificate_used_as_the_servers_own_gets_advice_not_a_code() {
+    let ws = Workspace::new(None);
+    ws.import_all();
+    // The CA's own certificate presented as the server's, and trusted.
+    ws.write("smtp-password", "s3cret pass\n");
+    let Some(server) = AuthServer::start_with_cert(ws.dir.path(), "starttls", "ca.pem", "ca.key")
+    else {
+        return;
+    };
+    set_smtp(
+        &ws,
+        &format!(
+            "    url: smtp://127.0.0.1:{}?tls=required\n    username: tickler\n    password_file: smtp-password\n    ca_file: ca.pem\n    timeout: 10s\n",
+            server.port
+        ),
+    );
+    let run = ws.tickler(&["tick", "--now", NOW]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("CA certificate as its own") && run.stderr.contains("CA:FALSE"),
+        "{}",
+        run.stderr
+    );
 }

@@ -7,6 +7,7 @@ mod calendar;
 mod core;
 mod daemon;
 mod delivery;
+mod hardening;
 mod helpers;
 mod postcards;
 mod postfix;
