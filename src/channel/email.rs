@@ -65,10 +65,14 @@ pub fn build(envelope: &Envelope<'_>, body: &RenderedEmail) -> Result<Message, S
         builder = builder.reply_to(mailbox(&business.name, address(reply_to)?));
     }
     let message = match &body.html {
-        Some(html) => builder.multipart(MultiPart::alternative_plain_html(
-            crlf(&body.text),
-            crlf(html),
-        )),
+        // The boundary comes from the Message-ID, not from chance: every attempt of a
+        // send is the same bytes (and a signature over them stays valid).
+        Some(html) => builder.multipart(
+            MultiPart::alternative()
+                .boundary(boundary(envelope.message_id))
+                .singlepart(SinglePart::plain(crlf(&body.text)))
+                .singlepart(SinglePart::html(crlf(html))),
+        ),
         None => builder.singlepart(
             SinglePart::builder()
                 .header(ContentType::TEXT_PLAIN)
@@ -76,6 +80,15 @@ pub fn build(envelope: &Envelope<'_>, body: &RenderedEmail) -> Result<Message, S
         ),
     };
     message.map_err(|e| format!("cannot build the message: {e}"))
+}
+
+/// A MIME boundary that no body can contain by chance: derived from the Message-ID,
+/// which is unique to the send.
+fn boundary(message_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(message_id.as_bytes());
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    format!("tickler_{hex}")
 }
 
 /// The text with every line ending in CRLF, as a message body must. lettre would do the

@@ -3,6 +3,8 @@
 //! a failure is worth retrying.
 
 pub mod email;
+mod feedback;
+pub use feedback::Learned;
 pub mod postcard;
 pub mod smtp;
 
@@ -36,4 +38,9 @@ pub trait EmailTransport: Send + Sync {
 
     /// Closes connections kept open between messages; called at the end of a pass.
     async fn close_idle(&self) {}
+
+    /// What the transport learned of its server's limits, if it learns any.
+    fn learned(&self) -> Option<Learned> {
+        None
+    }
 }

@@ -39,6 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::email::one_line;
+use super::feedback::{AfterRefusal, Feedback, Learned, Slot};
 use super::{DeliveryError, EmailTransport};
 use crate::config::{PasswordSource, SmtpConfig};
 
@@ -62,6 +63,8 @@ pub struct SmtpOutbox {
 struct Shared {
     server: Server,
     timeout: Duration,
+    /// How many connections the server takes, and how fast.
+    feedback: Arc<Feedback>,
     idle: Mutex<Vec<(Connection, Instant)>>,
     /// Messages waiting for a connection. A task without work holds the lock while it
     /// waits, so a busy task finds the lock free only when every task is busy.
@@ -78,6 +81,8 @@ struct Item {
 struct Taken {
     item: Item,
     deadline: Instant,
+    /// Times the message started again because of its connection, not of itself.
+    restarts: u8,
 }
 
 /// Where a connection stands with a message.
@@ -104,7 +109,23 @@ struct Outgoing {
 struct Connection {
     smtp: AsyncSmtpConnection,
     pipelining: bool,
+    /// Its place in the window of connections the server takes.
+    _slot: Slot,
 }
+
+/// Why a connection could not be opened.
+enum Opening {
+    /// The server refused the connection itself (refused, 421 at the greeting, too
+    /// many connections): about the client, not the message.
+    Refused(String),
+    /// A setup failure (credentials, TLS) or anything else no retry here can mend.
+    Failed(DeliveryError),
+}
+
+/// Times a message starts again on another connection before its failure is its own.
+const MAX_RESTARTS: u8 = 3;
+/// Times a message waits out the server's rate limit before its refusal is its own.
+const MAX_RATE_RESTARTS: u8 = 12;
 
 /// Why a step failed, and whether the connection can carry on.
 struct Failed {
@@ -112,6 +133,10 @@ struct Failed {
     /// The server answered with a reply code and did not close: the conversation is
     /// still in step.
     in_step: bool,
+    /// The server refused for its rate limit (a 4.7.x reply): about the client.
+    rate_limit: bool,
+    /// The connection failed or closed (421, timeout): the message was not refused.
+    connection_lost: bool,
 }
 
 /// Where and how to connect.
@@ -171,6 +196,7 @@ impl SmtpOutbox {
                     credentials,
                 },
                 timeout: config.timeout,
+                feedback: Arc::new(Feedback::new((config.max_connections as usize).max(1))),
                 idle: Mutex::new(Vec::new()),
                 waiting: tokio::sync::Mutex::new(waiting),
             }),
@@ -207,6 +233,16 @@ impl Taken {
         Taken {
             item,
             deadline: Instant::now() + timeout,
+            restarts: 0,
+        }
+    }
+
+    /// The message again, with a deadline of its own from now.
+    fn again(self, timeout: Duration) -> Taken {
+        Taken {
+            item: self.item,
+            deadline: Instant::now() + timeout,
+            restarts: self.restarts + 1,
         }
     }
 }
@@ -253,14 +289,20 @@ impl Shared {
         taken: Taken,
         answers: &mut Vec<Answer>,
     ) -> Option<Step> {
-        let Taken { item, deadline } = &taken;
         // Its sender stopped waiting (the pass was cancelled): it is not sent.
-        if item.answer.is_closed() {
+        if taken.item.answer.is_closed() {
             return None;
         }
+        self.feedback.pace().await;
+        // Waiting for a connection or for the server's pace is not the message's time.
+        let taken = Taken {
+            deadline: Instant::now() + self.timeout,
+            ..taken
+        };
+        let deadline = taken.deadline;
         let conn = match connection {
             Some(conn) => conn,
-            None => match self.checkout(*deadline).await {
+            None => match self.checkout().await {
                 Ok(conn) => connection.insert(conn),
                 Err(error) => {
                     answers.push((taken.item.answer, Err(error)));
@@ -268,31 +310,60 @@ impl Shared {
                 }
             },
         };
-        let mail = &item.mail;
+        let mail = &taken.item.mail;
         if !conn.pipelines(mail) {
             // lettre's own exchange, which also says why a message cannot go, and
             // closes the connection after any failed step.
             let result = self
-                .within(*deadline, conn.smtp.send(&mail.envelope, &mail.email))
+                .within(deadline, conn.smtp.send(&mail.envelope, &mail.email))
                 .await;
-            if result.is_err() {
-                *connection = None;
-            }
-            answers.push((
-                taken.item.answer,
-                result.map(reply_text).map_err(|f| f.error),
-            ));
-            return None;
+            return match result {
+                Ok(reply) => {
+                    self.feedback.delivered();
+                    answers.push((taken.item.answer, Ok(reply_text(reply))));
+                    None
+                }
+                Err(failed) => {
+                    *connection = None;
+                    // The data may have reached the server: only a refusal starts again.
+                    let failed = Failed {
+                        connection_lost: false,
+                        ..failed
+                    };
+                    self.refused_message(taken, failed, answers)
+                }
+            };
         }
-        let opened = self.within(*deadline, conn.open(mail)).await;
-        match opened {
+        match self.within(deadline, conn.open(mail)).await {
             Ok(()) => Some(Step::Body(taken)),
             Err(failed) => {
-                close(connection, *deadline).await;
-                answers.push((taken.item.answer, Err(failed.error)));
-                None
+                if !(failed.in_step && conn.reset(deadline).await) {
+                    close(connection, deadline).await;
+                }
+                self.refused_message(taken, failed, answers)
             }
         }
+    }
+
+    /// A refusal of `taken` before or after its data: a rate limit or a lost
+    /// connection starts it again (after the server's pause); anything else is the
+    /// message's own outcome.
+    fn refused_message(
+        &self,
+        taken: Taken,
+        failed: Failed,
+        answers: &mut Vec<Answer>,
+    ) -> Option<Step> {
+        let waiting = !taken.item.answer.is_closed();
+        if waiting && failed.rate_limit && taken.restarts < MAX_RATE_RESTARTS {
+            self.feedback.rate_limited(&failed.error.to_string());
+            return Some(Step::Start(taken.again(self.timeout)));
+        }
+        if waiting && failed.connection_lost && taken.restarts < MAX_RESTARTS {
+            return Some(Step::Start(taken.again(self.timeout)));
+        }
+        answers.push((taken.item.answer, Err(failed.error)));
+        None
     }
 
     /// Writes `taken`'s body, with the next waiting message's MAIL, RCPT and DATA
@@ -315,7 +386,10 @@ impl Shared {
         let mail = &taken.item.mail;
         let mut next = self.ready();
         let behind = next.take_if(|n| {
-            mail.block.is_some() && !n.item.answer.is_closed() && conn.pipelines(&n.item.mail)
+            mail.block.is_some()
+                && !n.item.answer.is_closed()
+                && conn.pipelines(&n.item.mail)
+                && self.feedback.may_start_now()
         });
         let written = match (&mail.block, &behind) {
             (Some(block), Some(behind)) => {
@@ -336,6 +410,11 @@ impl Shared {
             Ok(_) => true,
             Err(failed) => failed.in_step,
         };
+        if written.is_ok() {
+            self.feedback.delivered();
+        }
+        // A refusal after the data is the message's own (a rate limit there too: the
+        // server has seen the whole message, and only this reply says it was not taken).
         answers.push((
             taken.item.answer,
             written.map(reply_text).map_err(|f| f.error),
@@ -355,15 +434,17 @@ impl Shared {
         match replies {
             Ok(()) => Some(Step::Body(behind)),
             Err(failed) => {
-                close(connection, behind.deadline).await;
-                if failed.in_step {
-                    answers.push((behind.item.answer, Err(failed.error)));
-                    None
-                } else {
-                    // The connection failed before the message's data: it starts
-                    // again, on a new connection.
-                    Some(Step::Start(behind))
+                let kept = failed.in_step
+                    && match connection.as_mut() {
+                        Some(conn) => conn.reset(behind.deadline).await,
+                        None => false,
+                    };
+                if !kept {
+                    close(connection, behind.deadline).await;
                 }
+                // Refused before its data, or its connection failed first: a rate limit
+                // or a lost connection starts it again.
+                self.refused_message(behind, failed, answers)
             }
         }
     }
@@ -378,35 +459,77 @@ impl Shared {
             Err(_) => Err(Failed {
                 error: timed_out(self.timeout),
                 in_step: false,
+                rate_limit: false,
+                connection_lost: true,
             }),
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(Failed {
+            Ok(Err(e)) => {
                 // 421: the server is closing the connection.
-                in_step: e.status().is_some_and(|code| code.to_string() != "421"),
-                error: classify(e),
-            }),
+                let in_step = e.status().is_some_and(|code| code.to_string() != "421");
+                Err(Failed {
+                    in_step,
+                    rate_limit: is_rate_limit(&e),
+                    connection_lost: !in_step,
+                    error: classify(e),
+                })
+            }
         }
     }
 
-    /// The most recently used idle connection that still works, or a new one.
-    async fn checkout(&self, deadline: Instant) -> Result<Connection, DeliveryError> {
+    /// The most recently used idle connection that still works, or a new one when the
+    /// server's window has room. A refused connection shrinks the window and the
+    /// message waits for one that works; when none can be had, sending pauses.
+    async fn checkout(&self) -> Result<Connection, DeliveryError> {
         loop {
-            let taken = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-            let Some((mut connection, since)) = taken else {
-                return tokio::time::timeout_at(deadline.into(), self.server.connect(self.timeout))
-                    .await
-                    .unwrap_or_else(|_| Err(timed_out(self.timeout)));
+            if let Some(reason) = self.feedback.down() {
+                return Err(DeliveryError::Paused(reason));
+            }
+            if let Some(connection) = self.idle_connection().await {
+                return Ok(connection);
+            }
+            let Some(slot) = self.feedback.try_open() else {
+                self.feedback.changed().await;
+                continue;
             };
+            let opened =
+                tokio::time::timeout(self.timeout, self.server.connect(self.timeout, slot))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Opening::Refused(format!(
+                            "no greeting within {}s",
+                            self.timeout.as_secs()
+                        )))
+                    });
+            match opened {
+                Ok(connection) => {
+                    self.feedback.connected();
+                    return Ok(connection);
+                }
+                Err(Opening::Failed(error)) => return Err(error),
+                Err(Opening::Refused(reason)) => match self.feedback.refused(&reason) {
+                    AfterRefusal::Wait => self.feedback.changed().await,
+                    AfterRefusal::RetryAfter(wait) => tokio::time::sleep(wait).await,
+                    AfterRefusal::Down(reason) => return Err(DeliveryError::Paused(reason)),
+                },
+            }
+        }
+    }
+
+    /// The most recently used idle connection that still works.
+    async fn idle_connection(&self) -> Option<Connection> {
+        loop {
+            let (mut connection, since) = self.idle.lock().ok().and_then(|mut idle| idle.pop())?;
             let idle_for = since.elapsed();
+            let check = Instant::now() + self.timeout;
             if idle_for < CHECK_AFTER
                 || (idle_for < IDLE_LIMIT
-                    && tokio::time::timeout_at(deadline.into(), connection.smtp.test_connected())
+                    && tokio::time::timeout_at(check.into(), connection.smtp.test_connected())
                         .await
                         .unwrap_or(false))
             {
-                return Ok(connection);
+                return Some(connection);
             }
-            let _ = tokio::time::timeout_at(deadline.into(), connection.smtp.abort()).await;
+            let _ = tokio::time::timeout_at(check.into(), connection.smtp.abort()).await;
         }
     }
 }
@@ -438,12 +561,19 @@ fn reply_text(response: Response) -> String {
 }
 
 impl Server {
-    async fn connect(&self, timeout: Duration) -> Result<Connection, DeliveryError> {
+    /// Opens a connection in `slot`: TCP, the greeting, STARTTLS, EHLO and AUTH.
+    async fn connect(&self, timeout: Duration, slot: Slot) -> Result<Connection, Opening> {
         let unreachable = |e: io::Error| {
-            DeliveryError::Transient(format!(
+            Opening::Refused(format!(
                 "cannot connect to {}:{}: {e}",
                 self.host, self.port
             ))
+        };
+        // A setup failure (TLS, credentials) stops sending; any other failure before
+        // the first message is the server turning the connection away.
+        let refused = |e: SmtpError| match classify(e) {
+            DeliveryError::Paused(reason) => Opening::Failed(DeliveryError::Paused(reason)),
+            other => Opening::Refused(other.to_string()),
         };
         let connect = TcpStream::connect((self.host.as_str(), self.port));
         let tcp = tokio::time::timeout(timeout, connect)
@@ -459,7 +589,10 @@ impl Server {
                     lettre::transport::smtp::client::AsyncNetworkStream::use_existing_tokio1(
                         Box::new(tcp),
                     );
-                stream.upgrade_tls(tls.clone()).await.map_err(classify)?;
+                stream
+                    .upgrade_tls(tls.clone())
+                    .await
+                    .map_err(|e| Opening::Failed(classify(e)))?;
                 let stream = TlsStream {
                     inner: tokio_util::compat::FuturesAsyncReadCompatExt::compat(stream),
                     peer,
@@ -468,7 +601,7 @@ impl Server {
             }
             _ => AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello).await,
         }
-        .map_err(classify)?;
+        .map_err(refused)?;
         let tls = match (&self.security, &self.tls) {
             (Security::Opportunistic, Some(tls)) if connection.can_starttls() => Some(tls),
             (Security::Required, Some(tls)) => Some(tls),
@@ -478,16 +611,16 @@ impl Server {
             connection
                 .starttls(tls.clone(), &self.hello)
                 .await
-                .map_err(classify)?;
+                .map_err(|e| Opening::Failed(classify(e)))?;
         }
         let encrypted = tls.is_some() || self.security == Security::Implicit;
         if self.credentials.is_some() && !encrypted {
             connection.abort().await;
-            return Err(DeliveryError::Paused(format!(
+            return Err(Opening::Failed(DeliveryError::Paused(format!(
                 "{}:{} offers no STARTTLS, and tickler never sends the SMTP password without TLS; \
                  use the server's STARTTLS port, or smtps://",
                 self.host, self.port
-            )));
+            ))));
         }
         // lettre's client keeps no record of PIPELINING: the server is asked again (a
         // repeated EHLO is allowed, and comes before AUTH).
@@ -497,19 +630,20 @@ impl Server {
                 .any(|line| line.split_whitespace().next() == Some("PIPELINING")),
             Err(e) => {
                 connection.abort().await;
-                return Err(classify(e));
+                return Err(refused(e));
             }
         };
         if let Some(credentials) = &self.credentials {
             let mechanisms = [Mechanism::Plain, Mechanism::Login];
             if let Err(e) = connection.auth(&mechanisms, credentials).await {
                 connection.abort().await;
-                return Err(classify(e));
+                return Err(Opening::Failed(classify(e)));
             }
         }
         Ok(Connection {
             smtp: connection,
             pipelining,
+            _slot: slot,
         })
     }
 }
@@ -529,17 +663,38 @@ impl Connection {
 
     /// Writes MAIL, RCPT and DATA at once and reads their replies.
     async fn open(&mut self, mail: &Outgoing) -> Result<(), SmtpError> {
-        self.smtp.command(mail.commands.as_str()).await?;
-        self.replies(mail, 1).await
+        let first = self.smtp.command(mail.commands.as_str()).await;
+        if first.as_ref().is_err_and(|e| e.status().is_none()) {
+            return first.map(|_| ());
+        }
+        let rest = self.replies(mail, 1).await;
+        first.and(rest.map(|()| ())).map(|_| ())
     }
 
     /// Reads the replies to `mail`'s MAIL, RCPTs and DATA, in order, after the first
-    /// `read` of them.
+    /// `read` of them: all of them, so that the conversation stays in step after a
+    /// refusal; the first refusal is the result.
     async fn replies(&mut self, mail: &Outgoing, read: usize) -> Result<(), SmtpError> {
+        let mut result = Ok(());
         for _ in read..mail.envelope.to().len() + 2 {
-            self.smtp.read_response().await?;
+            match self.smtp.read_response().await {
+                Ok(_) => {}
+                // No reply at all: the connection is gone.
+                Err(e) if e.status().is_none() => return Err(e),
+                Err(e) => result = result.and(Err(e)),
+            }
         }
-        Ok(())
+        result
+    }
+
+    /// Ends a refused transaction with RSET, so that the connection can carry the next
+    /// message; false when the server does not take it.
+    async fn reset(&mut self, deadline: Instant) -> bool {
+        let rset = self.smtp.command(lettre::transport::smtp::commands::Rset);
+        matches!(
+            tokio::time::timeout_at(deadline.into(), rset).await,
+            Ok(Ok(_))
+        )
     }
 }
 
@@ -595,6 +750,20 @@ fn data_block(email: &[u8]) -> Vec<u8> {
     block
 }
 
+/// A refusal for the client's sending rate: a 4xx reply with an enhanced status of
+/// 4.7.x (Postfix: `450 4.7.1 Error: too much mail`), or one that says so in words.
+fn is_rate_limit(e: &SmtpError) -> bool {
+    let transient = e
+        .status()
+        .is_some_and(|code| code.to_string().starts_with('4'));
+    let text = e.to_string().to_ascii_lowercase();
+    transient
+        && (text.contains(" 4.7.")
+            || text.contains("too much mail")
+            || text.contains("rate limit")
+            || text.contains("too many messages"))
+}
+
 /// What a failure means for the send: pause everything, give up, or retry later.
 fn classify(e: lettre::transport::smtp::Error) -> DeliveryError {
     if is_setup_failure(&e) {
@@ -640,6 +809,11 @@ impl EmailTransport for SmtpOutbox {
         for (mut connection, _) in idle {
             let _ = tokio::time::timeout(self.shared.timeout, connection.smtp.quit()).await;
         }
+        self.shared.feedback.end_of_pass();
+    }
+
+    fn learned(&self) -> Option<Learned> {
+        Some(self.shared.feedback.learned())
     }
 }
 

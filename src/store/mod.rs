@@ -217,6 +217,10 @@ pub struct SendRow {
     pub reply: Option<String>,
     pub next_attempt_at: Option<String>,
     pub updated_at: String,
+    /// When the row was added: for a send, its first attempt. The message's `Date:` and
+    /// the start of its retry period, the same on every attempt.
+    #[serde(skip)]
+    pub created_at: Timestamp,
     #[serde(skip)]
     pub event_id: Option<String>,
 }
@@ -235,6 +239,9 @@ impl SendRow {
 #[derive(Clone, Debug)]
 pub struct Outcome {
     pub id: i64,
+    /// Whether this counts as an attempt: a pause because no connection to the server
+    /// could be had is not the message's.
+    pub attempted: bool,
     pub status: SendStatus,
     pub reason: Option<String>,
     pub reply: Option<String>,

@@ -45,7 +45,7 @@ const CONTACT_COLUMNS: &str = "id, first_name, last_name, email, address_line1, 
      postal_code, country, birthday, timezone, tags, email_opt_out, postcard_opt_out, fields, armed_at";
 
 const SEND_COLUMNS: &str = "id, contact_id, cadence, occurrence, channel, status, reason, event_id, due_at, \
-     attempts, next_attempt_at, message_id, reply, updated_at";
+     attempts, next_attempt_at, message_id, reply, created_at, updated_at";
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -320,9 +320,9 @@ impl Store for PostgresStore {
         sqlx::query(
             "UPDATE sends SET status = v.status, reason = v.reason, \
              reply = COALESCE(v.reply, sends.reply), next_attempt_at = v.next_attempt_at, \
-             attempts = sends.attempts + 1, lease_until = NULL, lease_owner = NULL, updated_at = $6 \
-             FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
-             AS v (id, status, reason, reply, next_attempt_at) WHERE sends.id = v.id",
+             attempts = sends.attempts + v.attempted, lease_until = NULL, lease_owner = NULL, updated_at = $6 \
+             FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $7::bigint[]) \
+             AS v (id, status, reason, reply, next_attempt_at, attempted) WHERE sends.id = v.id",
         )
         .bind(outcomes.iter().map(|o| o.id).collect::<Vec<_>>())
         .bind(
@@ -340,6 +340,12 @@ impl Store for PostgresStore {
                 .collect::<Vec<_>>(),
         )
         .bind(now.as_second())
+        .bind(
+            outcomes
+                .iter()
+                .map(|o| i64::from(o.attempted))
+                .collect::<Vec<_>>(),
+        )
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -515,6 +521,7 @@ fn send_from_row(row: &PgRow) -> SendRow {
             .get::<Option<i64>, _>("next_attempt_at")
             .map(|t| ts(t).to_string()),
         updated_at: ts(row.get("updated_at")).to_string(),
+        created_at: ts(row.get("created_at")),
         event_id: row.get("event_id"),
     }
 }

@@ -132,7 +132,7 @@ const CONTACT_COLUMNS: &str = "id, first_name, last_name, email, address_line1, 
 const ROWS_PER_STATEMENT: usize = 500;
 
 const SEND_COLUMNS: &str = "id, contact_id, cadence, occurrence, channel, status, reason, event_id, due_at, \
-     attempts, next_attempt_at, message_id, reply, updated_at";
+     attempts, next_attempt_at, message_id, reply, created_at, updated_at";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -392,10 +392,11 @@ impl Store for SqliteStore {
         let mut tx = self.write().await?;
         for chunk in outcomes.chunks(ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::<Sqlite>::new(
-                "WITH v (id, status, reason, reply, next_attempt_at) AS (",
+                "WITH v (id, attempted, status, reason, reply, next_attempt_at) AS (",
             );
             q.push_values(chunk, |mut b, o| {
                 b.push_bind(o.id)
+                    .push_bind(i64::from(o.attempted))
                     .push_bind(o.status.as_str())
                     .push_bind(o.reason.as_deref())
                     .push_bind(o.reply.as_deref())
@@ -404,7 +405,7 @@ impl Store for SqliteStore {
             q.push(
                 ") UPDATE sends SET status = v.status, reason = v.reason, \
                  reply = COALESCE(v.reply, sends.reply), next_attempt_at = v.next_attempt_at, \
-                 attempts = attempts + 1, lease_until = NULL, lease_owner = NULL, updated_at = ",
+                 attempts = attempts + v.attempted, lease_until = NULL, lease_owner = NULL, updated_at = ",
             )
             .push_bind(now.as_second())
             .push(" FROM v WHERE sends.id = v.id");
@@ -593,6 +594,7 @@ fn send_from_row(row: &SqliteRow) -> SendRow {
             .get::<Option<i64>, _>("next_attempt_at")
             .map(|t| ts(t).to_string()),
         updated_at: ts(row.get("updated_at")).to_string(),
+        created_at: ts(row.get("created_at")),
         event_id: row.get("event_id"),
     }
 }

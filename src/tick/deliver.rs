@@ -179,6 +179,10 @@ impl Engine {
                 self.attempt(&job, now).await
             }
         };
+        // Counted from the first attempt, not the due time: a send that fell due during
+        // downtime gets its whole retry period.
+        let give_up = row.created_at.as_second() + self.config.email.give_up_after.seconds();
+        let paused = matches!(result, Err(DeliveryError::Paused(_)));
         let (status, reason, reply, next_attempt_at) = match result {
             Err(DeliveryError::Paused(reason)) => {
                 if let Ok(mut paused) = self.paused.lock()
@@ -188,18 +192,17 @@ impl Engine {
                     *paused = Some(reason.clone());
                 }
                 let next = now + SignedDuration::from_mins(5);
-                (
-                    SendStatus::Retrying,
-                    Some(format!("paused: {reason}")),
-                    None,
-                    Some(next),
-                )
+                if next.as_second() > give_up {
+                    let reason = format!("gave up while sending was paused: {reason}");
+                    (SendStatus::Failed, Some(reason), None, None)
+                } else {
+                    let reason = format!("paused: {reason}");
+                    (SendStatus::Retrying, Some(reason), None, Some(next))
+                }
             }
             Ok(reply) => (SendStatus::Sent, None, Some(reply), None),
             Err(DeliveryError::Permanent(reason)) => (SendStatus::Failed, Some(reason), None, None),
             Err(DeliveryError::Transient(reason)) => {
-                let due: Timestamp = row.due_at.parse().unwrap_or(now);
-                let give_up = due.as_second() + self.config.email.give_up_after.seconds();
                 let next = now + backoff(row.attempts + 1);
                 if next.as_second() > give_up {
                     (
@@ -220,6 +223,8 @@ impl Engine {
             status = status.as_str(), reason = %crate::telemetry::redact(reason.as_deref().unwrap_or_default()), "send");
         Outcome {
             id: row.id,
+            // A pause is about the server or the setup, not this message.
+            attempted: !paused,
             status,
             reason,
             reply,
@@ -241,13 +246,14 @@ impl Engine {
             .and_then(|id| job.history.events.iter().find(|e| &e.id == id));
         let unsubscribe_url =
             unsubscribe::url(config, self.signer.as_ref(), &contact.id, cadence.channel);
+        // As of the send's first attempt, so that every attempt renders the same bytes.
         let data = MessageData {
             config,
             cadence,
             contact,
             event,
             occurrence: &row.occurrence,
-            now,
+            now: row.created_at,
             unsubscribe_url: &unsubscribe_url,
         };
         if cadence.channel == Channel::Postcard {
@@ -271,7 +277,7 @@ impl Engine {
             to_name: &contact.full_name(),
             to,
             message_id: &row.message_id,
-            date: now,
+            date: row.created_at,
             unsubscribe_url: &unsubscribe_url,
         };
         let message = email::build(&envelope, &body).map_err(DeliveryError::Permanent)?;

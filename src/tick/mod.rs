@@ -377,6 +377,7 @@ impl Engine {
                     }),
                     None => orphans.push(Outcome {
                         id: row.id,
+                        attempted: true,
                         status: SendStatus::Failed,
                         reason: Some("contact no longer exists".into()),
                         reply: None,

@@ -1,6 +1,7 @@
 //! tickler's integration tests: the real binary, a real SQLite file in a temporary
 //! directory, and a real SMTP server on 127.0.0.1.
 
+mod adaptive;
 mod backends;
 mod bad_input;
 mod calendar;

@@ -30,6 +30,27 @@ pub struct Behaviour {
     /// If Some(n), the end of DATA of the n-th message on each connection (from 1) is
     /// answered 554 and the message is not recorded.
     pub refuse_data_of: Option<usize>,
+    /// If Some(n), a connection beyond n open at once is greeted with
+    /// `421 4.7.0 Error: too many connections` and closed, as Postfix does.
+    pub connection_limit: Option<usize>,
+    /// If Some((n, per)), MAIL FROM is refused with `450 4.7.1 Error: too much mail`
+    /// while n messages were accepted in the last `per`.
+    pub message_rate: Option<(usize, Duration)>,
+}
+
+/// What the server counts besides the messages it accepts.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Connections open now.
+    pub open: std::sync::atomic::AtomicUsize,
+    /// Connections greeted with 421 for the connection limit.
+    pub refused_connections: std::sync::atomic::AtomicUsize,
+    /// MAIL FROM commands refused for the message rate.
+    pub refused_mail: std::sync::atomic::AtomicUsize,
+    /// When each message was accepted, for the message rate.
+    pub accepted_at: Mutex<std::collections::VecDeque<std::time::Instant>>,
+    /// Every message whose data was refused at its end, as received.
+    pub refused_data: Mutex<Vec<String>>,
 }
 
 /// One message accepted by the server.
@@ -91,6 +112,7 @@ pub struct SmtpServer {
     messages: Arc<Mutex<Vec<Received>>>,
     behaviour: Arc<Mutex<Behaviour>>,
     stop: Arc<AtomicBool>,
+    pub counters: Arc<Counters>,
 }
 
 /// Locks a mutex, ignoring poisoning (a panicking test must not break others).
@@ -117,8 +139,10 @@ impl SmtpServer {
             messages: Arc::default(),
             behaviour: Arc::new(Mutex::new(behaviour)),
             stop: Arc::default(),
+            counters: Arc::default(),
         };
         let (messages, behaviour) = (server.messages.clone(), server.behaviour.clone());
+        let counters = server.counters.clone();
         let stop = server.stop.clone();
         thread::spawn(move || {
             for (connection, stream) in (1..).zip(listener.incoming()) {
@@ -130,8 +154,11 @@ impl SmtpServer {
                     continue;
                 };
                 let (messages, behaviour) = (messages.clone(), behaviour.clone());
+                let counters = counters.clone();
                 thread::spawn(move || {
-                    let _ = serve(stream, connection, &messages, &behaviour);
+                    let open = counters.open.fetch_add(1, Ordering::SeqCst) + 1;
+                    let _ = serve(stream, connection, open, &messages, &behaviour, &counters);
+                    counters.open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
@@ -192,8 +219,10 @@ fn path_arg(arg: &str) -> String {
 fn serve(
     stream: TcpStream,
     connection: usize,
+    open: usize,
     messages: &Mutex<Vec<Received>>,
     behaviour: &Mutex<Behaviour>,
+    counters: &Counters,
 ) -> io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     stream.set_write_timeout(Some(Duration::from_secs(30)))?;
@@ -212,6 +241,12 @@ fn serve(
     };
     if let Some(delay) = lock(behaviour).greeting_delay {
         thread::sleep(delay);
+    }
+    if let Some(limit) = lock(behaviour).connection_limit
+        && open > limit
+    {
+        counters.refused_connections.fetch_add(1, Ordering::SeqCst);
+        return reply(421, "4.7.0 Error: too many connections from 127.0.0.1");
     }
     reply(220, "localhost ESMTP test")?;
     let mut authed = false;
@@ -244,6 +279,15 @@ fn serve(
                     reply(530, "5.7.0 Authentication required")?;
                 } else if mail_from.is_some() {
                     reply(503, "5.5.1 Nested MAIL command")?;
+                } else if b.message_rate.is_some_and(|(n, per)| {
+                    let mut accepted = lock(&counters.accepted_at);
+                    while accepted.front().is_some_and(|t| t.elapsed() > per) {
+                        accepted.pop_front();
+                    }
+                    accepted.len() >= n
+                }) {
+                    counters.refused_mail.fetch_add(1, Ordering::SeqCst);
+                    reply(450, "4.7.1 Error: too much mail from 127.0.0.1")?;
                 } else {
                     mail_from = Some(path_arg(&arg[5..]));
                     pipelined = !reader.buffer().is_empty();
@@ -284,10 +328,12 @@ fn serve(
                 // Re-read: the test may have changed the behaviour during DATA.
                 let b = lock(behaviour).clone();
                 if let Some((code, text)) = b.data_reply {
+                    lock(&counters.refused_data).push(data);
                     reply(code, &text)?;
                 } else if b.refuse_data_of == Some(ended) {
                     reply(554, "5.7.1 message refused")?;
                 } else {
+                    lock(&counters.accepted_at).push_back(std::time::Instant::now());
                     let message = Received {
                         mail_from,
                         rcpt_to,
