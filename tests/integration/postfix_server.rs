@@ -35,6 +35,7 @@ pub struct Limits {
 pub struct PostfixServer {
     dir: tempfile::TempDir,
     port: u16,
+    rejects_bare_newlines: bool,
 }
 
 /// What the installed Postfix is: its version and the parameters it knows.
@@ -156,6 +157,9 @@ impl PostfixServer {
         let server = PostfixServer {
             dir,
             port: free_port(),
+            rejects_bare_newlines: installed
+                .parameters
+                .contains("smtpd_forbid_bare_newline_reject_code"),
         };
         // The configuration directory holds only root's files (`postfix check` wants
         // it so); the queue, data and mail directories sit beside it.
@@ -270,7 +274,7 @@ impl PostfixServer {
         if knows("smtpd_forbid_unauth_pipelining") {
             cf.push_str("smtpd_forbid_unauth_pipelining = yes\n");
         }
-        if knows("smtpd_forbid_bare_newline_reject_code") {
+        if self.rejects_bare_newlines {
             // `reject` came with the reject code (3.9, 3.8.5, 3.7.10, ...); before it
             // only `yes`, which normalises instead of refusing.
             cf.push_str("smtpd_forbid_bare_newline = reject\n");
@@ -316,6 +320,12 @@ impl PostfixServer {
              postlog   unix-dgram n  -       n       -       1       postlogd\n",
             port = self.port
         )
+    }
+
+    /// Whether this Postfix refuses a bare <LF> (`smtpd_forbid_bare_newline = reject`,
+    /// Postfix 3.9, 3.8.5, 3.7.10 and later) rather than accepting it.
+    pub fn rejects_bare_newlines(&self) -> bool {
+        self.rejects_bare_newlines
     }
 
     pub fn port(&self) -> u16 {

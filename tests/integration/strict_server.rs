@@ -123,6 +123,66 @@ fn a_strict_postfix_receives_2000_messages_over_4_connections_exactly_once() {
     assert_eq!(connects, quits, "every session ends with QUIT");
 }
 
+/// One SMTP exchange on a raw connection: writes `input`, then reads what the server
+/// says until it closes the connection or is quiet for half a second.
+fn exchange(server: &PostfixServer, input: &[&[u8]]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut said = Vec::new();
+    let mut buffer = [0u8; 4096];
+    // The greeting first, then each write in turn with what it was answered.
+    for chunk in std::iter::once(&b""[..]).chain(input.iter().copied()) {
+        stream.write_all(chunk).expect("write");
+        while let Ok(n @ 1..) = stream.read(&mut buffer) {
+            said.extend_from_slice(&buffer[..n]);
+        }
+    }
+    String::from_utf8_lossy(&said).into_owned()
+}
+
+#[test]
+fn the_strict_postfix_refuses_early_pipelining_and_bare_newlines() {
+    let Some(server) = PostfixServer::start(Limits::default()) else {
+        return;
+    };
+    // Commands sent before the server has said it allows pipelining (no EHLO).
+    let said = exchange(
+        &server,
+        &[b"HELO client.test\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n"],
+    );
+    assert!(said.contains("554 5.5.0"), "{said}");
+    if server.rejects_bare_newlines() {
+        let said = exchange(
+            &server,
+            &[
+                b"EHLO client.test\r\n",
+                b"MAIL FROM:<a@example.com>\r\n",
+                b"RCPT TO:<b@example.com>\r\n",
+                b"DATA\r\n",
+                b"Subject: bare\nbody\r\n.\r\n",
+                b"QUIT\r\n",
+            ],
+        );
+        assert!(said.contains("bare <LF> received"), "{said}");
+    }
+    // The log says so in the words the other tests look for.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let wanted = if server.rejects_bare_newlines() { 2 } else { 1 };
+    while complaints(&server.log()).len() < wanted && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = server.log();
+    assert!(log.contains("improper command pipelining"), "{log}");
+    assert!(
+        !server.rejects_bare_newlines() || log.contains("bare <LF> received"),
+        "{log}"
+    );
+    assert!(server.delivered().is_empty());
+}
+
 /// Delivery within a relay's limit of 2 simultaneous connections while tickler is
 /// allowed 4: the third and fourth connections get "421 4.7.0 Error: too many
 /// connections from 127.0.0.1". Today the two surplus workers reconnect for every
