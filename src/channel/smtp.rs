@@ -668,7 +668,7 @@ impl Connection {
             return first.map(|_| ());
         }
         let rest = self.replies(mail, 1).await;
-        first.and(rest.map(|()| ())).map(|_| ())
+        first.and(rest).map(|_| ())
     }
 
     /// Reads the replies to `mail`'s MAIL, RCPTs and DATA, in order, after the first
