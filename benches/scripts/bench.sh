@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Reproduces the figures of BENCHMARKS.md. Usage:
-#   benches/scripts/bench.sh [machine|import|tick|smtp|daemon|all]   (default: all)
+#   benches/scripts/bench.sh [machine|import|tick|smtp|smtp-postfix|daemon|all]
+#   (default: all)
 # Work files go to $BENCH_DIR (default /tmp/tickler-bench); the release build to
 # $CARGO_TARGET_DIR (default target/). Needs: python3, sqlite3, /usr/bin/time, and
 # Postfix's smtp-sink and smtp-source for `smtp` and `daemon`. Run as root for
-# smtp-sink (-u nobody), or set SINK_USER to your own user.
+# smtp-sink (-u nobody), or set SINK_USER to your own user. `smtp-postfix` needs
+# Postfix itself and root: it starts a private smtpd on $POSTFIX_SMTP_PORT (default
+# 2526) that delivers into a Maildir under $BENCH_DIR.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -13,11 +16,13 @@ TARGET=${CARGO_TARGET_DIR:-$REPO/target}
 RUNS=${RUNS:-5}
 SEED=${SEED:-1}
 PORT=${SMTP_PORT:-2525}
+POSTFIX_PORT=${POSTFIX_SMTP_PORT:-2526}
 SINK_USER=${SINK_USER:-nobody}
 BIN=$TARGET/release/tickler
 GEN=$TARGET/release/examples/gen_data
 ALT=$REPO/benches/scripts/alternate.py
 PROBE=$REPO/benches/scripts/daemon_probe.py
+SMTPD=$REPO/benches/scripts/postfix_smtpd.py
 # The planned instant of the tick benchmarks (a Wednesday inside the send window) and
 # the day before it, when a first real tick plans every contact ahead.
 T1=2026-03-04T15:00:00-05:00
@@ -118,25 +123,58 @@ tick_bench() {
         --name "dry-run, 1,000,000 contacts" --cmd "$BIN --config $WORK/tick-1000000/tickler.yaml tick --dry-run --now $T1"
 }
 
+SINK=
 start_sink() {
+    [ -n "$SINK" ] && return
     /usr/sbin/smtp-sink -u "$SINK_USER" "127.0.0.1:$PORT" 1000 &
     SINK=$!
-    trap 'kill $SINK 2>/dev/null || true' EXIT
     sleep 0.5
+}
+
+# start_postfix BASEDIR: a private, strict Postfix smtpd on $POSTFIX_PORT, set up as
+# the integration tests set up theirs, delivering into BASEDIR/mail/maildir. It runs
+# as a coprocess and stops when its stdin closes (stop_postfix, or this script's exit).
+start_postfix() {
+    local line= out
+    coproc SMTPD_PROC { exec python3 "$SMTPD" "$POSTFIX_PORT" "$1"; }
+    out=${SMTPD_PROC[0]}
+    read -r line <&"$out" || true
+    [ "$line" = ready ] || { echo "the private postfix did not start" >&2; exit 1; }
+}
+
+stop_postfix() {
+    [ -n "${SMTPD_PROC_PID:-}" ] || return 0
+    local pid=$SMTPD_PROC_PID fd=${SMTPD_PROC[1]}
+    exec {fd}>&-
+    wait "$pid" || true
+    unset SMTPD_PROC_PID
+}
+
+cleanup() {
+    [ -z "$SINK" ] || kill "$SINK" 2>/dev/null || true
+    stop_postfix
+}
+trap cleanup EXIT
+
+# smtp_import NAME CONFIG: the 20,000 due emails imported into $WORK/NAME, and a copy
+# of that database (template.db) for each tick to start from.
+smtp_import() {
+    local name=$1 cfg=$2 data=$WORK/data-smtp
+    [ -f "$data/events.csv" ] || "$GEN" --seed "$SEED" --contacts 20000 --events 20000 --due 20000 --out "$data"
+    rm -f "$WORK/$name"/tickler.db*
+    "$BIN" --config "$cfg" import contacts "$data/contacts.csv"
+    "$BIN" --config "$cfg" import events "$data/events.csv"
+    sqlite3 "$WORK/$name/tickler.db" "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null
+    cp "$WORK/$name/tickler.db" "$WORK/$name/template.db"
 }
 
 # smtp: 20,000 due emails sent by a tick over 4 connections, each recorded, against
 # smtp-source sending as many 3,000-byte messages over 4 connections; alternated.
 smtp_bench() {
     echo "## smtp"
-    local data=$WORK/data-smtp cfg
-    [ -f "$data/events.csv" ] || "$GEN" --seed "$SEED" --contacts 20000 --events 20000 --due 20000 --out "$data"
+    local cfg
     cfg=$(config smtp smtp)
-    rm -f "$WORK/smtp"/tickler.db*
-    "$BIN" --config "$cfg" import contacts "$data/contacts.csv"
-    "$BIN" --config "$cfg" import events "$data/events.csv"
-    sqlite3 "$WORK/smtp/tickler.db" "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null
-    cp "$WORK/smtp/tickler.db" "$WORK/smtp/template.db"
+    smtp_import smtp "$cfg"
     start_sink
     python3 "$ALT" --runs "$RUNS" \
         --name "smtp-source (reference)" --cmd "/usr/sbin/smtp-source -d -s 4 -m 20000 -l 3000 127.0.0.1:$PORT" \
@@ -144,6 +182,32 @@ smtp_bench() {
         --setup "rm -f $WORK/smtp/tickler.db*; cp $WORK/smtp/template.db $WORK/smtp/tickler.db" \
         --cmd "$BIN --config $cfg tick --now $T1"
     echo "sent in the last run: $(sqlite3 "$WORK/smtp/tickler.db" "SELECT status, COUNT(*) FROM sends GROUP BY status")"
+}
+
+# smtp-postfix: the same as smtp, but to a real, strict Postfix smtpd (a private
+# instance; no connection or rate limits) that delivers every message into a Maildir.
+smtp_postfix_bench() {
+    echo "## smtp-postfix"
+    local cfg base=$WORK/postfix-smtpd db=$WORK/smtp-postfix/tickler.db drain
+    cfg=$(PORT=$POSTFIX_PORT config smtp-postfix smtp)
+    smtp_import smtp-postfix "$cfg"
+    start_postfix "$base"
+    # Postfix keeps working after a run has handed it the last message: its queue
+    # manager and virtual(8) deliver into the Maildir for a while yet. Every run waits
+    # until the queue is empty, so that it starts with an idle Postfix rather than one
+    # still busy with the previous run's mail (the other command's, every other run),
+    # and empties the Maildir, so that every run writes into an empty directory (not
+    # one of 20,000 more files every run).
+    drain="python3 $SMTPD --drain $base"
+    python3 "$ALT" --runs "$RUNS" \
+        --name "smtp-source (reference)" --setup "$drain" \
+        --cmd "/usr/sbin/smtp-source -d -s 4 -m 20000 -l 3000 127.0.0.1:$POSTFIX_PORT" \
+        --name "tickler tick, 20,000 sends" \
+        --setup "$drain; rm -f $db*; cp $WORK/smtp-postfix/template.db $db" \
+        --cmd "$BIN --config $cfg tick --now $T1"
+    echo "delivered into the Maildir in the last run: $($drain 2>/dev/null)"
+    echo "sent in the last run: $(sqlite3 "$db" "SELECT status, COUNT(*) FROM sends GROUP BY status")"
+    stop_postfix
 }
 
 # daemon: `tickler run` ready latency and idle RSS at 1,000,000 contacts, then its
@@ -181,7 +245,8 @@ case $what in
     import) import_bench ;;
     tick) tick_bench ;;
     smtp) smtp_bench ;;
+    smtp-postfix) smtp_postfix_bench ;;
     daemon) daemon_bench ;;
-    all) machine; import_bench; tick_bench; smtp_bench; daemon_bench ;;
-    *) echo "usage: $0 [machine|import|tick|smtp|daemon|all]" >&2; exit 2 ;;
+    all) machine; import_bench; tick_bench; smtp_bench; smtp_postfix_bench; daemon_bench ;;
+    *) echo "usage: $0 [machine|import|tick|smtp|smtp-postfix|daemon|all]" >&2; exit 2 ;;
 esac
