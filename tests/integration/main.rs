@@ -8,6 +8,7 @@ mod core;
 mod daemon;
 mod delivery;
 mod helpers;
+mod http_limits;
 mod postcards;
 mod postfix;
 mod scale;
