@@ -130,12 +130,15 @@ fn until_closed(mut stream: TcpStream, since: Instant) -> (Duration, String) {
     )
 }
 
+/// What a slow client does with its connection.
+type Client = Box<dyn FnOnce(TcpStream) + Send>;
+
 #[test]
 fn slow_clients_are_cut_off_in_time() {
     let daemon = Daemon::start();
     let auth = format!("Authorization: Bearer {TOKEN}");
     // The five run at once, so the test takes the longest limit, not their sum.
-    let clients: Vec<(&str, Box<dyn FnOnce(TcpStream) + Send>, u64)> = vec![
+    let clients: Vec<(&str, Client, u64)> = vec![
         ("sends nothing", Box::new(|_| {}), 10),
         (
             "sends half a header",
