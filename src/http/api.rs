@@ -14,7 +14,8 @@ use jiff::tz::TimeZone;
 use serde_json::{Value, json};
 
 use super::AppState;
-pub use super::records::{FieldError, FieldErrors, records};
+pub use super::field_errors::{FieldError, FieldErrors};
+pub use super::records::records;
 use crate::sync::{self, Record};
 
 /// How long a request's body may take to arrive, once its headers have (SPEC section 10).

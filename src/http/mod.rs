@@ -2,6 +2,7 @@
 //! links for customers, and the bearer-token API for point-of-sale and CRM systems.
 
 pub mod api;
+mod field_errors;
 mod records;
 pub mod server;
 mod unsubscribe;

@@ -7,86 +7,18 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
+use super::field_errors::{FieldError, FieldErrors};
 use crate::sync::Record;
 
 /// Records one request may carry.
 pub const MAX_RECORDS: usize = 1000;
 /// Fields one record may carry: the known columns and generous room for custom ones.
 pub const MAX_FIELDS: usize = 200;
-/// Errors one response lists; the rest are counted.
-pub const SHOWN_ERRORS: usize = 100;
 /// Integers up to this magnitude are exact as a JSON float.
 const EXACT_FLOAT: f64 = 9_007_199_254_740_992.0;
 
-/// Why a record was refused: which one, which field, and why.
-#[derive(Debug)]
-pub struct FieldError {
-    pub index: usize,
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    /// From a reason in the form `field: message`, as the record checks give them.
-    pub fn new(index: usize, reason: &str) -> FieldError {
-        let (field, message) = reason.split_once(": ").unwrap_or(("", reason));
-        FieldError {
-            index,
-            field: field.to_owned(),
-            message: message.to_owned(),
-        }
-    }
-}
-
-/// The first [`SHOWN_ERRORS`] errors of a request, and how many more there were: a
-/// response stays small whatever the body holds.
-#[derive(Debug, Default)]
-pub struct FieldErrors {
-    shown: Vec<FieldError>,
-    more: usize,
-}
-
-impl FieldErrors {
-    pub fn push(&mut self, error: FieldError) {
-        if self.shown.len() < SHOWN_ERRORS {
-            self.shown.push(error);
-        } else {
-            self.more += 1;
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.shown.is_empty()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &FieldError> {
-        self.shown.iter()
-    }
-
-    /// Errors beyond those shown.
-    pub fn more(&self) -> usize {
-        self.more
-    }
-}
-
-impl From<FieldError> for FieldErrors {
-    fn from(error: FieldError) -> FieldErrors {
-        let mut errors = FieldErrors::default();
-        errors.push(error);
-        errors
-    }
-}
-
-impl FromIterator<FieldError> for FieldErrors {
-    fn from_iter<I: IntoIterator<Item = FieldError>>(iter: I) -> FieldErrors {
-        let mut errors = FieldErrors::default();
-        iter.into_iter().for_each(|e| errors.push(e));
-        errors
-    }
-}
-
 /// The JSON body (one object or an array of them) as records, the way the CSV reader
-/// gives them; or every field at fault (the first [`SHOWN_ERRORS`]).
+/// gives them; or every field at fault (the first hundred).
 pub fn records(body: &[u8]) -> Result<Vec<Record>, FieldErrors> {
     let mut reader = Reader::default();
     let mut json = serde_json::Deserializer::from_slice(body);
