@@ -42,6 +42,18 @@ pub struct Status {
 }
 
 impl Shared {
+    /// A daemon's shared state before its first tick; also lets the HTTP router be
+    /// driven without a daemon (the fuzz targets).
+    pub fn new(config_path: PathBuf, engine: Engine) -> Shared {
+        Shared {
+            engine: RwLock::new(Arc::new(engine)),
+            config_path,
+            running: Mutex::new(()),
+            tick_started: std::sync::Mutex::new(None),
+            status: std::sync::Mutex::new(Status::default()),
+        }
+    }
+
     pub fn engine(&self) -> Arc<Engine> {
         self.engine
             .read()
@@ -63,14 +75,8 @@ impl Shared {
 pub async fn run(config_path: PathBuf, config: Config, templates: Templates) -> anyhow::Result<()> {
     let every = config.schedule.tick;
     let http = config.http.clone();
-    let engine = Arc::new(Engine::build(config, templates).await?);
-    let shared = Arc::new(Shared {
-        engine: RwLock::new(engine),
-        config_path,
-        running: Mutex::new(()),
-        tick_started: std::sync::Mutex::new(None),
-        status: std::sync::Mutex::new(Status::default()),
-    });
+    let engine = Engine::build(config, templates).await?;
+    let shared = Arc::new(Shared::new(config_path, engine));
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
     if let Some(http) = http {

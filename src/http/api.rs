@@ -1,46 +1,51 @@
 //! `POST /api/v1/contacts` and `POST /api/v1/events`: the CSV columns as JSON, one
-//! object or an array of them. `Authorization: Bearer TOKEN` is required (401). A request
-//! is all or nothing: any invalid record gets 422 with each field at fault, and nothing
-//! is stored.
+//! object or an array of at most 1,000. `Authorization: Bearer TOKEN` is required (401),
+//! and checked before any of the body is read. A request is all or nothing: any invalid
+//! record gets 422 with each field at fault (the first hundred, and how many more), and
+//! nothing is stored.
 
-use axum::extract::State;
+use std::time::Duration;
+
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use jiff::tz::TimeZone;
 use serde_json::{Value, json};
 
 use super::AppState;
+pub use super::field_errors::{FieldError, FieldErrors};
+pub use super::records::records;
 use crate::sync::{self, Record};
 
-/// Why a record was refused: which one, which field, and why.
-#[derive(Debug)]
-pub struct FieldError {
-    pub index: usize,
-    pub field: String,
-    pub message: String,
-}
+/// How long a request's body may take to arrive, once its headers have (SPEC section 10).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// A field name or message longer than this is cut in a response: both may echo the
+/// client's own text, and a response stays small.
+const ECHO_LIMIT: usize = 200;
 
-impl FieldError {
-    fn new(index: usize, reason: &str) -> FieldError {
-        let (field, message) = reason.split_once(": ").unwrap_or(("", reason));
-        FieldError {
-            index,
-            field: field.to_owned(),
-            message: message.to_owned(),
-        }
-    }
-}
-
-fn unprocessable(errors: Vec<FieldError>) -> Response {
+fn unprocessable(errors: FieldErrors) -> Response {
+    let more = errors.more();
     let errors: Vec<Value> = errors
-        .into_iter()
-        .map(|e| json!({ "index": e.index, "field": e.field, "message": e.message }))
+        .iter()
+        .map(|e| json!({ "index": e.index, "field": cut(&e.field), "message": cut(&e.message) }))
         .collect();
     (
         StatusCode::UNPROCESSABLE_ENTITY,
-        axum::Json(json!({ "errors": errors })),
+        axum::Json(json!({ "errors": errors, "more": more })),
     )
         .into_response()
+}
+
+fn cut(text: &str) -> String {
+    if text.len() <= ECHO_LIMIT {
+        return text.to_owned();
+    }
+    let end = (0..=ECHO_LIMIT)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    format!("{}…", &text[..end])
 }
 
 /// Constant-time comparison of the presented token with ours.
@@ -57,7 +62,17 @@ fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn unauthorized(state: &AppState) -> Response {
+/// Middleware in front of the API routes: a request without the token gets 401 before
+/// a byte of its body is read: a client without it makes the daemon hold its headers
+/// and nothing more.
+pub async fn require_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if authorized(&state, request.headers()) {
+        return next.run(request).await;
+    }
     let message = if state.api_token.is_some() {
         "a valid bearer token is required\n"
     } else {
@@ -71,75 +86,34 @@ fn unauthorized(state: &AppState) -> Response {
         .into_response()
 }
 
-/// The JSON body as records of text values, the way the CSV reader gives them.
-pub fn records(body: &[u8]) -> Result<Vec<Record>, Vec<FieldError>> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        vec![FieldError {
-            index: 0,
-            field: String::new(),
-            message: format!("not JSON: {e}"),
-        }]
-    })?;
-    let items = match value {
-        Value::Array(items) => items,
-        object @ Value::Object(_) => vec![object],
-        _ => {
-            return Err(vec![FieldError::new(
-                0,
-                "body: must be an object or an array of objects",
-            )]);
-        }
-    };
-    let mut out = Vec::with_capacity(items.len());
-    for (index, item) in items.into_iter().enumerate() {
-        let Value::Object(fields) = item else {
-            return Err(vec![FieldError::new(index, "record: must be an object")]);
+/// The request's records: its body, read within [`BODY_TIMEOUT`] (408 and the connection
+/// closed otherwise) and within the body limit (413), as JSON records (422).
+async fn body_records(request: Request) -> Result<Vec<Record>, Response> {
+    let body =
+        match tokio::time::timeout(BODY_TIMEOUT, axum::body::Bytes::from_request(request, &()))
+            .await
+        {
+            Ok(Ok(body)) => body,
+            Ok(Err(rejection)) => return Err(rejection.into_response()),
+            Err(_) => {
+                return Err((
+                    StatusCode::REQUEST_TIMEOUT,
+                    [(header::CONNECTION, "close")],
+                    "the body did not arrive within 30 s\n",
+                )
+                    .into_response());
+            }
         };
-        let mut record = Record::new();
-        for (key, value) in fields {
-            let text = match value {
-                Value::Null => String::new(),
-                Value::String(s) => s,
-                Value::Bool(b) => b.to_string(),
-                Value::Number(n) => n.to_string(),
-                Value::Array(_) | Value::Object(_) => {
-                    return Err(vec![FieldError {
-                        index,
-                        field: key,
-                        message: "must be text, a number or a boolean".into(),
-                    }]);
-                }
-            };
-            record.push((key, text));
-        }
-        out.push(record);
-    }
-    Ok(out)
+    records(&body).map_err(unprocessable)
 }
 
-/// The request's records, if it carries the token and its body is JSON records.
-fn authorized_records(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Vec<Record>, Box<Response>> {
-    if !authorized(state, headers) {
-        return Err(Box::new(unauthorized(state)));
-    }
-    records(body).map_err(|errors| Box::new(unprocessable(errors)))
-}
-
-pub async fn contacts(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let records = match authorized_records(&state, &headers, &body) {
+pub async fn contacts(State(state): State<AppState>, request: Request) -> Response {
+    let records = match body_records(request).await {
         Ok(records) => records,
-        Err(response) => return *response,
+        Err(response) => return response,
     };
     let mut contacts = Vec::new();
-    let mut errors = Vec::new();
+    let mut errors = FieldErrors::default();
     for (index, record) in records.iter().enumerate() {
         match sync::contact_from_record(record) {
             Ok(contact) => contacts.push(contact),
@@ -162,14 +136,10 @@ pub async fn contacts(
     }
 }
 
-pub async fn events(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let records = match authorized_records(&state, &headers, &body) {
+pub async fn events(State(state): State<AppState>, request: Request) -> Response {
+    let records = match body_records(request).await {
         Ok(records) => records,
-        Err(response) => return *response,
+        Err(response) => return response,
     };
     let mut pending = Vec::new();
     let mut errors = Vec::new();
@@ -204,8 +174,9 @@ pub async fn events(
         }
     }
     if !errors.is_empty() {
+        // One error a record at most (1,000), from two passes: sorted, then capped.
         errors.sort_by_key(|e| e.index);
-        return unprocessable(errors);
+        return unprocessable(errors.into_iter().collect());
     }
     match engine
         .store

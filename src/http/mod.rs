@@ -2,6 +2,9 @@
 //! links for customers, and the bearer-token API for point-of-sale and CRM systems.
 
 pub mod api;
+mod field_errors;
+mod records;
+pub mod server;
 mod unsubscribe;
 
 use std::fmt::Write as _;
@@ -14,11 +17,20 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::daemon::{Shared, stale_after};
 
-/// Largest request body the API takes: about a thousand contacts.
-const BODY_LIMIT: usize = 1 << 20;
+/// Largest request body the API takes: a thousand records of about a kilobyte.
+pub const API_BODY_LIMIT: usize = 1 << 20;
+/// Largest body elsewhere (the unsubscribe form is one short field), refused from its
+/// `Content-Length` before any of it is read.
+pub const BODY_LIMIT: usize = 16 * 1024;
+/// API requests handled at once; the others wait with their bodies unread, so that
+/// clients with the token hold a few megabytes, not one for each connection.
+pub const API_CONCURRENCY: usize = 4;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -32,6 +44,22 @@ pub fn router(shared: Arc<Shared>, api_token: Option<String>) -> Router {
         shared,
         api_token: api_token.map(Arc::from),
     };
+    // Outermost first: the token before anything else, then a turn, then the body. A
+    // body over the limit is read up to it before the 413, not refused from its headers
+    // as elsewhere: a client still sending when the connection closes is reset and may
+    // miss the answer, and only clients with the token get this far.
+    let api = Router::new()
+        .route("/api/v1/contacts", post(api::contacts))
+        .route("/api/v1/events", post(api::events))
+        .route_layer(
+            ServiceBuilder::new()
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    api::require_token,
+                ))
+                .layer(GlobalConcurrencyLimitLayer::new(API_CONCURRENCY))
+                .layer(DefaultBodyLimit::max(API_BODY_LIMIT)),
+        );
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -39,9 +67,8 @@ pub fn router(shared: Arc<Shared>, api_token: Option<String>) -> Router {
             "/unsubscribe/{token}",
             get(unsubscribe::page).post(unsubscribe::confirm),
         )
-        .route("/api/v1/contacts", post(api::contacts))
-        .route("/api/v1/events", post(api::events))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .route_layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .merge(api)
         .with_state(state)
 }
 
@@ -52,13 +79,7 @@ pub async fn serve(
     api_token: Option<String>,
     shutdown: CancellationToken,
 ) {
-    let app = router(shared, api_token);
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-    {
-        tracing::error!(error = %e, "HTTP endpoint stopped");
-    }
+    server::serve(listener, router(shared, api_token), shutdown).await;
 }
 
 /// 200 while ticks run and the database answers; 503 otherwise.

@@ -10,6 +10,7 @@ mod daemon;
 mod delivery;
 mod hardening;
 mod helpers;
+mod http_limits;
 mod postcards;
 mod postfix;
 mod postfix_server;
