@@ -156,9 +156,17 @@ async fn metrics(State(state): State<AppState>) -> Response {
     );
     let _ = writeln!(
         out,
-        "# HELP tickler_sending_paused 1 while SMTP credentials or TLS keep sending paused.\n# TYPE tickler_sending_paused gauge\ntickler_sending_paused {}",
+        "# HELP tickler_sending_paused 1 while sending is paused (SMTP credentials, TLS, or no connection to be had).\n# TYPE tickler_sending_paused gauge\ntickler_sending_paused {}",
         u8::from(status.paused.is_some())
     );
+    if let Some(learned) = engine.transport.learned() {
+        let _ = writeln!(
+            out,
+            "# HELP tickler_smtp_connections_allowed Connections the SMTP server is believed to accept at once.\n# TYPE tickler_smtp_connections_allowed gauge\ntickler_smtp_connections_allowed {}\n# HELP tickler_smtp_message_gap_seconds Spacing between messages learned from the server's rate limit (0: none).\n# TYPE tickler_smtp_message_gap_seconds gauge\ntickler_smtp_message_gap_seconds {}",
+            learned.connections,
+            learned.gap.as_secs_f64()
+        );
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
