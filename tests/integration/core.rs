@@ -590,18 +590,22 @@ fn a_soft_failing_server_that_recovers_gets_every_message() {
 }
 
 #[test]
-fn an_unreachable_server_is_a_transient_failure() {
+fn an_unreachable_server_pauses_sending_and_keeps_the_sends() {
     let port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.local_addr().expect("addr").port()
     };
     let ws = Workspace::new(Some(&format!("smtp://127.0.0.1:{port}")));
     ws.import_all();
-    let run = ws.tickler(&["tick", "--now", NOW]).ok();
+    // No connection can be had: the sends are kept for the next pass, which the
+    // owner is told about (SPEC section 8), and no attempt is spent.
+    let run = ws.tickler(&["tick", "--now", NOW]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
     assert_eq!(
         run.stdout.trim(),
         "sent=0 failed=0 retrying=3 skipped=2 deferred=0"
     );
+    assert!(run.stderr.contains("error: sending paused:"), "{}", run.stderr);
 }
 
 #[test]
