@@ -399,7 +399,7 @@ fn front_image_ok(dir: &Path, image: &Path) -> Result<(), String> {
     };
     if !inside {
         return Err(format!(
-            "{} is outside the templates directory {}; put the image there",
+            "{} is outside the templates directory `{}`; put the image there",
             image.display(),
             dir.display()
         ));
