@@ -10,6 +10,7 @@ mod delivery;
 mod helpers;
 mod postcards;
 mod postfix;
+mod render_limits;
 mod scale;
 mod service;
 mod simulation;
