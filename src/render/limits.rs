@@ -3,6 +3,13 @@
 //! recursive parser sees them, and the size of the message it renders.
 
 use std::io::{Error, ErrorKind, Write};
+use std::path::Path;
+
+use handlebars::{Context, Handlebars};
+
+use super::RenderFailure;
+use super::diagnostics::describe;
+use crate::config::{Diagnostic, Location};
 
 /// A template file larger than this is not a message template.
 pub(super) const MAX_SOURCE_BYTES: usize = 256 * 1024;
@@ -139,6 +146,46 @@ pub(super) fn too_large() -> String {
         "the message would be larger than {} MB",
         MAX_OUTPUT / (1024 * 1024)
     )
+}
+
+/// Renders template `name` into what is left of the message's `budget` (all parts of
+/// one message share it); `None` when the template has no such part.
+pub(super) fn render_part(
+    registry: &Handlebars<'static>,
+    name: &str,
+    context: &Context,
+    budget: &mut usize,
+) -> Result<Option<String>, RenderFailure> {
+    if !registry.has_template(name) {
+        return Ok(None);
+    }
+    let mut out = Capped {
+        buf: Vec::new(),
+        left: *budget,
+        over: false,
+    };
+    match registry.render_with_context_to_write(name, context, &mut out) {
+        Ok(()) => {}
+        Err(_) if out.over => {
+            return Err(RenderFailure(format!("{name}.hbs: {}", too_large())));
+        }
+        Err(e) => return Err(RenderFailure(describe(&e, name))),
+    }
+    *budget = budget.saturating_sub(out.buf.len());
+    String::from_utf8(out.buf)
+        .map(Some)
+        .map_err(|_| RenderFailure(format!("{name}.hbs: the output is not UTF-8")))
+}
+
+pub(super) fn refused(file: &Path, ((line, col), message): Refusal) -> Diagnostic {
+    Diagnostic {
+        location: Location {
+            file: file.to_owned(),
+            line,
+            col,
+        },
+        message,
+    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ mod helpers;
 mod limits;
 mod partials;
 mod sample;
-use diagnostics::{describe, file_error, position, template_error, template_file};
+use diagnostics::{file_error, position, template_error, template_file};
 use helpers::registry;
 use sample::{custom_field, fill, sample_contact, sample_data};
 
@@ -73,7 +73,7 @@ impl Templates {
                 match std::fs::read_to_string(&file) {
                     Ok(source) => {
                         if let Err(refusal) = limits::scan(&source) {
-                            errors.push(refused(&file, refusal));
+                            errors.push(limits::refused(&file, refusal));
                             continue;
                         }
                         for registry in [&mut text, &mut html] {
@@ -129,7 +129,7 @@ impl Templates {
                 match std::fs::read_to_string(&file) {
                     Ok(body) => {
                         if let Err(refusal) = limits::scan(&body) {
-                            errors.push(refused(&file, refusal));
+                            errors.push(limits::refused(&file, refusal));
                             continue;
                         }
                         let name = format!("{}.{part}", cadence.template);
@@ -222,7 +222,7 @@ impl Templates {
         let context = Context::from(data);
         let mut budget = limits::MAX_OUTPUT;
         let mut render = |registry: &Handlebars<'static>, part: &str| {
-            render_part(
+            limits::render_part(
                 registry,
                 &format!("{template}.{part}"),
                 &context,
@@ -250,7 +250,7 @@ impl Templates {
         let mut budget = limits::MAX_OUTPUT;
         let mut render = |part: &str| {
             let name = format!("{template}.{part}");
-            render_part(&self.text, &name, &context, &mut budget)
+            limits::render_part(&self.text, &name, &context, &mut budget)
                 .map(|text| text.map(|t| t.trim().to_owned()))
         };
         Ok(RenderedCard {
@@ -343,49 +343,6 @@ impl Templates {
             }
         }
         out
-    }
-}
-
-/// Renders template `name` into what is left of the message's `budget` (all parts of
-/// one message share it); `None` when the template has no such part.
-fn render_part(
-    registry: &Handlebars<'static>,
-    name: &str,
-    context: &Context,
-    budget: &mut usize,
-) -> Result<Option<String>, RenderFailure> {
-    if !registry.has_template(name) {
-        return Ok(None);
-    }
-    let mut out = limits::Capped {
-        buf: Vec::new(),
-        left: *budget,
-        over: false,
-    };
-    match registry.render_with_context_to_write(name, context, &mut out) {
-        Ok(()) => {}
-        Err(_) if out.over => {
-            return Err(RenderFailure(format!(
-                "{name}.hbs: {}",
-                limits::too_large()
-            )));
-        }
-        Err(e) => return Err(RenderFailure(describe(&e, name))),
-    }
-    *budget = budget.saturating_sub(out.buf.len());
-    String::from_utf8(out.buf)
-        .map(Some)
-        .map_err(|_| RenderFailure(format!("{name}.hbs: the output is not UTF-8")))
-}
-
-fn refused(file: &Path, ((line, col), message): limits::Refusal) -> Diagnostic {
-    Diagnostic {
-        location: Location {
-            file: file.to_owned(),
-            line,
-            col,
-        },
-        message,
     }
 }
 
