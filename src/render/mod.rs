@@ -14,10 +14,14 @@ use crate::config::{Config, Diagnostic, Location, PostalAddress};
 use crate::domain::{Cadence, Channel, Contact, Event};
 
 mod diagnostics;
+mod graph;
 mod helpers;
+mod limits;
 mod partials;
-use diagnostics::{describe, file_error, position, template_error, template_file};
+mod sample;
+use diagnostics::{file_error, position, template_error, template_file};
 use helpers::registry;
+use sample::{custom_field, fill, sample_contact, sample_data};
 
 /// An email, rendered.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,6 +72,10 @@ impl Templates {
                 let name = format!("{prefix}{}", name.trim_end_matches(".hbs"));
                 match std::fs::read_to_string(&file) {
                     Ok(source) => {
+                        if let Err(refusal) = limits::scan(&source) {
+                            errors.push(limits::refused(&file, refusal));
+                            continue;
+                        }
                         for registry in [&mut text, &mut html] {
                             if let Err(e) = registry.register_partial(&name, &source) {
                                 errors.push(template_error(&file, &e));
@@ -88,7 +96,7 @@ impl Templates {
         let mut names = BTreeSet::new();
         for (cadence, source) in config.cadences.iter().zip(&config.cadence_sources) {
             if let Some(image) = &cadence.front_image
-                && let Err(message) = front_image_ok(&dir.join(image))
+                && let Err(message) = front_image_ok(dir, Path::new(image))
             {
                 errors.push(Diagnostic {
                     location: source.cadence.clone(),
@@ -120,6 +128,10 @@ impl Templates {
                 }
                 match std::fs::read_to_string(&file) {
                     Ok(body) => {
+                        if let Err(refusal) = limits::scan(&body) {
+                            errors.push(limits::refused(&file, refusal));
+                            continue;
+                        }
                         let name = format!("{}.{part}", cadence.template);
                         if let Err(e) = registry.register_template_string(&name, &body) {
                             errors.push(template_error(&file, &e));
@@ -155,6 +167,7 @@ impl Templates {
         let mut html = registry(true);
         let mut sources = Vec::new();
         for (partial, source) in partials {
+            limits::scan(source).map_err(|(_, m)| format!("partial {partial}: {m}"))?;
             for registry in [&mut text, &mut html] {
                 registry
                     .register_partial(partial, source)
@@ -174,6 +187,7 @@ impl Templates {
                 &mut text
             };
             let full = format!("{name}.{part}");
+            limits::scan(source).map_err(|(_, m)| format!("{full}: {m}"))?;
             registry
                 .register_template_string(&full, source)
                 .map_err(|e| format!("{full}: {}", e.reason()))?;
@@ -206,17 +220,15 @@ impl Templates {
         data: Value,
     ) -> Result<RenderedEmail, RenderFailure> {
         let context = Context::from(data);
-        let render =
-            |registry: &Handlebars<'static>, part: &str| -> Result<Option<String>, RenderFailure> {
-                let name = format!("{template}.{part}");
-                if !registry.has_template(&name) {
-                    return Ok(None);
-                }
-                registry
-                    .render_with_context(&name, &context)
-                    .map(Some)
-                    .map_err(|e| RenderFailure(describe(&e, &name)))
-            };
+        let mut budget = limits::MAX_OUTPUT;
+        let mut render = |registry: &Handlebars<'static>, part: &str| {
+            limits::render_part(
+                registry,
+                &format!("{template}.{part}"),
+                &context,
+                &mut budget,
+            )
+        };
         let subject = render(&self.text, "subject")?.ok_or_else(|| {
             RenderFailure(format!("template {template}.subject.hbs is not loaded"))
         })?;
@@ -235,15 +247,11 @@ impl Templates {
         data: Value,
     ) -> Result<RenderedCard, RenderFailure> {
         let context = Context::from(data);
-        let render = |part: &str| -> Result<Option<String>, RenderFailure> {
+        let mut budget = limits::MAX_OUTPUT;
+        let mut render = |part: &str| {
             let name = format!("{template}.{part}");
-            if !self.text.has_template(&name) {
-                return Ok(None);
-            }
-            self.text
-                .render_with_context(&name, &context)
-                .map(|text| Some(text.trim().to_owned()))
-                .map_err(|e| RenderFailure(describe(&e, &name)))
+            limits::render_part(&self.text, &name, &context, &mut budget)
+                .map(|text| text.map(|t| t.trim().to_owned()))
         };
         Ok(RenderedCard {
             message: render("postcard")?.ok_or_else(|| {
@@ -338,10 +346,23 @@ impl Templates {
     }
 }
 
-/// A front image must be a PNG or JPEG file.
-fn front_image_ok(path: &Path) -> Result<(), String> {
+/// A front image must be a PNG or JPEG file inside the templates directory `dir`
+/// (symbolic links followed), so that a cadence cannot print any file on the machine.
+fn front_image_ok(dir: &Path, image: &Path) -> Result<(), String> {
+    let path = dir.join(image);
+    let inside = match (dir.canonicalize(), path.canonicalize()) {
+        (Ok(d), Ok(p)) => p.starts_with(d),
+        _ => true,
+    };
+    if !inside {
+        return Err(format!(
+            "{} is outside the templates directory `{}`; put the image there",
+            image.display(),
+            dir.display()
+        ));
+    }
     let mut head = [0u8; 4];
-    std::fs::File::open(path)
+    std::fs::File::open(&path)
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
         .map_err(|e| format!("{}: {e}", path.display()))?;
     if head.starts_with(b"\x89PNG") || head.starts_with(&[0xff, 0xd8, 0xff]) {
@@ -431,79 +452,6 @@ fn business_json(config: &Config) -> Value {
         "address": address,
         "address_line": address.one_line(),
     })
-}
-
-/// A plausible contact (and event, for event triggers) to render `check` against.
-fn sample_data(config: &Config, cadence: &Cadence) -> Value {
-    let contact = sample_contact(cadence);
-    let now: Timestamp = "2026-06-15T13:00:00Z"
-        .parse()
-        .unwrap_or(Timestamp::UNIX_EPOCH);
-    let event = cadence.trigger.event_kind().map(|kind| Event {
-        contact_id: contact.id.clone(),
-        id: "SAMPLE-E1".into(),
-        kind: kind.to_owned(),
-        at: now,
-        fields: Default::default(),
-        armed_at: None,
-    });
-    MessageData {
-        config,
-        cadence,
-        contact: &contact,
-        event: event.as_ref(),
-        occurrence: "sample",
-        now,
-        unsubscribe_url: SAMPLE_UNSUBSCRIBE,
-    }
-    .to_json()
-}
-
-fn sample_contact(cadence: &Cadence) -> Contact {
-    Contact {
-        id: "SAMPLE-1".into(),
-        first_name: "Sam".into(),
-        last_name: "Sample".into(),
-        email: crate::domain::EmailAddress::parse("sam.sample@example.com").ok(),
-        address_line1: "1 Sample St".into(),
-        address_line2: String::new(),
-        city: "Albany".into(),
-        region: "NY".into(),
-        postal_code: "12207".into(),
-        country: "US".into(),
-        birthday: crate::domain::MonthDay::parse("1980-06-15").ok(),
-        timezone: None,
-        tags: cadence.tags.clone(),
-        email_opt_out: false,
-        postcard_opt_out: false,
-        fields: Default::default(),
-        armed_at: None,
-    }
-}
-
-/// `contact.fields.NAME` or `event.fields.NAME` named by a missing-variable message.
-fn custom_field(message: &str) -> Option<String> {
-    let path = message
-        .split("missing variable `")
-        .nth(1)?
-        .split('`')
-        .next()?;
-    let open = path.starts_with("contact.fields.") || path.starts_with("event.fields.");
-    (open && path.split('.').count() == 3).then(|| path.to_owned())
-}
-
-fn fill(data: &mut Value, path: &str) -> bool {
-    let parts: Vec<&str> = path.split('.').collect();
-    match data.pointer_mut(&format!("/{}/{}", parts[0], parts[1])) {
-        Some(Value::Object(map)) if !map.contains_key(parts[2]) => {
-            map.insert(
-                parts[2].to_owned(),
-                Value::String(format!("sample {}", parts[2])),
-            );
-            true
-        }
-        _ => false,
-    }
 }
 
 fn hbs_files(dir: &Path) -> Vec<PathBuf> {

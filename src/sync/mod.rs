@@ -91,6 +91,8 @@ pub const MAX_ID: usize = 128;
 pub const MAX_VALUE: usize = 4096;
 /// Most custom columns a record may carry.
 pub const MAX_CUSTOM_FIELDS: usize = 100;
+/// Most tags a contact may carry: templates iterate over them, nested.
+pub const MAX_TAGS: usize = 100;
 
 fn no_controls(name: &str, value: &str) -> Result<(), String> {
     if value.chars().any(|c| c.is_control() && c != '\t') {
@@ -169,13 +171,19 @@ pub fn contact_from_record(record: &impl Fields) -> Result<ContactUpsert, String
                 .map_err(|m| format!("timezone: {m}"))?,
         ),
     };
-    let tags = record
+    let tags: Vec<String> = record
         .get("tags")
         .split(';')
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .map(str::to_owned)
         .collect();
+    if tags.len() > MAX_TAGS {
+        return Err(format!(
+            "tags: {} tags; at most {MAX_TAGS} are taken",
+            tags.len()
+        ));
+    }
     let email_opt_out = flag("email_opt_out", record.get("email_opt_out"))?;
     let postcard_opt_out = flag("postcard_opt_out", record.get("postcard_opt_out"))?;
     let text = |name: &str| record.get(name).to_owned();

@@ -14,6 +14,7 @@ mod http_limits;
 mod postcards;
 mod postfix;
 mod postfix_server;
+mod render_limits;
 mod scale;
 mod service;
 mod simulation;
