@@ -605,7 +605,11 @@ fn an_unreachable_server_pauses_sending_and_keeps_the_sends() {
         run.stdout.trim(),
         "sent=0 failed=0 retrying=3 skipped=2 deferred=0"
     );
-    assert!(run.stderr.contains("error: sending paused:"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("error: sending paused:"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
