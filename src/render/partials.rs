@@ -57,29 +57,41 @@ pub(super) fn diagnose(sources: &[Source]) -> Vec<Diagnostic> {
     }
     let registered: Vec<&str> = walked.iter().map(|(s, _)| s.name.as_str()).collect();
     let mut inline_of: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    // An inline partial's node is `SOURCE#NAME#N`: one source may define a name twice,
+    // and either definition may be the one a `{{> NAME}}` renders.
+    let inline_key = |source: &Source, name: &str, i: usize| format!("{}#{name}#{i}", source.name);
     for (source, bodies) in &walked {
-        for body in &bodies[1..] {
+        for (i, body) in bodies.iter().enumerate().skip(1) {
             inline_of
                 .entry(body.name.as_str())
                 .or_default()
-                .push(format!("{}#{}", source.name, body.name));
+                .push(inline_key(source, &body.name, i));
         }
     }
     let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
     for (source, bodies) in &walked {
-        let own: Vec<&str> = bodies[1..].iter().map(|b| b.name.as_str()).collect();
+        let own = |name: &str| -> Vec<String> {
+            bodies
+                .iter()
+                .enumerate()
+                .skip(1)
+                .filter(|(_, b)| b.name == name)
+                .map(|(i, b)| inline_key(source, &b.name, i))
+                .collect()
+        };
         for (i, body) in bodies.iter().enumerate() {
             let key = if i == 0 {
                 source.name.clone()
             } else {
-                format!("{}#{}", source.name, body.name)
+                inline_key(source, &body.name, i)
             };
             let sites = body
                 .includes
                 .iter()
                 .map(|inc| {
-                    let targets = if own.contains(&inc.name.as_str()) {
-                        vec![format!("{}#{}", source.name, inc.name)]
+                    let defined_here = own(&inc.name);
+                    let targets = if !defined_here.is_empty() {
+                        defined_here
                     } else {
                         let mut t: Vec<String> = registered
                             .iter()
@@ -322,6 +334,17 @@ mod tests {
             walk(&dynamic, 0, Level::default(), &mut bodies),
             Err((2, 1))
         );
+    }
+
+    #[test]
+    fn a_name_defined_twice_inline_is_followed_to_both_definitions() {
+        // Found by fuzzing: the second definition hid the first, which recurses.
+        let own = messages(&[source(
+            "t",
+            "Hi{{#*inline \"r\"}}{{> r}}{{/inline}}{{> r}}{{#*inline \"r\"}}y{{/inline}}{{> r}}",
+            false,
+        )]);
+        assert!(own.iter().any(|m| m.contains("includes itself")), "{own:?}");
     }
 
     #[test]
