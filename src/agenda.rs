@@ -63,12 +63,13 @@ pub fn agenda<'a>(
     }
     candidates.sort_by_key(|(_, d)| d.due_at);
     // At most one message of a cadence goes out at once: of its occurrences that are
-    // due now (missed during downtime, or a burst of imported history), the latest is
-    // sent and the earlier are logged as superseded.
+    // due now, inside their window (missed during downtime, or a burst of imported
+    // history), the latest is sent and the earlier are logged as superseded.
     let due_now = |cadence: &Cadence, due: &Due| {
         due.due_at <= now
             && now.as_second() - due.due_at.as_second() <= cadence.max_lateness.seconds()
             && skip_reason(due, cadence, contact).is_none()
+            && cadence.opening.next_open(now, &zone) <= now
     };
     let mut latest: HashMap<&str, usize> = HashMap::new();
     for (i, (cadence, due)) in candidates.iter().enumerate() {
