@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::config::{Config, FrequencyCap};
-use crate::domain::{Cadence, Channel, Contact};
+use crate::domain::{Cadence, Channel, Contact, Trigger};
 use crate::plan::{self, Due, Frame};
 use crate::store::{History, Store};
 
@@ -62,11 +62,13 @@ pub fn agenda<'a>(
         }
     }
     candidates.sort_by_key(|(_, d)| d.due_at);
-    // At most one message of a cadence goes out at once: of its occurrences that are
-    // due now, inside their window (missed during downtime, or a burst of imported
-    // history), the latest is sent and the earlier are logged as superseded.
+    // A repeat goes out once at a time: of an `every` cadence's occurrences that are due
+    // now, inside their window (repetitions missed during downtime), the latest is sent
+    // and the earlier are logged as superseded. Each event of an `after` cadence keeps
+    // its own follow-up.
     let due_now = |cadence: &Cadence, due: &Due| {
-        due.due_at <= now
+        matches!(cadence.trigger, Trigger::Every { .. })
+            && due.due_at <= now
             && now.as_second() - due.due_at.as_second() <= cadence.max_lateness.seconds()
             && skip_reason(due, cadence, contact).is_none()
             && cadence.opening.next_open(now, &zone) <= now
