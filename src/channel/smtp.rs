@@ -237,12 +237,11 @@ impl Taken {
         }
     }
 
-    /// The message again, with a deadline of its own from now.
-    fn again(self, timeout: Duration) -> Taken {
+    /// The message again, to start over (its deadline is set anew when it starts).
+    fn again(self) -> Taken {
         Taken {
-            item: self.item,
-            deadline: Instant::now() + timeout,
             restarts: self.restarts + 1,
+            ..self
         }
     }
 }
@@ -357,10 +356,10 @@ impl Shared {
         let waiting = !taken.item.answer.is_closed();
         if waiting && failed.rate_limit && taken.restarts < MAX_RATE_RESTARTS {
             self.feedback.rate_limited(&failed.error.to_string());
-            return Some(Step::Start(taken.again(self.timeout)));
+            return Some(Step::Start(taken.again()));
         }
         if waiting && failed.connection_lost && taken.restarts < MAX_RESTARTS {
-            return Some(Step::Start(taken.again(self.timeout)));
+            return Some(Step::Start(taken.again()));
         }
         answers.push((taken.item.answer, Err(failed.error)));
         None

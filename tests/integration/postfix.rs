@@ -84,7 +84,8 @@ impl Drop for Sink {
     }
 }
 
-fn running_as_root() -> bool {
+/// Whether the tests run as root (smtp-sink then needs -u; a private Postfix needs it).
+pub fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .map(|s| {
             s.lines()

@@ -82,15 +82,6 @@ fn installed() -> Option<&'static Installed> {
         .as_ref()
 }
 
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 /// The uid and gid of `user` from /etc/passwd.
 fn user_ids(user: &str) -> Option<(u32, u32)> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
@@ -119,7 +110,9 @@ impl PostfixServer {
     pub fn start(limits: Limits) -> Option<PostfixServer> {
         let why = match installed() {
             None => Some("postfix is not installed (apt-get install postfix)"),
-            Some(_) if !running_as_root() => Some("a private postfix runs only as root"),
+            Some(_) if !crate::postfix::running_as_root() => {
+                Some("a private postfix runs only as root")
+            }
             Some(_) => None,
         };
         if let Some(why) = why {
