@@ -12,6 +12,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::channel::Learned;
+
 /// Refusals in a row, with no connection open, before sending pauses for the pass.
 const LONELY_REFUSALS: u32 = 3;
 /// The first pause after a rate-limit reply; it doubles while they go on.
@@ -60,13 +62,6 @@ pub(super) enum AfterRefusal {
     RetryAfter(Duration),
     /// No connection can be had: sending pauses for the pass.
     Down(String),
-}
-
-/// Learned limits, for the metrics.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Learned {
-    pub connections: usize,
-    pub gap: Duration,
 }
 
 /// A place in the window, held by an open connection; given back when it drops.
