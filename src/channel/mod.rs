@@ -12,6 +12,7 @@ mod smtp;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Transport;
 
@@ -48,6 +49,14 @@ pub trait EmailTransport: Send + Sync {
     fn learned(&self) -> Option<Learned> {
         None
     }
+
+    /// Stops the transport's own tasks when `token` is cancelled: what is under way
+    /// finishes, and every send not yet started comes back as a `Transient` error.
+    fn shutdown_on(&self, _token: CancellationToken) {}
+
+    /// Waits until the transport's own tasks have ended, which they do once the token
+    /// given to `shutdown_on` is cancelled.
+    async fn stopped(&self) {}
 }
 
 /// What an SMTP transport learned of its server's limits, for the metrics.

@@ -5,7 +5,8 @@
 //! Senders queue finished messages (`pool`); up to `max_connections` tasks (`task`)
 //! take them in order, carry them over their connection (`exchange`: one round trip a
 //! message where the server pipelines) and answer each sender with the server's reply.
-//! They learn how many connections and how fast the server takes (`feedback`).
+//! They learn how many connections and how fast the server takes (`feedback`), and
+//! stop taking work when told to shut down.
 
 mod connect;
 mod exchange;
@@ -23,6 +24,8 @@ use lettre::Message;
 use lettre::transport::smtp::extension::ClientId;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use self::url::{Security, SmtpUrl};
 use super::{DeliveryError, EmailTransport, Learned};
@@ -36,8 +39,23 @@ use pool::{Item, Pool};
 pub(super) struct SmtpOutbox {
     pool: Arc<Pool>,
     queue: mpsc::Sender<Item>,
-    workers: Mutex<Vec<JoinHandle<()>>>,
+    tasks: Mutex<Tasks>,
+    /// Every task the outbox spawns, so that a caller can wait for them to end.
+    tracker: TaskTracker,
+    /// Cancelled when the outbox is dropped, so that the shutdown watcher ends too.
+    dropped: CancellationToken,
     max_connections: usize,
+}
+
+/// The tasks an outbox runs, started on first use and again if the runtime that ran
+/// them has gone.
+#[derive(Default)]
+struct Tasks {
+    workers: Vec<JoinHandle<()>>,
+    /// The token given to `shutdown_on`, and the task that stops the pool when it is
+    /// cancelled.
+    shutdown: Option<CancellationToken>,
+    watcher: Option<JoinHandle<()>>,
 }
 
 impl SmtpOutbox {
@@ -61,28 +79,65 @@ impl SmtpOutbox {
         Ok(SmtpOutbox {
             pool: Arc::new(Pool::new(server, config.timeout, max_connections, waiting)),
             queue,
-            workers: Mutex::new(Vec::new()),
+            tasks: Mutex::new(Tasks::default()),
+            tracker: TaskTracker::new(),
+            dropped: CancellationToken::new(),
             max_connections,
         })
     }
 
-    /// Starts the connection tasks on first use, and again if the runtime that ran them
-    /// has gone.
-    fn start_workers(&self) {
-        let Ok(mut workers) = self.workers.lock() else {
+    /// Starts the connection tasks (and the shutdown watcher) that are not running.
+    fn start_tasks(&self) {
+        let Ok(mut tasks) = self.tasks.lock() else {
             return;
         };
-        workers.retain(|w| !w.is_finished());
-        while workers.len() < self.max_connections {
-            workers.push(tokio::spawn(task::work(self.pool.clone())));
+        self.watch(&mut tasks);
+        if self.pool.stop.is_cancelled() {
+            return;
         }
+        tasks.workers.retain(|w| !w.is_finished());
+        while tasks.workers.len() < self.max_connections {
+            let worker = self.tracker.spawn(task::work(self.pool.clone()));
+            tasks.workers.push(worker);
+        }
+    }
+
+    /// Starts the task that stops the pool when the shutdown token is cancelled.
+    fn watch(&self, tasks: &mut Tasks) {
+        let Some(shutdown) = &tasks.shutdown else {
+            return;
+        };
+        if tasks.watcher.as_ref().is_some_and(|w| !w.is_finished()) {
+            return;
+        }
+        let (shutdown, stop, dropped) = (
+            shutdown.clone(),
+            self.pool.stop.clone(),
+            self.dropped.clone(),
+        );
+        tasks.watcher = Some(self.tracker.spawn(async move {
+            tokio::select! {
+                () = shutdown.cancelled() => stop.cancel(),
+                () = stop.cancelled() => {}
+                () = dropped.cancelled() => {}
+            }
+        }));
+    }
+}
+
+impl Drop for SmtpOutbox {
+    fn drop(&mut self) {
+        self.dropped.cancel();
     }
 }
 
 #[async_trait]
 impl EmailTransport for SmtpOutbox {
     async fn send(&self, message: &Message, _name: &str) -> Result<String, DeliveryError> {
-        self.start_workers();
+        if self.pool.stop.is_cancelled() {
+            return Err(reply::stopped());
+        }
+        self.start_tasks();
         let (answer, outcome) = oneshot::channel();
         let item = Item {
             mail: Outgoing::new(message),
@@ -109,5 +164,24 @@ impl EmailTransport for SmtpOutbox {
 
     fn learned(&self) -> Option<Learned> {
         Some(self.pool.feedback.learned())
+    }
+
+    fn shutdown_on(&self, token: CancellationToken) {
+        let Ok(mut tasks) = self.tasks.lock() else {
+            return;
+        };
+        if let Some(watcher) = tasks.watcher.take() {
+            watcher.abort();
+        }
+        tasks.shutdown = Some(token);
+        // Outside a runtime nothing runs yet: the first send starts the watcher.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.watch(&mut tasks);
+        }
+    }
+
+    async fn stopped(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
     }
 }

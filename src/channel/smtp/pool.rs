@@ -2,15 +2,17 @@
 //! window of connections the server takes (`feedback`), and when a message starts
 //! again on another connection instead of failing.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::connect::{Connection, Opening, Server};
 use super::exchange::Outgoing;
 use super::feedback::{AfterRefusal, Feedback};
-use super::reply::Failed;
+use super::reply::{Failed, stopped};
 use crate::channel::DeliveryError;
 
 /// A connection idle longer than this is closed instead of reused (servers drop idle
@@ -34,6 +36,9 @@ pub(super) struct Pool {
     /// Messages waiting for a connection. A task without work holds the lock while it
     /// waits, so a busy task finds the lock free only when every task is busy.
     waiting: tokio::sync::Mutex<mpsc::Receiver<Item>>,
+    /// Cancelled when sending shuts down: each task finishes the message it has under
+    /// way, then closes its connection instead of taking another.
+    pub(super) stop: CancellationToken,
 }
 
 /// A message waiting for a connection, and where its outcome goes.
@@ -95,6 +100,7 @@ impl Pool {
             feedback: Arc::new(Feedback::new(max_connections)),
             idle: Mutex::new(Vec::new()),
             waiting: tokio::sync::Mutex::new(waiting),
+            stop: CancellationToken::new(),
         }
     }
 
@@ -104,10 +110,23 @@ impl Pool {
         Some(Taken::new(item, self.timeout))
     }
 
-    /// A queued message, if one is waiting and every connection task is busy.
+    /// A queued message, if one is waiting, every connection task is busy, and sending
+    /// goes on.
     pub(super) fn ready(&self) -> Option<Taken> {
+        if self.stop.is_cancelled() {
+            return None;
+        }
         let item = self.waiting.try_lock().ok()?.try_recv().ok()?;
         Some(Taken::new(item, self.timeout))
+    }
+
+    /// Runs `wait` unless sending shuts down first; false if it did.
+    pub(super) async fn unless_stopped(&self, wait: impl Future<Output = ()>) -> bool {
+        tokio::select! {
+            biased;
+            () = wait => true,
+            () = self.stop.cancelled() => false,
+        }
     }
 
     /// Keeps a connection that finished its messages for the next ones.
@@ -128,6 +147,19 @@ impl Pool {
         for (mut connection, _) in idle {
             let _ = tokio::time::timeout(self.timeout, connection.smtp.quit()).await;
         }
+    }
+
+    /// After a shutdown: the queue takes no more messages, those in it are answered as
+    /// not sent, and the idle connections are closed.
+    pub(super) async fn wind_down(&self) {
+        {
+            let mut waiting = self.waiting.lock().await;
+            waiting.close();
+            while let Ok(item) = waiting.try_recv() {
+                let _ = item.answer.send(Err(stopped()));
+            }
+        }
+        self.close_idle().await;
     }
 
     /// A refusal of `taken` before or after its data: a rate limit or a lost
@@ -156,6 +188,9 @@ impl Pool {
     /// message waits for one that works; when none can be had, sending pauses.
     pub(super) async fn checkout(&self) -> Result<Connection, DeliveryError> {
         loop {
+            if self.stop.is_cancelled() {
+                return Err(stopped());
+            }
             if let Some(reason) = self.feedback.down() {
                 return Err(DeliveryError::Paused(reason));
             }
@@ -163,7 +198,7 @@ impl Pool {
                 return Ok(connection);
             }
             let Some(slot) = self.feedback.try_open() else {
-                self.feedback.changed().await;
+                self.unless_stopped(self.feedback.changed()).await;
                 continue;
             };
             let opened =
@@ -182,8 +217,12 @@ impl Pool {
                 }
                 Err(Opening::Failed(error)) => return Err(error),
                 Err(Opening::Refused(reason)) => match self.feedback.refused(&reason) {
-                    AfterRefusal::Wait => self.feedback.changed().await,
-                    AfterRefusal::RetryAfter(wait) => tokio::time::sleep(wait).await,
+                    AfterRefusal::Wait => {
+                        self.unless_stopped(self.feedback.changed()).await;
+                    }
+                    AfterRefusal::RetryAfter(wait) => {
+                        self.unless_stopped(tokio::time::sleep(wait)).await;
+                    }
                     AfterRefusal::Down(reason) => return Err(DeliveryError::Paused(reason)),
                 },
             }

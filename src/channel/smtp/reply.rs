@@ -49,6 +49,11 @@ pub(super) fn timed_out(timeout: Duration) -> DeliveryError {
     DeliveryError::Transient(format!("timed out after {}s", timeout.as_secs()))
 }
 
+/// A message that was not sent because sending shut down first.
+pub(super) fn stopped() -> DeliveryError {
+    DeliveryError::Transient("sending stopped before this message went out".into())
+}
+
 /// The server's reply, on one line.
 pub(super) fn reply_text(response: Response) -> String {
     format!(

@@ -11,7 +11,7 @@ use lettre::transport::smtp::Error as SmtpError;
 
 use super::connect::Connection;
 use super::pool::{Answer, Pool, Taken};
-use super::reply::{Failed, reply_text};
+use super::reply::{Failed, reply_text, stopped};
 use crate::channel::DeliveryError;
 
 /// Where a connection stands with a message.
@@ -22,14 +22,21 @@ enum Step {
     Body(Taken),
 }
 
-/// A connection task: takes queued messages until the outbox is dropped.
+/// A connection task: takes queued messages until the outbox is dropped or sending
+/// shuts down.
 pub(super) async fn work(pool: Arc<Pool>) {
     loop {
-        let Some(taken) = pool.next().await else {
+        let next = tokio::select! {
+            biased;
+            () = pool.stop.cancelled() => break,
+            next = pool.next() => next,
+        };
+        let Some(taken) = next else {
             return;
         };
         pool.session(taken).await;
     }
+    pool.wind_down().await;
 }
 
 impl Pool {
@@ -71,7 +78,11 @@ impl Pool {
         if taken.item.answer.is_closed() {
             return None;
         }
-        self.feedback.pace().await;
+        // Nothing of it is written yet: after a shutdown it stays unsent.
+        if self.stop.is_cancelled() || !self.unless_stopped(self.feedback.pace()).await {
+            answers.push((taken.item.answer, Err(stopped())));
+            return None;
+        }
         // Waiting for a connection or for the server's pace is not the message's time.
         let taken = taken.starting(self.timeout);
         let deadline = taken.deadline;
