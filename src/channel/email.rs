@@ -88,9 +88,8 @@ fn boundary(message_id: &str) -> String {
     format!("tickler_{hex}")
 }
 
-/// The text with every line ending in CRLF, as a message body must. lettre would do the
-/// same, but by inserting each `\r` into the string where it stands, moving the rest of
-/// the text along every time.
+/// The text with every line ending in CRLF, as a message body must, in one pass
+/// (lettre's own conversion moves the rest of the text at every line it mends).
 fn crlf(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 16);
     // `split` yields at least one piece, the empty text included.

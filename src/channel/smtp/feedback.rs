@@ -292,7 +292,7 @@ mod tests {
     }
 
     /// A refusal just after a pause (the server's window began later than ours) must
-    /// not space messages seconds apart: that turned 300 messages into minutes.
+    /// not space messages seconds apart.
     #[tokio::test(start_paused = true)]
     async fn a_refusal_right_after_a_pause_keeps_the_spacing() {
         let feedback = Feedback::new(2);
