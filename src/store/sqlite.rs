@@ -259,3 +259,54 @@ async fn zones(
     }
     Ok(zones)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{DueQueue, SendFilter, SendLog};
+
+    #[tokio::test]
+    async fn a_stored_time_out_of_range_is_corrupt_not_the_epoch() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = SqliteStore::open(&url).await.expect("open");
+        sqlx::query(
+            "INSERT INTO sends (contact_id, cadence, occurrence, channel, status, due_at, \
+             message_id, created_at, updated_at) \
+             VALUES ('K-1', 'thank-you', 'P-1', 'email', 'sent', 9223372036854775807, '<m@x>', 1, 1)",
+        )
+        .execute(&store.pool)
+        .await
+        .expect("a row");
+        let e = store.sends(&SendFilter::default()).await.unwrap_err();
+        assert!(matches!(e, StoreError::Corrupt(_)), "{e:?}");
+        assert!(e.to_string().contains("due_at"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_pass_reads_each_due_contact_once_and_marks_below_its_pages() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = SqliteStore::open(&url).await.expect("open");
+        sqlx::query(
+            "INSERT INTO contacts (id, first_name, digest, next_due_at, created_at, updated_at) VALUES \
+             ('A', 'a', 'd', -5000000000, 1, 1), ('B', 'b', 'd', 0, 1, 1), ('C', 'c', 'd', 50, 1, 1)",
+        )
+        .execute(&store.pool)
+        .await
+        .expect("contacts");
+        let now = Timestamp::from_second(100).unwrap();
+        let mut pass = store.begin_pass();
+        let mut seen = Vec::new();
+        loop {
+            let page = store.next_due(&mut pass, now, 2).await.expect("page");
+            if page.is_empty() {
+                break;
+            }
+            store.mark_due(&page, &pass, now).await.expect("mark");
+            seen.extend(page);
+        }
+        assert_eq!(seen, ["A", "B", "C"]);
+        assert!(pass.mark < -5_000_000_000, "{}", pass.mark);
+    }
+}
