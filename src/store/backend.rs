@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use sqlx::{Pool, Postgres, QueryBuilder};
 
 use super::sql::{Bind, Sql, Write};
-use super::{Contacts, ImportTx, NewSend, Outcome, SendRow, Store, StoreError};
+use super::{Contacts, ImportTx, NewSend, NextDue, Outcome, SendRow, Store, StoreError};
 use crate::domain::Channel;
 
 /// Ids bound in one `IN (...)` list; SQLite allows 32766 bound values a statement.
@@ -39,11 +39,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Sets `next_due_at` of `ids` (not empty) to `mark`, and arms them and their events.
     async fn mark(&self, ids: &[String], mark: i64, now: Timestamp) -> Result<(), StoreError>;
     /// Sets the due times where a contact still carries `mark`.
-    async fn set_due(
-        &self,
-        updates: &[(String, Option<Timestamp>)],
-        mark: i64,
-    ) -> Result<(), StoreError>;
+    async fn set_due(&self, updates: &[NextDue], mark: i64) -> Result<(), StoreError>;
     /// [`Store::exclusive`].
     async fn try_lock(&self, name: &str) -> Result<Option<Exclusive>, StoreError>;
     /// [`Contacts::begin_import`].

@@ -31,7 +31,7 @@ pub use error::StoreError;
 pub(crate) use error::ts;
 pub use log::{NewSend, Outcome, SendFilter, SendLog, SendRow};
 pub use postgres::PostgresStore;
-pub use queue::{DueQueue, History, PassToken};
+pub use queue::{DueQueue, History, NextDue, PassToken};
 pub use sqlite::SqliteStore;
 
 /// A contact as a CSV row or an API call gives it: empty opt-out columns leave the

@@ -15,7 +15,7 @@ use sqlx::{AssertSqlSafe, Pool, Postgres};
 use super::backend::{Backend, Exclusive};
 use super::postgres_import::{PostgresImport, zones};
 use super::sql::{SEND_COLUMNS, Write, rows, send_from_row};
-use super::{ImportTx, NewSend, Outcome, SendRow, StoreError};
+use super::{ImportTx, NewSend, NextDue, Outcome, SendRow, StoreError};
 use crate::domain::SendStatus;
 
 pub struct PostgresStore {
@@ -163,13 +163,9 @@ impl Backend for PostgresStore {
         tx.commit().await
     }
 
-    async fn set_due(
-        &self,
-        updates: &[(String, Option<Timestamp>)],
-        mark: i64,
-    ) -> Result<(), StoreError> {
+    async fn set_due(&self, updates: &[NextDue], mark: i64) -> Result<(), StoreError> {
         // In id order, the order other writers lock contacts in, and in one statement.
-        let mut updates: Vec<&(String, Option<Timestamp>)> = updates.iter().collect();
+        let mut updates: Vec<&NextDue> = updates.iter().collect();
         updates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut tx = self.write().await?;
         sqlx::query(

@@ -26,6 +26,9 @@ pub struct History {
     pub delivered: Vec<(String, Timestamp)>,
 }
 
+/// A contact and when a pass should look at it again (`None`: never).
+pub type NextDue = (String, Option<Timestamp>);
+
 /// One pass through the due contacts, as the store hands it out: how far the pass has
 /// read, and the mark it leaves on the contacts it is looking at.
 ///
@@ -103,11 +106,7 @@ pub trait DueQueue: Send + Sync {
     /// Sets each contact's next due time, where the contact still carries the mark of
     /// `pass`: a contact changed since the pass read it is looked at again, not put to
     /// sleep.
-    async fn set_next_due(
-        &self,
-        updates: &[(String, Option<Timestamp>)],
-        pass: &PassToken,
-    ) -> Result<(), StoreError>;
+    async fn set_next_due(&self, updates: &[NextDue], pass: &PassToken) -> Result<(), StoreError>;
     /// Makes the next pass look at every contact (after the cadences changed).
     async fn mark_all_due(&self) -> Result<(), StoreError>;
     /// Every contact in id order after `after`, for looking far ahead.
@@ -152,11 +151,7 @@ impl<B: Backend> DueQueue for B {
         self.mark(ids, pass.mark, now).await
     }
 
-    async fn set_next_due(
-        &self,
-        updates: &[(String, Option<Timestamp>)],
-        pass: &PassToken,
-    ) -> Result<(), StoreError> {
+    async fn set_next_due(&self, updates: &[NextDue], pass: &PassToken) -> Result<(), StoreError> {
         self.set_due(updates, pass.mark).await
     }
 

@@ -22,7 +22,7 @@ use tokio::sync::Mutex;
 use super::backend::{BATCH, Backend, Exclusive};
 use super::sql::{SEND_COLUMNS, Write, in_list, rows, send_from_row};
 use super::sqlite_import::SqliteImport;
-use super::{ImportTx, NewSend, Outcome, SendRow, StoreError};
+use super::{ImportTx, NewSend, NextDue, Outcome, SendRow, StoreError};
 use crate::domain::SendStatus;
 
 pub struct SqliteStore {
@@ -199,11 +199,7 @@ impl Backend for SqliteStore {
         tx.commit().await
     }
 
-    async fn set_due(
-        &self,
-        updates: &[(String, Option<Timestamp>)],
-        mark: i64,
-    ) -> Result<(), StoreError> {
+    async fn set_due(&self, updates: &[NextDue], mark: i64) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         for chunk in updates.chunks(ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::<Sqlite>::new("WITH v (id, at) AS (");
