@@ -30,9 +30,9 @@ pub use backend::Exclusive;
 pub use error::StoreError;
 pub(crate) use error::ts;
 pub use log::{NewSend, Outcome, SendFilter, SendLog, SendRow};
-pub use postgres::PostgresStore;
+use postgres::PostgresStore;
 pub use queue::{DueQueue, History, NextDue, PassToken};
-pub use sqlite::SqliteStore;
+use sqlite::SqliteStore;
 
 /// A contact as a CSV row or an API call gives it: empty opt-out columns leave the
 /// stored value unchanged.
