@@ -10,6 +10,7 @@
 pub mod agenda;
 pub mod channel;
 pub mod cli;
+pub mod compose;
 pub mod config;
 pub mod csv_safe;
 pub mod daemon;

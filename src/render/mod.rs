@@ -7,11 +7,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use handlebars::{Context, Handlebars};
-use jiff::Timestamp;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::config::{Config, Diagnostic, Location, PostalAddress};
-use crate::domain::{Cadence, Channel, Contact, Event};
+use crate::config::{Config, Diagnostic, Location};
+use crate::domain::{Cadence, Channel};
 
 mod diagnostics;
 mod graph;
@@ -381,7 +380,7 @@ fn card_layout(
     at: &Location,
 ) -> Vec<Diagnostic> {
     let contact = sample_contact(cadence);
-    let card = crate::channel::postcard::card(config, cadence, &contact, 0, rendered);
+    let card = crate::compose::card(config, cadence, &contact, 0, rendered);
     match crate::channel::postcard::pdf::render(&[card]) {
         Ok(_) => Vec::new(),
         Err(message) => vec![Diagnostic {
@@ -399,60 +398,6 @@ fn card_layout(
 
 /// The unsubscribe link `check` renders with.
 const SAMPLE_UNSUBSCRIBE: &str = "https://example.com/unsubscribe/sample";
-
-/// The data a template sees (SPEC section 6).
-pub struct MessageData<'a> {
-    pub config: &'a Config,
-    pub cadence: &'a Cadence,
-    pub contact: &'a Contact,
-    pub event: Option<&'a Event>,
-    pub occurrence: &'a str,
-    pub now: Timestamp,
-    pub unsubscribe_url: &'a str,
-}
-
-impl MessageData<'_> {
-    pub fn to_json(&self) -> Value {
-        let zone = self.contact.zone(&self.config.business.zone);
-        let c = self.contact;
-        let mut data = json!({
-            "contact": {
-                "id": c.id, "first_name": c.first_name, "last_name": c.last_name,
-                "email": c.email.as_ref().map(|e| e.as_str()).unwrap_or_default(),
-                "address_line1": c.address_line1, "address_line2": c.address_line2,
-                "city": c.city, "region": c.region, "postal_code": c.postal_code, "country": c.country,
-                "birthday": c.birthday.map(|b| b.to_string()).unwrap_or_default(),
-                "timezone": c.timezone.clone().unwrap_or_default(),
-                "tags": c.tags,
-                "fields": c.fields,
-            },
-            "business": business_json(self.config),
-            "cadence": { "id": self.cadence.id },
-            "occurrence": self.occurrence,
-            "now": self.now.to_string(),
-            "unsubscribe_url": self.unsubscribe_url,
-            "timezone": zone.iana_name().unwrap_or("UTC"),
-        });
-        if let Some(e) = self.event {
-            data["event"] =
-                json!({ "id": e.id, "kind": e.kind, "at": e.at.to_string(), "fields": e.fields });
-        }
-        data
-    }
-}
-
-fn business_json(config: &Config) -> Value {
-    let b = &config.business;
-    let address: &PostalAddress = &b.address;
-    json!({
-        "name": b.name,
-        "email": b.email.as_str(),
-        "reply_to": b.reply_to.as_ref().map(|e| e.as_str()).unwrap_or_default(),
-        "phone": b.phone,
-        "address": address,
-        "address_line": address.one_line(),
-    })
-}
 
 fn hbs_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)

@@ -4,8 +4,8 @@
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::MessageData;
 use super::SAMPLE_UNSUBSCRIBE;
+use crate::compose::MessageData;
 use crate::config::Config;
 use crate::domain::{Cadence, Contact, Event};
 

@@ -21,9 +21,7 @@ use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
 use super::DeliveryError;
-use crate::config::{Config, PostalAddress};
-use crate::domain::{Cadence, Contact};
-use crate::render::RenderedCard;
+use crate::config::PostalAddress;
 
 /// Everything printed on one card; also kept as JSON beside the PDF, so that the day's
 /// combined PDF can be set again without the database.
@@ -84,43 +82,6 @@ impl Card {
             .take(60)
             .collect();
         format!("{:06}-{readable}.pdf", self.send_id)
-    }
-}
-
-/// The card that `contact` gets from `cadence`, with its rendered text.
-pub fn card(
-    config: &Config,
-    cadence: &Cadence,
-    contact: &Contact,
-    send_id: i64,
-    rendered: RenderedCard,
-) -> Card {
-    let business = &config.business;
-    let home = business.address.country.clone();
-    let mut return_address = vec![business.name.clone()];
-    return_address.extend(business.address.lines(&home));
-    Card {
-        send_id,
-        contact: contact.id.clone(),
-        cadence: cadence.id.clone(),
-        name: contact.full_name(),
-        address: PostalAddress {
-            line1: contact.address_line1.clone(),
-            line2: contact.address_line2.clone(),
-            city: contact.city.clone(),
-            region: contact.region.clone(),
-            postal_code: contact.postal_code.clone(),
-            country: contact.country.clone(),
-        },
-        home_country: home,
-        business: business.name.clone(),
-        return_address,
-        message: rendered.message,
-        front: rendered.front,
-        front_image: cadence
-            .front_image
-            .as_ref()
-            .map(|name| config.templates_dir.join(name)),
     }
 }
 
