@@ -13,12 +13,14 @@ use crate::config::{Config, Diagnostic, Location};
 use crate::domain::{Cadence, Channel};
 
 mod diagnostics;
+mod failure;
 mod graph;
 mod helpers;
 mod limits;
 mod partials;
 mod sample;
-use diagnostics::{file_error, position, template_error, template_file};
+use diagnostics::{file_error, template_error};
+pub use failure::{RenderFailure, RenderReason};
 use helpers::registry;
 use sample::{custom_field, fill, sample_contact, sample_data};
 
@@ -39,11 +41,6 @@ pub struct RenderedCard {
     /// The front (`T.front.hbs`), when the template has one.
     pub front: Option<String>,
 }
-
-/// Why a message could not be rendered; becomes the send's `failed` reason.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct RenderFailure(pub String);
 
 /// The compiled templates of one configuration.
 pub struct Templates {
@@ -228,11 +225,10 @@ impl Templates {
                 &mut budget,
             )
         };
-        let subject = render(&self.text, "subject")?.ok_or_else(|| {
-            RenderFailure(format!("template {template}.subject.hbs is not loaded"))
-        })?;
-        let text = render(&self.text, "txt")?
-            .ok_or_else(|| RenderFailure(format!("template {template}.txt.hbs is not loaded")))?;
+        let absent =
+            |part: &str| RenderFailure::of(&format!("{template}.{part}"), RenderReason::NotLoaded);
+        let subject = render(&self.text, "subject")?.ok_or_else(|| absent("subject"))?;
+        let text = render(&self.text, "txt")?.ok_or_else(|| absent("txt"))?;
         Ok(RenderedEmail {
             subject: subject.split_whitespace().collect::<Vec<_>>().join(" "),
             text,
@@ -254,7 +250,7 @@ impl Templates {
         };
         Ok(RenderedCard {
             message: render("postcard")?.ok_or_else(|| {
-                RenderFailure(format!("template {template}.postcard.hbs is not loaded"))
+                RenderFailure::of(&format!("{template}.postcard"), RenderReason::NotLoaded)
             })?,
             front: render("front")?,
         })
@@ -279,20 +275,24 @@ impl Templates {
                     .render_postcard(&cadence.template, data.clone())
                     .map(|card| card_layout(config, cadence, card, at)),
             };
-            let message = match result {
+            let failure = match result {
                 Ok(missing) => return missing,
-                Err(RenderFailure(message)) => message,
+                Err(failure) => failure,
             };
-            match custom_field(&message) {
-                Some(path) if fill(&mut data, &path) => continue,
+            match custom_field(&failure) {
+                Some(path) if fill(&mut data, path) => continue,
                 _ => {
-                    let file = config
-                        .templates_dir
-                        .join(template_file(&message, &cadence.template));
-                    let (line, col) = position(&message);
+                    let file = failure
+                        .file()
+                        .unwrap_or_else(|| format!("{}.hbs", cadence.template).into());
+                    let (line, col) = failure.at.unwrap_or((1, 1));
                     return vec![Diagnostic {
-                        location: Location { file, line, col },
-                        message: format!("cadence `{}` (see {at}): {message}", cadence.id),
+                        location: Location {
+                            file: config.templates_dir.join(file),
+                            line,
+                            col,
+                        },
+                        message: format!("cadence `{}` (see {at}): {failure}", cadence.id),
                     }];
                 }
             }

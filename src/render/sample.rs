@@ -5,6 +5,7 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 use super::SAMPLE_UNSUBSCRIBE;
+use super::failure::{RenderFailure, RenderReason};
 use crate::compose::MessageData;
 use crate::config::Config;
 use crate::domain::{Cadence, Contact, Event};
@@ -57,15 +58,14 @@ pub(super) fn sample_contact(cadence: &Cadence) -> Contact {
     }
 }
 
-/// `contact.fields.NAME` or `event.fields.NAME` named by a missing-variable message.
-pub(super) fn custom_field(message: &str) -> Option<String> {
-    let path = message
-        .split("missing variable `")
-        .nth(1)?
-        .split('`')
-        .next()?;
+/// The custom field, `contact.fields.NAME` or `event.fields.NAME`, whose absence made
+/// rendering fail.
+pub(super) fn custom_field(failure: &RenderFailure) -> Option<&str> {
+    let RenderReason::MissingVariable(path) = &failure.reason else {
+        return None;
+    };
     let open = path.starts_with("contact.fields.") || path.starts_with("event.fields.");
-    (open && path.split('.').count() == 3).then(|| path.to_owned())
+    (open && path.split('.').count() == 3).then_some(path.as_str())
 }
 
 pub(super) fn fill(data: &mut Value, path: &str) -> bool {
