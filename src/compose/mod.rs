@@ -4,7 +4,9 @@
 //! compose through here, so a preview is exactly what would be sent.
 
 mod card;
+mod check;
 mod data;
+mod sample;
 
 use jiff::Timestamp;
 
@@ -15,7 +17,7 @@ use crate::domain::{Cadence, Channel, Contact, Event};
 use crate::render::{RenderFailure, Templates};
 use crate::unsubscribe::{self, Signer};
 
-pub(crate) use card::card;
+pub use check::check_cadence;
 pub use data::MessageData;
 
 /// What composing needs besides the message itself: the same for every message.

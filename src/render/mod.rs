@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use handlebars::{Context, Handlebars};
 use serde_json::Value;
 
-use crate::config::{Config, Diagnostic, Location};
-use crate::domain::{Cadence, Channel};
+use crate::config::{Config, Diagnostic};
+use crate::domain::Channel;
 
 mod diagnostics;
 mod failure;
@@ -18,11 +18,9 @@ mod graph;
 mod helpers;
 mod limits;
 mod partials;
-mod sample;
 use diagnostics::{file_error, template_error};
 pub use failure::{RenderFailure, RenderReason};
 use helpers::registry;
-use sample::{custom_field, fill, sample_contact, sample_data};
 
 /// An email, rendered.
 #[derive(Clone, Debug, PartialEq)]
@@ -255,94 +253,6 @@ impl Templates {
             front: render("front")?,
         })
     }
-
-    /// Renders every template of `cadence` against a sample contact, as `check` does.
-    /// Custom fields are open (they come from the data), so each one the template asks
-    /// for is filled in with a sample value; any other missing variable is an error.
-    pub fn check_cadence(
-        &self,
-        config: &Config,
-        cadence: &Cadence,
-        at: &Location,
-    ) -> Vec<Diagnostic> {
-        let mut data = sample_data(config, cadence);
-        for _ in 0..64 {
-            let result = match cadence.channel {
-                Channel::Email => self
-                    .render_email(&cadence.template, data.clone())
-                    .map(|email| self.commercial_requirements(config, cadence, &email, at)),
-                Channel::Postcard => self
-                    .render_postcard(&cadence.template, data.clone())
-                    .map(|card| card_layout(config, cadence, card, at)),
-            };
-            let failure = match result {
-                Ok(missing) => return missing,
-                Err(failure) => failure,
-            };
-            match custom_field(&failure) {
-                Some(path) if fill(&mut data, path) => continue,
-                _ => {
-                    let file = failure
-                        .file()
-                        .unwrap_or_else(|| format!("{}.hbs", cadence.template).into());
-                    let (line, col) = failure.at.unwrap_or((1, 1));
-                    return vec![Diagnostic {
-                        location: Location {
-                            file: config.templates_dir.join(file),
-                            line,
-                            col,
-                        },
-                        message: format!("cadence `{}` (see {at}): {failure}", cadence.id),
-                    }];
-                }
-            }
-        }
-        Vec::new()
-    }
-}
-
-impl Templates {
-    /// A commercial email must show the business's postal address and the unsubscribe
-    /// link (in the text body, and in the HTML body when there is one).
-    fn commercial_requirements(
-        &self,
-        config: &Config,
-        cadence: &Cadence,
-        email: &RenderedEmail,
-        at: &Location,
-    ) -> Vec<Diagnostic> {
-        if cadence.transactional {
-            return Vec::new();
-        }
-        let line1 = &config.business.address.line1;
-        let mut bodies = vec![("txt", email.text.as_str())];
-        if let Some(html) = &email.html {
-            bodies.push(("html", html.as_str()));
-        }
-        let mut out = Vec::new();
-        for (part, body) in bodies {
-            let missing: Vec<&str> = [
-                (!body.contains(line1.as_str()))
-                    .then_some("the business's postal address (business.address_line)"),
-                (!body.contains(SAMPLE_UNSUBSCRIBE))
-                    .then_some("the unsubscribe link ({{unsubscribe_url}})"),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            if !missing.is_empty() {
-                out.push(Diagnostic {
-                    location: Location { file: config.templates_dir.join(format!("{}.{part}.hbs", cadence.template)), line: 1, col: 1 },
-                    message: format!(
-                        "cadence `{}` (see {at}): a commercial email must show {}; mark the cadence `transactional: true` if it is not commercial",
-                        cadence.id,
-                        missing.join(" and ")
-                    ),
-                });
-            }
-        }
-        out
-    }
 }
 
 /// A front image must be a PNG or JPEG file inside the templates directory `dir`
@@ -370,34 +280,6 @@ fn front_image_ok(dir: &Path, image: &Path) -> Result<(), String> {
         Err(format!("{} is not a PNG or JPEG image", path.display()))
     }
 }
-
-/// A postcard must fit its card and use only characters the card's font can print;
-/// `check` sets the sample card to find out.
-fn card_layout(
-    config: &Config,
-    cadence: &Cadence,
-    rendered: RenderedCard,
-    at: &Location,
-) -> Vec<Diagnostic> {
-    let contact = sample_contact(cadence);
-    let card = crate::compose::card(config, cadence, &contact, 0, rendered);
-    match crate::channel::postcard::pdf::render(&[card]) {
-        Ok(_) => Vec::new(),
-        Err(message) => vec![Diagnostic {
-            location: Location {
-                file: config
-                    .templates_dir
-                    .join(format!("{}.postcard.hbs", cadence.template)),
-                line: 1,
-                col: 1,
-            },
-            message: format!("cadence `{}` (see {at}): {message}", cadence.id),
-        }],
-    }
-}
-
-/// The unsubscribe link `check` renders with.
-const SAMPLE_UNSUBSCRIBE: &str = "https://example.com/unsubscribe/sample";
 
 fn hbs_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)

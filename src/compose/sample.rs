@@ -4,11 +4,13 @@
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::SAMPLE_UNSUBSCRIBE;
-use super::failure::{RenderFailure, RenderReason};
-use crate::compose::MessageData;
+use super::data::MessageData;
 use crate::config::Config;
 use crate::domain::{Cadence, Contact, Event};
+use crate::render::{RenderFailure, RenderReason};
+
+/// The unsubscribe link `check` renders with.
+pub(super) const SAMPLE_UNSUBSCRIBE: &str = "https://example.com/unsubscribe/sample";
 
 /// A plausible contact (and event, for event triggers) to render `check` against.
 pub(super) fn sample_data(config: &Config, cadence: &Cadence) -> Value {
