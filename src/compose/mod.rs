@@ -47,7 +47,8 @@ pub struct Request<'a> {
 /// A message ready for its channel.
 pub enum Composed {
     Email(lettre::Message),
-    Card(Card),
+    /// Boxed: a card is more than twice an email's size.
+    Card(Box<Card>),
 }
 
 /// Why a message cannot be composed; retrying cannot help with any of these.
@@ -89,7 +90,7 @@ impl Composer<'_> {
         if cadence.channel == Channel::Postcard {
             let rendered = templates.render_postcard(&cadence.template, data.to_json())?;
             let card = card::card(config, cadence, contact, request.send_id, rendered);
-            return Ok(Composed::Card(card));
+            return Ok(Composed::Card(Box::new(card)));
         }
         let to = contact.email.as_ref().ok_or(ComposeError::NoEmail)?;
         let body = templates.render_email(&cadence.template, data.to_json())?;

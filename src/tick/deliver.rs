@@ -253,7 +253,7 @@ impl Engine {
             .compose(&request)
             .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
         match composed {
-            Composed::Card(card) => self.postcards.write(card, now).await,
+            Composed::Card(card) => self.postcards.write(*card, now).await,
             Composed::Email(message) => self.transport.send(&message, &row.key().digest()).await,
         }
     }
