@@ -2,8 +2,8 @@
 //! business's addresses.
 
 use crate::channel::postcard::Card;
-use crate::config::{Config, PostalAddress};
-use crate::domain::{Cadence, Contact};
+use crate::config::Config;
+use crate::domain::{Cadence, Contact, PostalAddress};
 use crate::render::RenderedCard;
 
 /// The card that `contact` gets from `cadence`, with its rendered text.

@@ -4,8 +4,8 @@
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::config::{Config, PostalAddress};
-use crate::domain::{Cadence, Contact, Event};
+use crate::config::Config;
+use crate::domain::{Cadence, Contact, Event, PostalAddress};
 
 /// What one message is rendered from.
 pub struct MessageData<'a> {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::PostalAddress;
+use crate::domain::PostalAddress;
 
 /// Everything printed on one card; also kept as JSON beside the PDF, so that the day's
 /// combined PDF can be set again without the database.
