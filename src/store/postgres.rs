@@ -12,9 +12,9 @@ use jiff::Timestamp;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row};
 
-use super::postgres_import::{PostgresImport, zones};
+use super::postgres_writer::{PostgresWriter, zones};
 use super::{
-    DuePosition, Gathering, History, ImportTx, NewSend, Outcome, SendFilter, SendRow, Store, ts,
+    BulkWriter, DuePosition, Gathering, History, NewSend, Outcome, SendFilter, SendRow, Store, ts,
 };
 use crate::domain::{Channel, Contact, EmailAddress, Event, MonthDay, SendStatus};
 
@@ -49,8 +49,8 @@ const SEND_COLUMNS: &str = "id, contact_id, cadence, occurrence, channel, status
 
 #[async_trait]
 impl Store for PostgresStore {
-    async fn begin_import(&self) -> anyhow::Result<Box<dyn ImportTx>> {
-        Ok(Box::new(PostgresImport::begin(&self.pool).await?))
+    async fn writer(&self) -> anyhow::Result<Box<dyn BulkWriter>> {
+        Ok(Box::new(PostgresWriter::begin(&self.pool).await?))
     }
 
     async fn contact_zones(

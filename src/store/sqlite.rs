@@ -8,30 +8,24 @@
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
-use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use jiff::Timestamp;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
-use sqlx::{AssertSqlSafe, ConnectOptions, QueryBuilder, Row, Sqlite, SqliteConnection};
-use tokio::sync::{Mutex, OwnedMutexGuard};
-
-use super::sqlite_import::SqliteImport;
+use super::sqlite_conn;
+use super::sqlite_writer::{SqliteWriter, Turn, WriteTurn};
 use super::{
-    DuePosition, Gathering, History, ImportTx, NewSend, Outcome, SendFilter, SendRow, Store, ts,
+    BulkWriter, DuePosition, Gathering, History, NewSend, Outcome, SendFilter, SendRow, Store, ts,
 };
 use crate::domain::{Channel, Contact, EmailAddress, Event, MonthDay, SendStatus};
+use async_trait::async_trait;
+use jiff::Timestamp;
+use sqlx::sqlite::{SqlitePool, SqlitePoolOptions, SqliteRow};
+use sqlx::{AssertSqlSafe, ConnectOptions, QueryBuilder, Row, Sqlite, SqliteConnection};
 
 pub struct SqliteStore {
     pool: SqlitePool,
     /// This process's writers, one at a time.
-    write_turn: Arc<Mutex<()>>,
-    /// The database file, which an import opens a connection of its own to.
+    write_turn: WriteTurn,
+    /// The database file, which a bulk writer opens a connection of its own to.
     path: PathBuf,
 }
 
@@ -45,24 +39,12 @@ const BATCH: usize = 500;
 
 impl SqliteStore {
     pub async fn open(url: &str) -> anyhow::Result<SqliteStore> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            // A new database's pages (an existing one keeps its own): 8 KiB instead of
-            // 4 KiB took 9% off a million-contact import (fewer pages to split, fewer
-            // WAL frames to write and copy back) and changed a pass's sending rate by
-            // less than the noise (BENCHMARKS.md).
-            .page_size(8192)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(30))
-            // Statement journals (multi-row upserts) in memory, not in temporary files.
-            .pragma("temp_store", "memory")
+        let options = sqlite_conn::pool_options(url)?
             .statement_cache_capacity(STATEMENT_CACHE)
             // A pass's bulk statements at a million contacts take a second or more
             // (marking every contact due after an import): expected, so not a warning.
             // `TICKLER_LOG=sqlx=info` shows them.
-            .log_slow_statements(log::LevelFilter::Info, Duration::from_secs(1))
-            .foreign_keys(false);
+            .log_slow_statements(log::LevelFilter::Info, Duration::from_secs(1));
         let path = options.get_filename().to_owned();
         if url.contains(":memory:") || url.contains("mode=memory") {
             anyhow::bail!(
@@ -83,13 +65,13 @@ impl SqliteStore {
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         Ok(SqliteStore {
             pool,
-            write_turn: Arc::new(Mutex::new(())),
+            write_turn: WriteTurn::default(),
             path,
         })
     }
 
     async fn write(&self) -> anyhow::Result<Write> {
-        let turn = self.write_turn.clone().lock_owned().await;
+        let turn = self.write_turn.hold().await;
         Ok(Write {
             tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
             _turn: turn,
@@ -101,7 +83,7 @@ impl SqliteStore {
 /// transaction ends: fields drop in order).
 struct Write {
     tx: sqlx::Transaction<'static, Sqlite>,
-    _turn: OwnedMutexGuard<()>,
+    _turn: Turn,
 }
 
 impl Write {
@@ -136,8 +118,10 @@ const SEND_COLUMNS: &str = "id, contact_id, cadence, occurrence, channel, status
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn begin_import(&self) -> anyhow::Result<Box<dyn ImportTx>> {
-        Ok(Box::new(SqliteImport::begin(&self.path).await?))
+    async fn writer(&self) -> anyhow::Result<Box<dyn BulkWriter>> {
+        Ok(Box::new(
+            SqliteWriter::begin(&self.write_turn, &self.path).await?,
+        ))
     }
 
     async fn contact_zones(

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use jiff::tz::TimeZone;
 
 use crate::domain::contact::{parse_instant, parse_zone};
-use crate::domain::{Contact, EmailAddress, MonthDay};
-use crate::store::{ContactUpsert, PendingEvent};
+use crate::domain::{Contact, EmailAddress, Event, MonthDay};
+use crate::store::{ContactUpsert, EventUpsert};
 
 /// The contacts CSV columns tickler knows; any other column is a custom field.
 pub const CONTACT_COLUMNS: [&str; 15] = [
@@ -218,4 +218,31 @@ pub fn event_from_record(record: &impl Fields) -> Result<PendingEvent, String> {
         fields: serde_json::to_string(&custom_fields(record, &EVENT_COLUMNS)?)
             .map_err(|e| format!("cannot store the custom fields: {e}"))?,
     })
+}
+
+/// An event row as a file or an API call gives it, checked on its own: its time (a
+/// plain date is the start of that day in the contact's zone) and so its id (derived
+/// from kind and time when none is given) wait until its contact is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingEvent {
+    pub contact_id: String,
+    pub id: Option<String>,
+    pub kind: String,
+    pub at: String,
+    /// The custom columns as a JSON object, as they are stored.
+    pub fields: String,
+}
+
+impl PendingEvent {
+    /// The event as stored, its time placed in its contact's `zone`.
+    pub fn resolve(self, zone: &TimeZone) -> Result<EventUpsert, String> {
+        let at = parse_instant(&self.at, zone).map_err(|m| format!("at: {m}"))?;
+        Ok(EventUpsert {
+            id: self.id.unwrap_or_else(|| Event::derived_id(&self.kind, at)),
+            contact_id: self.contact_id,
+            kind: self.kind,
+            at,
+            fields: self.fields,
+        })
+    }
 }

@@ -7,8 +7,9 @@
 
 mod check;
 mod csv_rows;
+mod resolve;
+mod staging;
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
@@ -17,11 +18,11 @@ use jiff::tz::TimeZone;
 use tokio::sync::mpsc;
 
 use crate::keys::KeyTable;
-use crate::store::{ContactUpsert, EventUpsert, ImportTx, Store};
+use crate::store::{BulkWriter, ContactUpsert, Store};
+use staging::Staging;
 
-pub use crate::store::PendingEvent;
 pub use check::{
-    CONTACT_COLUMNS, Fields, MAX_CUSTOM_FIELDS, MAX_ID, MAX_TAGS, MAX_VALUE, Record,
+    CONTACT_COLUMNS, Fields, MAX_CUSTOM_FIELDS, MAX_ID, MAX_TAGS, MAX_VALUE, PendingEvent, Record,
     contact_from_record, event_from_record,
 };
 pub use csv_rows::{CsvRow, read_csv};
@@ -67,7 +68,8 @@ pub async fn import(
     let mut report = ImportReport::default();
     let mut writer = Writer {
         tx: None,
-        staged: false,
+        staging: None,
+        staged: 0,
         business_zone,
         now,
     };
@@ -82,9 +84,7 @@ pub async fn import(
         .await
         .map_err(|e| anyhow::anyhow!("the CSV reader stopped: {e}"))?
         .map_err(|m| anyhow::anyhow!(m))?;
-    if writer.staged {
-        writer.write_staged_events(&mut report).await?;
-    }
+    writer.write_staged_events(&mut report).await?;
     if let Some(tx) = writer.tx {
         tx.commit().await?;
     }
@@ -156,17 +156,18 @@ fn send_checked<T>(
 /// The writing half of an import.
 struct Writer<'a> {
     /// Begun with the first chunk, so that a file whose header is bad writes nothing.
-    tx: Option<Box<dyn ImportTx>>,
-    /// Whether any event rows wait to be written.
-    staged: bool,
+    tx: Option<Box<dyn BulkWriter>>,
+    /// The event rows that wait to be written, once there are any.
+    staging: Option<Staging>,
+    staged: usize,
     business_zone: &'a TimeZone,
     now: Timestamp,
 }
 
 impl Writer<'_> {
-    async fn tx(&mut self, store: &dyn Store) -> anyhow::Result<&mut Box<dyn ImportTx>> {
+    async fn tx(&mut self, store: &dyn Store) -> anyhow::Result<&mut Box<dyn BulkWriter>> {
         if self.tx.is_none() {
-            self.tx = Some(store.begin_import().await?);
+            self.tx = Some(store.writer().await?);
         }
         Ok(self.tx.as_mut().expect("begun above"))
     }
@@ -186,11 +187,7 @@ impl Writer<'_> {
         }
         report.accepted += contacts.len();
         let now = self.now;
-        report.changed += self
-            .tx(store)
-            .await?
-            .upsert_contacts(&contacts, now)
-            .await?;
+        report.changed += self.tx(store).await?.contacts(contacts, now).await?;
         Ok(())
     }
 
@@ -208,89 +205,32 @@ impl Writer<'_> {
                 Err(reason) => report.rejected.push((line, reason)),
             }
         }
-        if !pending.is_empty() {
-            self.tx(store).await?.stage_events(pending).await?;
-            self.staged = true;
+        if pending.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.tx(store).await?;
+        self.staged += pending.len();
+        let staging = match &mut self.staging {
+            Some(staging) => staging,
+            None => self.staging.insert(Staging::open()?),
+        };
+        staging.add(pending).await?;
+        let tx = self.tx.as_mut().expect("begun above");
+        tx.expect_lookups(self.staged).await
     }
 
-    /// Writes the staged events contact by contact: each resolved in its contact's
-    /// zone, an unknown contact's and a repeated key's rows rejected.
+    /// Writes the staged events, if any.
     async fn write_staged_events(&mut self, report: &mut ImportReport) -> anyhow::Result<()> {
-        let business_zone = self.business_zone;
-        let now = self.now;
-        let tx = self.tx.as_mut().expect("staged in a transaction");
-        let mut zones: HashMap<String, TimeZone> = HashMap::new();
-        let rejected = &mut report.rejected;
-        let mut accepted = 0;
-        let mut resolve = |rows: Vec<(u64, PendingEvent)>,
-                           stored: &HashMap<String, Option<String>>| {
-            let events = resolve_events(rows, stored, business_zone, &mut zones, rejected);
-            accepted += events.len();
-            events
+        let (Some(staging), Some(tx)) = (self.staging.take(), self.tx.as_mut()) else {
+            return Ok(());
         };
-        report.changed += tx.write_staged_events(&mut resolve, now).await?;
-        report.accepted += accepted;
+        let resolution =
+            resolve::write_staged(tx.as_mut(), staging, self.business_zone, self.now).await?;
+        report.accepted += resolution.accepted;
+        report.changed += resolution.changed;
+        report.rejected.extend(resolution.rejected);
         Ok(())
     }
-}
-
-/// Resolves rows that hold every row of each of their contacts, in line order: a row
-/// whose contact does not exist, whose time is not valid in its contact's zone, or
-/// whose key an earlier row has is rejected. Returns the events in key order.
-fn resolve_events(
-    rows: Vec<(u64, PendingEvent)>,
-    stored: &HashMap<String, Option<String>>,
-    business_zone: &TimeZone,
-    zones: &mut HashMap<String, TimeZone>,
-    rejected: &mut Vec<(u64, String)>,
-) -> Vec<EventUpsert> {
-    let mut resolved = Vec::with_capacity(rows.len());
-    for (line, e) in rows {
-        let Some(zone) = stored.get(&e.contact_id) else {
-            rejected.push((
-                line,
-                format!(
-                    "contact_id: no contact `{}` (import contacts first)",
-                    e.contact_id
-                ),
-            ));
-            continue;
-        };
-        let zone = match zone {
-            None => business_zone.clone(),
-            Some(name) => zones
-                .entry(name.clone())
-                .or_insert_with(|| TimeZone::get(name).unwrap_or_else(|_| business_zone.clone()))
-                .clone(),
-        };
-        match e.resolve(&zone) {
-            Ok(event) => resolved.push((line, event)),
-            Err(reason) => rejected.push((line, reason)),
-        }
-    }
-    // In key order, and a repeated key's rows in line order: the first one is kept.
-    resolved.sort_unstable_by(|(line_a, a), (line_b, b)| {
-        (&a.contact_id, &a.id, line_a).cmp(&(&b.contact_id, &b.id, line_b))
-    });
-    let mut events: Vec<EventUpsert> = Vec::with_capacity(resolved.len());
-    let mut first_line = 0;
-    for (line, event) in resolved {
-        match events.last() {
-            Some(last) if last.contact_id == event.contact_id && last.id == event.id => {
-                rejected.push((
-                    line,
-                    format!("id: `{}` is also on line {first_line}", event.id),
-                ));
-            }
-            _ => {
-                first_line = line;
-                events.push(event);
-            }
-        }
-    }
-    events
 }
 
 /// Lines past 4 billion are reported as the last one a `u32` holds.
