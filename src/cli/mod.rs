@@ -11,6 +11,8 @@ mod sends;
 mod subscribe;
 mod tick;
 
+pub use plan::upcoming;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
-use tickler::agenda::forecast;
 use tickler::channel::{DeliveryError, EmailTransport};
+use tickler::cli::upcoming;
 use tickler::config::Config;
 use tickler::render::Templates;
 use tickler::store::{SendFilter, SendRow};
@@ -94,7 +94,7 @@ impl Sim {
     fn planned_now(&self, now: Timestamp) -> BTreeSet<(String, String, String)> {
         let planned = self
             .rt
-            .block_on(forecast(
+            .block_on(upcoming(
                 &self.engine.config,
                 self.engine.store.as_ref(),
                 now,
@@ -386,7 +386,7 @@ fn year_of_ticks(url: Option<String>) {
     let year_end = start.timestamp() + SignedDuration::from_hours(24 * 364);
     let planned = sim
         .rt
-        .block_on(forecast(
+        .block_on(upcoming(
             &sim.engine.config,
             sim.engine.store.as_ref(),
             start.timestamp(),
