@@ -16,9 +16,8 @@ const PRAGMAS: [(&str, &str); 3] = [
     ("foreign_keys", "OFF"),
 ];
 
-/// How long a write waits for another process's writer (a CLI command beside the
-/// daemon).
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a write waits for another writer (a CLI command beside the daemon).
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Options of the sqlx pool's connections to the database at `url`, which is created
 /// (in WAL mode, with 8 KiB pages) if missing.

@@ -12,7 +12,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 
-use super::sqlite_conn::{self, Access};
+use super::sqlite_conn::{self, Access, BUSY_TIMEOUT};
 use super::sqlite_contacts::{AllContacts, Lookup};
 use super::upsert_sql::{CONTACT_INSERT, EVENT_CONFLICT, EVENT_INSERT, SHAPES, contact_conflict};
 use super::{BulkWriter, ContactLookup, ContactUpsert, EventUpsert, KnownContact};
@@ -68,10 +68,13 @@ pub(super) struct SqliteWriter {
 }
 
 impl SqliteWriter {
-    /// Waits for the write turn, then begins a transaction on the kept connection to the
-    /// database at `path` (opened the first time).
+    /// Waits for the write turn (as long as SQLite would wait for its lock), then begins
+    /// a transaction on the kept connection to the database at `path` (opened the
+    /// first time).
     pub(super) async fn begin(turn: &WriteTurn, path: &Path) -> anyhow::Result<SqliteWriter> {
-        let mut turn = turn.hold().await;
+        let mut turn = tokio::time::timeout(BUSY_TIMEOUT, turn.hold())
+            .await
+            .map_err(|_| anyhow::anyhow!("database is locked: another write went on too long"))?;
         let kept = turn.take();
         let opening = path.to_owned();
         let held = tokio::task::spawn_blocking(move || -> anyhow::Result<Held> {
