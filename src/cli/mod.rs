@@ -177,6 +177,12 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+impl From<crate::store::StoreError> for Failure {
+    fn from(e: crate::store::StoreError) -> Failure {
+        anyhow::Error::from(e).into()
+    }
+}
+
 pub type Outcome = Result<(), Failure>;
 
 /// Prints a line to standard output, like `println!`, inside a function that returns

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::AppState;
 pub use super::field_errors::{FieldError, FieldErrors};
 pub use super::records::records;
-use crate::store::{ContactUpsert, EventUpsert, Store};
+use crate::store::{ContactUpsert, EventUpsert, Store, StoreError};
 use crate::sync::{self, Record};
 
 /// How long a request's body may take to arrive, once its headers have (SPEC section 10).
@@ -186,7 +186,10 @@ pub async fn events(State(state): State<AppState>, request: Request) -> Response
 }
 
 /// Writes a request's contacts in one transaction; returns how many rows changed.
-async fn upsert_contacts(store: &dyn Store, contacts: Vec<ContactUpsert>) -> anyhow::Result<u64> {
+async fn upsert_contacts(
+    store: &dyn Store,
+    contacts: Vec<ContactUpsert>,
+) -> Result<u64, StoreError> {
     let mut writer = store.writer().await?;
     let changed = writer.contacts(contacts, jiff::Timestamp::now()).await?;
     writer.commit().await?;
@@ -194,7 +197,7 @@ async fn upsert_contacts(store: &dyn Store, contacts: Vec<ContactUpsert>) -> any
 }
 
 /// Writes a request's events in one transaction; returns how many rows changed.
-async fn upsert_events(store: &dyn Store, events: Vec<EventUpsert>) -> anyhow::Result<u64> {
+async fn upsert_events(store: &dyn Store, events: Vec<EventUpsert>) -> Result<u64, StoreError> {
     let mut writer = store.writer().await?;
     let changed = writer
         .events(events, Vec::new(), jiff::Timestamp::now())
@@ -203,7 +206,7 @@ async fn upsert_events(store: &dyn Store, events: Vec<EventUpsert>) -> anyhow::R
     Ok(changed)
 }
 
-fn store_error(e: anyhow::Error) -> Response {
+fn store_error(e: StoreError) -> Response {
     tracing::error!(error = format!("{e:#}"), "API request could not be stored");
     (
         StatusCode::SERVICE_UNAVAILABLE,

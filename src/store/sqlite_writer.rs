@@ -27,17 +27,25 @@ const READ_ALL_FROM: usize = 16_384;
 
 /// This process's turn to write to the database: every write holds it (the pool's and
 /// the bulk writer's), so that two writers of one process never wait on SQLite's lock,
-/// whose busy handler sleeps. It keeps the bulk writer's connection between writes.
+/// whose busy handler sleeps. Beside it, the bulk writer's connection between writes.
 #[derive(Clone, Default)]
-pub(super) struct WriteTurn(Arc<Mutex<Option<Connection>>>);
-
-/// A write turn, held.
-pub(super) type Turn = OwnedMutexGuard<Option<Connection>>;
+pub(super) struct WriteTurn {
+    turn: Arc<Mutex<()>>,
+    /// Taken and given back only by the holder of the turn.
+    kept: Arc<std::sync::Mutex<Option<Connection>>>,
+}
 
 impl WriteTurn {
     /// Waits for the turn.
-    pub(super) async fn hold(&self) -> Turn {
-        self.0.clone().lock_owned().await
+    pub(super) async fn hold(&self) -> OwnedMutexGuard<()> {
+        self.turn.clone().lock_owned().await
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, Option<Connection>> {
+        // A panic while it was taken leaves nothing half-done in it.
+        self.kept
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -45,14 +53,19 @@ impl WriteTurn {
 /// order: a connection dropped uncommitted closes (rolling back) before the turn goes.
 struct Held {
     conn: Connection,
-    turn: Turn,
+    write_turn: WriteTurn,
+    _turn: OwnedMutexGuard<()>,
 }
 
 impl Held {
-    /// Hands the connection, out of its transaction, back to the turn.
+    /// Keeps the connection, out of its transaction, for the next bulk writer.
     fn keep(self) {
-        let Held { conn, mut turn } = self;
-        *turn = Some(conn);
+        let Held {
+            conn,
+            write_turn,
+            _turn,
+        } = self;
+        *write_turn.kept() = Some(conn);
     }
 }
 
@@ -72,10 +85,11 @@ impl SqliteWriter {
     /// a transaction on the kept connection to the database at `path` (opened the
     /// first time).
     pub(super) async fn begin(turn: &WriteTurn, path: &Path) -> anyhow::Result<SqliteWriter> {
-        let mut turn = tokio::time::timeout(BUSY_TIMEOUT, turn.hold())
+        let held_turn = tokio::time::timeout(BUSY_TIMEOUT, turn.hold())
             .await
             .map_err(|_| anyhow::anyhow!("database is locked: another write went on too long"))?;
-        let kept = turn.take();
+        let kept = turn.kept().take();
+        let write_turn = turn.clone();
         let opening = path.to_owned();
         let held = tokio::task::spawn_blocking(move || -> anyhow::Result<Held> {
             let conn = match kept {
@@ -87,7 +101,11 @@ impl SqliteWriter {
                 }
             };
             conn.execute_batch("BEGIN IMMEDIATE")?;
-            Ok(Held { conn, turn })
+            Ok(Held {
+                conn,
+                write_turn,
+                _turn: held_turn,
+            })
         })
         .await
         .map_err(stopped)??;
