@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::AppState;
 pub use super::field_errors::{FieldError, FieldErrors};
 pub use super::records::records;
+use crate::store::{ContactUpsert, EventUpsert, Store, StoreError};
 use crate::sync::{self, Record};
 
 /// How long a request's body may take to arrive, once its headers have (SPEC section 10).
@@ -124,13 +125,10 @@ pub async fn contacts(State(state): State<AppState>, request: Request) -> Respon
         return unprocessable(errors);
     }
     let engine = state.shared.engine();
-    match engine
-        .store
-        .upsert_contacts(&contacts, jiff::Timestamp::now())
-        .await
-    {
+    let accepted = contacts.len();
+    match upsert_contacts(engine.store.as_ref(), contacts).await {
         Ok(changed) => {
-            axum::Json(json!({ "accepted": contacts.len(), "changed": changed })).into_response()
+            axum::Json(json!({ "accepted": accepted, "changed": changed })).into_response()
         }
         Err(e) => store_error(e),
     }
@@ -178,19 +176,37 @@ pub async fn events(State(state): State<AppState>, request: Request) -> Response
         errors.sort_by_key(|e| e.index);
         return unprocessable(errors.into_iter().collect());
     }
-    match engine
-        .store
-        .upsert_events(&events, jiff::Timestamp::now())
-        .await
-    {
+    let accepted = events.len();
+    match upsert_events(engine.store.as_ref(), events).await {
         Ok(changed) => {
-            axum::Json(json!({ "accepted": events.len(), "changed": changed })).into_response()
+            axum::Json(json!({ "accepted": accepted, "changed": changed })).into_response()
         }
         Err(e) => store_error(e),
     }
 }
 
-fn store_error(e: crate::store::StoreError) -> Response {
+/// Writes a request's contacts in one transaction; returns how many rows changed.
+async fn upsert_contacts(
+    store: &dyn Store,
+    contacts: Vec<ContactUpsert>,
+) -> Result<u64, StoreError> {
+    let mut writer = store.writer().await?;
+    let changed = writer.contacts(contacts, jiff::Timestamp::now()).await?;
+    writer.commit().await?;
+    Ok(changed)
+}
+
+/// Writes a request's events in one transaction; returns how many rows changed.
+async fn upsert_events(store: &dyn Store, events: Vec<EventUpsert>) -> Result<u64, StoreError> {
+    let mut writer = store.writer().await?;
+    let changed = writer
+        .events(events, Vec::new(), jiff::Timestamp::now())
+        .await?;
+    writer.commit().await?;
+    Ok(changed)
+}
+
+fn store_error(e: StoreError) -> Response {
     tracing::error!(error = format!("{e:#}"), "API request could not be stored");
     (
         StatusCode::SERVICE_UNAVAILABLE,

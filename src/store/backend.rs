@@ -1,6 +1,6 @@
 //! What a backend writes its own way, as one trait: the statements whose SQL differs
 //! (multi-row `VALUES` or `UNNEST` arrays, row locks), how a write transaction starts,
-//! the group lock and the bulk import. Every other statement is written once, over
+//! the group lock and the bulk writer. Every other statement is written once, over
 //! [`Sql`], and the store's traits are implemented for every `Backend`.
 
 use std::collections::HashMap;
@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use sqlx::{Pool, Postgres, QueryBuilder};
 
 use super::sql::{Bind, Sql, Write};
-use super::{Contacts, ImportTx, NewSend, NextDue, Outcome, SendRow, Store, StoreError};
+use super::{BulkWriter, Contacts, NewSend, NextDue, Outcome, SendRow, Store, StoreError};
 use crate::domain::Channel;
 
 /// Ids bound in one `IN (...)` list; SQLite allows 32766 bound values a statement.
@@ -42,8 +42,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn set_due(&self, updates: &[NextDue], mark: i64) -> Result<(), StoreError>;
     /// [`Store::exclusive`].
     async fn try_lock(&self, name: &str) -> Result<Option<Exclusive>, StoreError>;
-    /// [`Contacts::begin_import`].
-    async fn import(&self) -> Result<Box<dyn ImportTx>, StoreError>;
+    /// [`Contacts::writer`].
+    async fn writer(&self) -> Result<Box<dyn BulkWriter>, StoreError>;
     /// [`Contacts::contact_zones`].
     async fn zones(&self, ids: &[String]) -> Result<HashMap<String, Option<String>>, StoreError>;
 }
@@ -61,8 +61,8 @@ pub enum Exclusive {
 
 #[async_trait]
 impl<B: Backend> Contacts for B {
-    async fn begin_import(&self) -> Result<Box<dyn ImportTx>, StoreError> {
-        self.import().await
+    async fn writer(&self) -> Result<Box<dyn BulkWriter>, StoreError> {
+        Backend::writer(self).await
     }
 
     async fn contact_zones(

@@ -4,7 +4,7 @@
 //! and a failed copy leaves the target as empty as it was.
 
 use sqlx::postgres::PgPoolOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
+use sqlx::sqlite::{SqlitePoolOptions, SqliteRow};
 use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row};
 
 /// How a column is read from SQLite and bound for PostgreSQL.
@@ -105,7 +105,7 @@ pub async fn sqlite_to_postgres(from: &str, to: &str) -> anyhow::Result<Copied> 
         .trim_start_matches("sqlite:");
     let source = SqlitePoolOptions::new()
         .max_connections(1)
-        .connect_with(SqliteConnectOptions::new().filename(path).read_only(true))
+        .connect_with(super::sqlite_conn::read_only_options(path))
         .await
         .map_err(|e| anyhow::anyhow!("cannot open {from}: {e}"))?;
     // Opening the store applies the migrations.

@@ -13,9 +13,9 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Pool, Postgres};
 
 use super::backend::{Backend, Exclusive};
-use super::postgres_import::{PostgresImport, zones};
+use super::postgres_writer::{PostgresWriter, zones};
 use super::sql::{SEND_COLUMNS, Write, rows, send_from_row};
-use super::{ImportTx, NewSend, NextDue, Outcome, SendRow, StoreError};
+use super::{BulkWriter, NewSend, NextDue, Outcome, SendRow, StoreError};
 use crate::domain::SendStatus;
 
 pub struct PostgresStore {
@@ -201,8 +201,8 @@ impl Backend for PostgresStore {
         Ok(got.then_some(Exclusive::AdvisoryLock(conn)))
     }
 
-    async fn import(&self) -> Result<Box<dyn ImportTx>, StoreError> {
-        Ok(Box::new(PostgresImport::begin(&self.pool).await?))
+    async fn writer(&self) -> Result<Box<dyn BulkWriter>, StoreError> {
+        Ok(Box::new(PostgresWriter::begin(&self.pool).await?))
     }
 
     async fn zones(&self, ids: &[String]) -> Result<HashMap<String, Option<String>>, StoreError> {

@@ -7,29 +7,25 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 use sqlx::{ConnectOptions, Pool, QueryBuilder, Row, Sqlite, SqliteConnection};
-use tokio::sync::Mutex;
 
 use super::backend::{BATCH, Backend, Exclusive};
 use super::sql::{SEND_COLUMNS, Write, in_list, rows, send_from_row};
-use super::sqlite_import::SqliteImport;
-use super::{ImportTx, NewSend, NextDue, Outcome, SendRow, StoreError};
+use super::sqlite_conn;
+use super::sqlite_writer::{SqliteWriter, WriteTurn};
+use super::{BulkWriter, NewSend, NextDue, Outcome, SendRow, StoreError};
 use crate::domain::SendStatus;
 
 pub struct SqliteStore {
     pool: SqlitePool,
     /// This process's writers, one at a time.
-    write_turn: Arc<Mutex<()>>,
-    /// The database file, which an import opens a connection of its own to.
+    write_turn: WriteTurn,
+    /// The database file, which the bulk writer opens a connection of its own to.
     path: PathBuf,
 }
 
@@ -40,22 +36,12 @@ const STATEMENT_CACHE: usize = 24;
 
 impl SqliteStore {
     pub async fn open(url: &str) -> anyhow::Result<SqliteStore> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            // A new database's pages (an existing one keeps its own): larger pages mean
-            // fewer to split and fewer WAL frames for a large import.
-            .page_size(8192)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(30))
-            // Statement journals (multi-row upserts) in memory, not in temporary files.
-            .pragma("temp_store", "memory")
+        let options = sqlite_conn::pool_options(url)?
             .statement_cache_capacity(STATEMENT_CACHE)
             // A pass's bulk statements at a million contacts take a second or more
             // (marking every contact due after an import): expected, so not a warning.
             // `TICKLER_LOG=sqlx=info` shows them.
-            .log_slow_statements(log::LevelFilter::Info, Duration::from_secs(1))
-            .foreign_keys(false);
+            .log_slow_statements(log::LevelFilter::Info, Duration::from_secs(1));
         let path = options.get_filename().to_owned();
         if url.contains(":memory:") || url.contains("mode=memory") {
             anyhow::bail!(
@@ -76,7 +62,7 @@ impl SqliteStore {
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         Ok(SqliteStore {
             pool,
-            write_turn: Arc::new(Mutex::new(())),
+            write_turn: WriteTurn::default(),
             path,
         })
     }
@@ -98,7 +84,7 @@ impl Backend for SqliteStore {
     /// In this process's write turn, so that its writers queue here rather than in
     /// SQLite's busy handler, which waits by sleeping.
     async fn write(&self) -> Result<Write<Sqlite>, StoreError> {
-        let turn = self.write_turn.clone().lock_owned().await;
+        let turn = self.write_turn.hold().await;
         Ok(Write {
             tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
             _turn: Some(turn),
@@ -224,8 +210,10 @@ impl Backend for SqliteStore {
         Ok(Some(Exclusive::SingleFile))
     }
 
-    async fn import(&self) -> Result<Box<dyn ImportTx>, StoreError> {
-        Ok(Box::new(SqliteImport::begin(&self.path).await?))
+    async fn writer(&self) -> Result<Box<dyn BulkWriter>, StoreError> {
+        Ok(Box::new(
+            SqliteWriter::begin(&self.write_turn, &self.path).await?,
+        ))
     }
 
     async fn zones(&self, ids: &[String]) -> Result<HashMap<String, Option<String>>, StoreError> {

@@ -1,20 +1,15 @@
-//! How an SQLite events import finds the contacts of its events: each contact's stored
-//! zone (a plain date is the start of that day there) and whether it is due already
-//! (then a changed event need not wake it).
-//!
-//! A small file looks each contact up. A file with many events reads every contact
-//! once instead, into a compact table, while the file is still being read. Looking up
-//! hundreds of thousands of contacts during the write would cost more than reading
-//! them: SQLite's page caches of one process share one list of pages to recycle
-//! (libsqlite3-sys builds it with SQLITE_ENABLE_MEMORY_MANAGEMENT), and the import's
-//! writer, its dirty pages pinned, takes the pages a lookup connection has just read,
-//! so that each lookup read its tree's root from disk again.
+//! How SQLite's bulk writer finds the contacts of its events: one lookup a contact on
+//! a read connection of its own, or every contact read once into a compact table, for
+//! a file with so many events that looking each up beside the writer (whose dirty pages
+//! crowd the page cache that the process's connections share) would cost more.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension};
 
+use super::sqlite_conn::{self, Access};
+use super::{ContactLookup, KnownContact};
 use crate::keys::KeyTable;
 
 /// Page cache of the connection that looks contacts up one by one, in KiB.
@@ -22,55 +17,77 @@ const LOOKUP_CACHE_KIB: i64 = 4 * 1024;
 /// Set in a contact's value when it is due already (its zone's number is the rest).
 const DUE: u32 = 1 << 31;
 
-/// A contact as an events import needs it.
-pub(super) struct Found {
-    /// `None`: the business's.
-    pub(super) zone: Option<String>,
-    pub(super) due: bool,
-}
-
-/// Where an events import finds its contacts.
-pub(super) enum Contacts {
-    /// One lookup a contact, on a read connection of its own, which sees what the
-    /// import's does: the import holds the write lock, and an events import writes no
-    /// contact before it has looked it up.
-    Each(Connection),
+/// Where SQLite's bulk writer finds its contacts.
+pub(super) enum Lookup {
+    /// One lookup a contact, on a read connection of its own (opened at the first),
+    /// which sees what the writer's does: the writer holds the write lock, and an
+    /// events import writes no contact before it has looked it up.
+    Each {
+        path: PathBuf,
+        conn: Option<Connection>,
+    },
     /// Every contact, read before the first lookup.
     All(AllContacts),
 }
 
-impl Contacts {
+impl Lookup {
     /// Lookups on a connection of their own to the database at `path`.
-    pub(super) fn each(path: &Path) -> anyhow::Result<Contacts> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        // One read transaction throughout, rather than a lock taken and the cache
-        // checked again for every lookup.
-        conn.execute_batch(&format!("PRAGMA cache_size = -{LOOKUP_CACHE_KIB}; BEGIN"))?;
-        Ok(Contacts::Each(conn))
-    }
-
-    pub(super) fn get(&mut self, id: &str) -> anyhow::Result<Option<Found>> {
-        match self {
-            Contacts::Each(conn) => Ok(conn
-                .prepare_cached("SELECT timezone, next_due_at IS 0 FROM contacts WHERE id = ?1")?
-                .query_row([id], |row| {
-                    Ok(Found {
-                        zone: row.get(0)?,
-                        due: row.get(1)?,
-                    })
-                })
-                .optional()?),
-            Contacts::All(all) => Ok(all.ids.get(&[id]).map(|value| Found {
-                zone: match value & !DUE {
-                    0 => None,
-                    n => Some(all.zones[n as usize].clone()),
-                },
-                due: value & DUE != 0,
-            })),
+    pub(super) fn each(path: &Path) -> Lookup {
+        Lookup::Each {
+            path: path.to_owned(),
+            conn: None,
         }
+    }
+}
+
+impl ContactLookup for Lookup {
+    fn find(&mut self, ids: &[&str]) -> anyhow::Result<Vec<(String, KnownContact)>> {
+        let mut found = Vec::with_capacity(ids.len());
+        match self {
+            Lookup::Each { path, conn } => {
+                let conn = match conn {
+                    Some(conn) => conn,
+                    None => {
+                        let opened = sqlite_conn::open(path, Access::ReadOnly)?;
+                        // One read transaction throughout, rather than a lock taken and
+                        // the cache checked again for every lookup.
+                        opened.execute_batch(&format!(
+                            "PRAGMA cache_size = -{LOOKUP_CACHE_KIB}; BEGIN"
+                        ))?;
+                        conn.insert(opened)
+                    }
+                };
+                let mut statement = conn.prepare_cached(
+                    "SELECT timezone, next_due_at IS 0 FROM contacts WHERE id = ?1",
+                )?;
+                for &id in ids {
+                    let known = statement
+                        .query_row([id], |row| {
+                            Ok(KnownContact {
+                                zone: row.get(0)?,
+                                due: row.get(1)?,
+                            })
+                        })
+                        .optional()?;
+                    if let Some(known) = known {
+                        found.push((id.to_owned(), known));
+                    }
+                }
+            }
+            Lookup::All(all) => {
+                for &id in ids {
+                    if let Some(value) = all.ids.get(&[id]) {
+                        let zone = match value & !DUE {
+                            0 => None,
+                            n => Some(all.zones[n as usize].clone()),
+                        };
+                        let due = value & DUE != 0;
+                        found.push((id.to_owned(), KnownContact { zone, due }));
+                    }
+                }
+            }
+        }
+        Ok(found)
     }
 }
 

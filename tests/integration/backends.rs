@@ -255,7 +255,7 @@ fn an_import_during_a_pass_is_not_lost() {
             // The import writes its events (and wakes the contact, due already) but has
             // not committed when a pass marks the contact: the pass must then read the
             // events, or it would put the contact to sleep without them.
-            let mut tx = store.begin_import().await.expect("import");
+            let mut tx = store.writer().await.expect("import");
             let event = tickler::store::EventUpsert {
                 contact_id: "K-1".into(),
                 id: "P-2".into(),
@@ -263,7 +263,9 @@ fn an_import_during_a_pass_is_not_lost() {
                 at: "2026-03-04T09:00:00Z".parse().unwrap(),
                 fields: "{}".into(),
             };
-            tx.upsert_events(&[event], now).await.expect("events");
+            tx.events(vec![event], Vec::new(), now)
+                .await
+                .expect("events");
             let (histories, ()) = tokio::join!(
                 async {
                     store

@@ -1,24 +1,19 @@
 //! The event rows of an import, held until the whole file is read, then handed back
-//! sorted by contact (each contact's rows in line order).
+//! sorted by contact (each contact's rows in line order), so that the events index and
+//! the contacts are each visited once, in order, however the file is ordered.
 //!
-//! An events file comes in no useful order. Written as they come, two million events
-//! would land at random places of the events index, which then no longer fits in
-//! memory: most rows would cost a page read and a page write. Sorted, each page is
-//! visited once, and each contact looked up once, in order.
-//!
-//! Rows are gathered in memory, sorted in runs of `RUN_ROWS`, and each run is appended
-//! to an unnamed temporary file (in `TMPDIR`, else /tmp; the system deletes it when it
-//! is closed, or when the process dies). Reading back merges the runs, a piece of each
-//! at a time. Memory stays at about one run, whatever the file's size; the disk holds
-//! the rows once.
+//! Rows are sorted in runs of `RUN_ROWS`, each appended to an unnamed temporary file (in
+//! `TMPDIR`, else /tmp; gone when closed or when the process dies), and merged a piece
+//! of each run at a time: memory stays at about one run whatever the file's size.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, VecDeque};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
+
+use tokio::sync::mpsc::{Receiver, Sender, channel};
 
 use super::PendingEvent;
 
@@ -35,7 +30,7 @@ pub(super) struct Staging {
     gathering: Vec<Row>,
     /// Full runs to the thread that sorts and writes them, so that gathering goes on
     /// meanwhile (the import's reader would otherwise wait for every run).
-    runs: Option<SyncSender<Vec<Row>>>,
+    runs: Option<Sender<Vec<Row>>>,
     writer: Option<JoinHandle<anyhow::Result<Written>>>,
 }
 
@@ -46,10 +41,10 @@ impl Staging {
     pub(super) fn open() -> anyhow::Result<Staging> {
         let file = tempfile::tempfile()
             .map_err(|e| anyhow::anyhow!("cannot make a temporary file for the import: {e}"))?;
-        let (runs, to_write) = sync_channel(1);
+        let (runs, mut to_write) = channel(1);
         let writer = std::thread::Builder::new()
             .name("import-staging".into())
-            .spawn(move || write_runs(file, &to_write))?;
+            .spawn(move || write_runs(file, &mut to_write))?;
         Ok(Staging {
             gathering: Vec::with_capacity(RUN_ROWS),
             runs: Some(runs),
@@ -57,38 +52,25 @@ impl Staging {
         })
     }
 
-    /// Adds rows (in line order) to the staging in `slot`, opening one for the first.
-    pub(super) fn add_to(slot: &mut Option<Staging>, rows: Vec<Row>) -> anyhow::Result<()> {
-        match slot {
-            Some(staging) => staging.add(rows),
-            None => slot.insert(Staging::open()?).add(rows),
-        }
-    }
-
     /// Adds rows, which come in line order.
-    pub(super) fn add(&mut self, rows: Vec<Row>) -> anyhow::Result<()> {
+    pub(super) async fn add(&mut self, rows: Vec<Row>) -> anyhow::Result<()> {
         self.gathering.extend(rows);
         if self.gathering.len() >= RUN_ROWS {
-            self.hand_over()?;
+            let run = self.take_run();
+            let handed = match &self.runs {
+                Some(runs) => runs.send(run).await.is_ok(),
+                None => false,
+            };
+            if !handed {
+                // The writer stopped: its error says why.
+                self.finish()?;
+            }
         }
         Ok(())
     }
 
-    fn hand_over(&mut self) -> anyhow::Result<()> {
-        if self.gathering.is_empty() {
-            return Ok(());
-        }
-        let run = std::mem::replace(&mut self.gathering, Vec::with_capacity(RUN_ROWS));
-        let handed = self
-            .runs
-            .as_ref()
-            .is_some_and(|runs| runs.send(run).is_ok());
-        if handed {
-            Ok(())
-        } else {
-            // The writer stopped: its error says why.
-            self.finish().map(|_| ())
-        }
+    fn take_run(&mut self) -> Vec<Row> {
+        std::mem::replace(&mut self.gathering, Vec::with_capacity(RUN_ROWS))
     }
 
     /// Waits for the writer to write every run handed over.
@@ -101,9 +83,18 @@ impl Staging {
             .map_err(|_| anyhow::anyhow!("the writer of the import's temporary file stopped"))?
     }
 
-    /// Every row added, sorted by contact and line.
+    /// Every row added, sorted by contact and line. It blocks: call it off the runtime.
     pub(super) fn sorted(mut self) -> anyhow::Result<Sorted> {
-        self.hand_over()?;
+        if !self.gathering.is_empty() {
+            let run = self.take_run();
+            let handed = self
+                .runs
+                .as_ref()
+                .is_some_and(|runs| runs.blocking_send(run).is_ok());
+            if !handed {
+                self.finish()?;
+            }
+        }
         let (file, runs) = self.finish()?;
         let batch = (READ_AHEAD / runs.len().max(1)).max(1 << 12);
         let mut sorted = Sorted {
@@ -128,12 +119,12 @@ impl Staging {
 }
 
 /// Sorts and writes each run handed over, until the sender goes.
-fn write_runs(file: File, to_write: &Receiver<Vec<Row>>) -> anyhow::Result<Written> {
+fn write_runs(file: File, to_write: &mut Receiver<Vec<Row>>) -> anyhow::Result<Written> {
     let mut out = BufWriter::with_capacity(1 << 16, file);
     let mut written = 0;
     let mut runs = Vec::new();
     let mut packed = Vec::new();
-    for rows in to_write {
+    while let Some(rows) = to_write.blocking_recv() {
         // Sorted by a key beside each row's position: a row is too big to move about,
         // and comparing rows where they lie would chase a pointer each time.
         let mut keys: Vec<(SortKey, u32)> = rows
@@ -352,6 +343,9 @@ mod tests {
     /// in one chunk, none lost or repeated.
     #[test]
     fn runs_merge_into_contact_order() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let mut staging = Staging::open().unwrap();
         let total = RUN_ROWS * 2 + 100;
         let mut rows = Vec::new();
@@ -359,10 +353,12 @@ mod tests {
             // 1,000 contacts in a scrambled order.
             rows.push(row(line + 2, &format!("C{:04}", line * 7919 % 1000)));
             if rows.len() == 5000 {
-                staging.add(std::mem::take(&mut rows)).unwrap();
+                runtime
+                    .block_on(staging.add(std::mem::take(&mut rows)))
+                    .unwrap();
             }
         }
-        staging.add(rows).unwrap();
+        runtime.block_on(staging.add(rows)).unwrap();
         let mut sorted = staging.sorted().unwrap();
         let mut seen = Vec::new();
         let mut contacts_seen = std::collections::HashSet::new();

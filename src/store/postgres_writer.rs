@@ -1,5 +1,6 @@
-//! PostgreSQL writes of an import: multi-row upserts inside one transaction. Event rows
-//! are staged on this machine (`staging`) and written contact by contact.
+//! PostgreSQL's bulk writer: multi-row upserts inside one transaction. Its lookup reads
+//! contacts on a connection of its own, which sees what the writer's does: an events
+//! import writes no contact.
 
 use std::collections::HashMap;
 
@@ -7,44 +8,35 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row, Transaction};
 
-use super::blocking;
-use super::sqlite_import::contact_conflict_clause;
-use super::staging::Staging;
-use super::{ContactUpsert, EventUpsert, ImportTx, PendingEvent, ResolveEvents, runs};
+use super::upsert_sql::{CONTACT_INSERT, EVENT_CONFLICT, EVENT_INSERT, SHAPES, contact_conflict};
+use super::{BulkWriter, ContactLookup, ContactUpsert, EventUpsert, KnownContact};
 use crate::domain::EmailAddress;
 
 /// Contacts per statement: 20 values a row, and PostgreSQL allows 65535.
 const CONTACT_ROWS: usize = 1000;
 /// Events per statement: 6 values a row.
 const EVENT_ROWS: usize = 2000;
-/// Staged event rows resolved together.
-const RESOLVE_ROWS: usize = 4096;
 
-pub(super) struct PostgresImport {
+pub(super) struct PostgresWriter {
     tx: Transaction<'static, Postgres>,
-    /// The staged event rows, once there are any.
-    staging: Option<Staging>,
+    pool: PgPool,
 }
 
-impl PostgresImport {
-    pub(super) async fn begin(pool: &PgPool) -> anyhow::Result<PostgresImport> {
-        Ok(PostgresImport {
+impl PostgresWriter {
+    pub(super) async fn begin(pool: &PgPool) -> anyhow::Result<PostgresWriter> {
+        Ok(PostgresWriter {
             tx: pool.begin().await?,
-            staging: None,
+            pool: pool.clone(),
         })
     }
 }
 
 #[async_trait]
-impl ImportTx for PostgresImport {
-    async fn upsert_contacts(
-        &mut self,
-        contacts: &[ContactUpsert],
-        now: Timestamp,
-    ) -> anyhow::Result<u64> {
+impl BulkWriter for PostgresWriter {
+    async fn contacts(&mut self, rows: Vec<ContactUpsert>, now: Timestamp) -> anyhow::Result<u64> {
         let mut changed = 0;
-        for run in runs(contacts, CONTACT_ROWS, |c| c.contact.id.as_str()) {
-            for shape in [(false, false), (false, true), (true, false), (true, true)] {
+        for run in runs(&rows, CONTACT_ROWS, |c| c.contact.id.as_str()) {
+            for shape in SHAPES {
                 let rows: Vec<&ContactUpsert> = run
                     .iter()
                     .filter(|r| (r.email_opt_out.is_some(), r.postcard_opt_out.is_some()) == shape)
@@ -57,19 +49,21 @@ impl ImportTx for PostgresImport {
         Ok(changed)
     }
 
-    async fn upsert_events(
+    /// Wakes every contact of a changed event, even one already due (`known` is not
+    /// needed): the row lock is what makes a pass that marks the contact meanwhile wait
+    /// for this writer's events, or have its mark replaced.
+    async fn events(
         &mut self,
-        events: &[EventUpsert],
+        events: Vec<EventUpsert>,
+        _known: Vec<(String, KnownContact)>,
         now: Timestamp,
     ) -> anyhow::Result<u64> {
         let mut changed = 0;
         let mut touched: Vec<String> = Vec::new();
-        for run in runs(events, EVENT_ROWS, |e| {
+        for run in runs(&events, EVENT_ROWS, |e| {
             (e.contact_id.as_str(), e.id.as_str())
         }) {
-            let mut q = QueryBuilder::<Postgres>::new(
-                "INSERT INTO events (contact_id, id, kind, at, fields, created_at) ",
-            );
+            let mut q = QueryBuilder::<Postgres>::new(EVENT_INSERT);
             q.push_values(run, |mut b, e| {
                 b.push_bind(e.contact_id.as_str())
                     .push_bind(e.id.as_str())
@@ -78,12 +72,7 @@ impl ImportTx for PostgresImport {
                     .push_bind(e.fields.as_str())
                     .push_bind(now.as_second());
             });
-            q.push(
-                " ON CONFLICT (contact_id, id) DO UPDATE SET kind = excluded.kind, at = excluded.at, \
-                 fields = excluded.fields \
-                 WHERE events.kind <> excluded.kind OR events.at <> excluded.at OR events.fields <> excluded.fields \
-                 RETURNING contact_id",
-            );
+            q.push(EVENT_CONFLICT).push(" RETURNING contact_id");
             for row in q.build().fetch_all(&mut *self.tx).await? {
                 changed += 1;
                 touched.push(row.get("contact_id"));
@@ -92,10 +81,6 @@ impl ImportTx for PostgresImport {
         touched.sort_unstable();
         touched.dedup();
         if !touched.is_empty() {
-            // Every touched contact, even one already due: the row lock is what makes a
-            // pass that marks the contact meanwhile wait for this import's events (or have
-            // its mark replaced). Skipping contacts already at 0 let a pass read the
-            // contact without them and put it to sleep (three-instance test, 1 run in 8).
             sqlx::query("UPDATE contacts SET next_due_at = 0 WHERE id = ANY($1)")
                 .bind(&touched)
                 .execute(&mut *self.tx)
@@ -104,33 +89,40 @@ impl ImportTx for PostgresImport {
         Ok(changed)
     }
 
-    async fn stage_events(&mut self, rows: Vec<(u64, PendingEvent)>) -> anyhow::Result<()> {
-        blocking(|| Staging::add_to(&mut self.staging, rows))
-    }
-
-    async fn write_staged_events(
-        &mut self,
-        resolve: &mut ResolveEvents<'_>,
-        now: Timestamp,
-    ) -> anyhow::Result<u64> {
-        let Some(staging) = self.staging.take() else {
-            return Ok(0);
-        };
-        let mut sorted = blocking(|| staging.sorted())?;
-        let mut changed = 0;
-        while let Some(chunk) = blocking(|| sorted.next_chunk(RESOLVE_ROWS))? {
-            let mut ids: Vec<String> = chunk.iter().map(|(_, e)| e.contact_id.clone()).collect();
-            ids.dedup();
-            let zones = zones(&mut self.tx, &ids).await?;
-            let events = resolve(chunk, &zones);
-            changed += self.upsert_events(&events, now).await?;
-        }
-        Ok(changed)
+    async fn lookup(&mut self) -> anyhow::Result<Box<dyn ContactLookup>> {
+        Ok(Box::new(Lookup {
+            pool: self.pool.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        }))
     }
 
     async fn commit(self: Box<Self>) -> anyhow::Result<()> {
         self.tx.commit().await?;
         Ok(())
+    }
+}
+
+/// Looks contacts up a chunk at a time, from the lookup's own thread through the
+/// runtime that the writer runs on.
+struct Lookup {
+    pool: PgPool,
+    runtime: tokio::runtime::Handle,
+}
+
+impl ContactLookup for Lookup {
+    fn find(&mut self, ids: &[&str]) -> anyhow::Result<Vec<(String, KnownContact)>> {
+        let ids: Vec<String> = ids.iter().map(|&id| id.to_owned()).collect();
+        let mut zones = self.runtime.block_on(async {
+            let mut conn = self.pool.acquire().await?;
+            zones(&mut conn, &ids).await
+        })?;
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| {
+                let zone = zones.remove(&id)?;
+                Some((id, KnownContact { zone, due: false }))
+            })
+            .collect())
     }
 }
 
@@ -140,11 +132,7 @@ async fn upsert_contact_rows(
     (email_given, postcard_given): (bool, bool),
     now: Timestamp,
 ) -> anyhow::Result<u64> {
-    let mut q = QueryBuilder::<Postgres>::new(
-        "INSERT INTO contacts (id, first_name, last_name, email, address_line1, address_line2, city, \
-         region, postal_code, country, birthday, timezone, tags, email_opt_out, postcard_opt_out, fields, \
-         digest, next_due_at, created_at, updated_at) ",
-    );
+    let mut q = QueryBuilder::<Postgres>::new(CONTACT_INSERT);
     q.push_values(rows, |mut b, row| {
         let c = &row.contact;
         let super::ContactColumns {
@@ -174,7 +162,7 @@ async fn upsert_contact_rows(
             .push_bind(now.as_second())
             .push_bind(now.as_second());
     });
-    q.push(contact_conflict_clause(email_given, postcard_given));
+    q.push(contact_conflict(email_given, postcard_given));
     Ok(q.build().execute(&mut *conn).await?.rows_affected())
 }
 
@@ -191,4 +179,29 @@ pub(super) async fn zones(
         .into_iter()
         .map(|row| (row.get("id"), row.get("timezone")))
         .collect())
+}
+
+/// Splits `rows` into runs in which no key repeats, in order: one multi-row upsert per
+/// run then does what one statement per row would (a later row with the same key
+/// updates the earlier one), and PostgreSQL never meets a key twice in one statement.
+fn runs<'a, T, K: Eq + std::hash::Hash>(
+    rows: &'a [T],
+    max: usize,
+    key: impl Fn(&'a T) -> K,
+) -> Vec<&'a [T]> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut start = 0;
+    for (i, row) in rows.iter().enumerate() {
+        if i - start == max || !seen.insert(key(row)) {
+            out.push(&rows[start..i]);
+            start = i;
+            seen.clear();
+            seen.insert(key(row));
+        }
+    }
+    if start < rows.len() {
+        out.push(&rows[start..]);
+    }
+    out
 }

@@ -1,0 +1,67 @@
+//! How a connection to the SQLite file is opened, by either driver: the sqlx pool and
+//! the rusqlite connections of bulk writes get the same settings from here.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+
+/// The settings of every connection: commits durable at WAL checkpoints rather than
+/// each commit, statement journals (multi-row upserts) in memory, no foreign-key checks.
+const PRAGMAS: [(&str, &str); 3] = [
+    ("synchronous", "NORMAL"),
+    ("temp_store", "memory"),
+    ("foreign_keys", "OFF"),
+];
+
+/// How long a write waits for another writer (a CLI command beside the daemon).
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Options of the sqlx pool's connections to the database at `url`, which is created
+/// (in WAL mode, with 8 KiB pages) if missing.
+pub(super) fn pool_options(url: &str) -> Result<SqliteConnectOptions, sqlx::Error> {
+    let options = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        // Only a new database takes it; an existing one keeps its own.
+        .page_size(8192)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(BUSY_TIMEOUT);
+    Ok(PRAGMAS.iter().fold(options, |options, &(name, value)| {
+        options.pragma(name, value)
+    }))
+}
+
+/// Options of a read-only sqlx connection to the database at `path`.
+pub(super) fn read_only_options(path: &str) -> SqliteConnectOptions {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .busy_timeout(BUSY_TIMEOUT);
+    PRAGMAS.iter().fold(options, |options, &(name, value)| {
+        options.pragma(name, value)
+    })
+}
+
+/// Whether a rusqlite connection may write.
+#[derive(Clone, Copy)]
+pub(super) enum Access {
+    ReadWrite,
+    ReadOnly,
+}
+
+/// A rusqlite connection to the database file at `path` (which the pool has created),
+/// used on one thread at a time.
+pub(super) fn open(path: &Path, access: Access) -> rusqlite::Result<Connection> {
+    let mode = match access {
+        Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE,
+        Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
+    };
+    let conn = Connection::open_with_flags(path, mode | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    for (name, value) in PRAGMAS {
+        conn.execute_batch(&format!("PRAGMA {name} = {value}"))?;
+    }
+    Ok(conn)
+}
