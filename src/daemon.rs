@@ -94,7 +94,8 @@ pub async fn run(config_path: PathBuf, config: Config, templates: Templates) -> 
     // Signal handlers first: a SIGTERM during the first tick must stop it cleanly.
     let signals = Signals::install()?;
     let first = shared.clone();
-    tasks.push(tokio::spawn(async move { tick_once(&first).await }));
+    let token = shutdown.clone();
+    tasks.push(tokio::spawn(async move { tick_once(&first, &token).await }));
     let mut scheduler = JobScheduler::new().await?;
     let (job_shared, token) = (shared.clone(), shutdown.clone());
     scheduler
@@ -102,7 +103,7 @@ pub async fn run(config_path: PathBuf, config: Config, templates: Templates) -> 
             let (shared, token) = (job_shared.clone(), token.clone());
             Box::pin(async move {
                 if !token.is_cancelled() {
-                    tick_once(&shared).await;
+                    tick_once(&shared, &token).await;
                 }
             })
         })?)
@@ -135,7 +136,6 @@ pub async fn run(config_path: PathBuf, config: Config, templates: Templates) -> 
     signals.wait(&shared).await;
     tracing::info!("stopping: finishing the tick in progress");
     let _ = sd_notify::notify(&[NotifyState::Stopping]);
-    shared.engine().stop();
     shutdown.cancel();
     scheduler.shutdown().await?;
     let _idle = shared.running.lock().await;
@@ -214,7 +214,7 @@ async fn reload(shared: &Shared) {
     let _ = sd_notify::notify(&[NotifyState::Ready]);
 }
 
-async fn tick_once(shared: &Shared) {
+async fn tick_once(shared: &Shared, shutdown: &CancellationToken) {
     let Ok(_guard) = shared.running.try_lock() else {
         tracing::debug!("previous tick still running");
         return;
@@ -225,7 +225,7 @@ async fn tick_once(shared: &Shared) {
     let engine = shared.engine();
     let started = Instant::now();
     let now = Timestamp::now();
-    match engine.tick(now, false).await {
+    match engine.tick(now, shutdown).await {
         Ok(summary) => {
             tracing::info!(%summary, elapsed_ms = started.elapsed().as_millis() as u64, "tick");
             shared.set_status(|s| {

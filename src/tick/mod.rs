@@ -5,9 +5,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use jiff::{SignedDuration, Timestamp};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::agenda::{Decision, agenda};
 use crate::channel::EmailTransport;
@@ -64,7 +66,36 @@ pub(crate) struct Job {
     history: Arc<History>,
 }
 
-/// The pipeline with its parts; cheap to share between the daemon's ticks.
+/// What one pass shares between its planning and its deliveries.
+pub(crate) struct Pass {
+    /// Cancelled on shutdown: take no new work, finish what is in flight, release the rest.
+    stop: CancellationToken,
+    /// Why sending stopped for the rest of the pass (bad credentials, TLS), once it has.
+    paused: OnceLock<String>,
+    /// The pass's delivery tasks; the pass ends when every one has.
+    tasks: TaskTracker,
+}
+
+impl Pass {
+    fn new(stop: CancellationToken) -> Pass {
+        Pass {
+            stop,
+            paused: OnceLock::new(),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
+    fn pause_reason(&self) -> Option<&str> {
+        self.paused.get().map(String::as_str)
+    }
+}
+
+/// The pipeline's parts, fixed for the engine's life; cheap to share between the
+/// daemon's ticks.
 pub struct Engine {
     pub config: Arc<Config>,
     pub templates: Arc<Templates>,
@@ -78,10 +109,6 @@ pub struct Engine {
     pub signer: Option<Signer>,
     /// `email.rate_limit`.
     limiter: Option<DefaultDirectRateLimiter>,
-    /// Set when a setup failure stops sending for the rest of a pass.
-    paused: std::sync::Mutex<Option<String>>,
-    /// Set on SIGTERM: take no new work, finish what is in flight, release the rest.
-    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -112,8 +139,6 @@ impl Engine {
             owner,
             signer: None,
             limiter,
-            paused: std::sync::Mutex::new(None),
-            stopping: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -137,20 +162,6 @@ impl Engine {
         self
     }
 
-    /// Asks the pass in progress to stop taking new work.
-    pub fn stop(&self) {
-        self.stopping
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    fn is_stopping(&self) -> bool {
-        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    fn pause_reason(&self) -> Option<String> {
-        self.paused.lock().map(|p| p.clone()).unwrap_or(None)
-    }
-
     /// Sends claimed by processes of this host that no longer exist (killed, crashed)
     /// are released now instead of when their lease runs out; their resend carries the
     /// same Message-ID.
@@ -172,10 +183,33 @@ impl Engine {
         Ok(())
     }
 
-    /// One full pass at `now`. With `dry_run`, nothing is synced, written or sent; the
-    /// summary counts what would happen.
-    pub async fn tick(self: &Arc<Self>, now: Timestamp, dry_run: bool) -> anyhow::Result<Summary> {
-        let result = self.pass(now, dry_run).await;
+    /// One full pass at `now`. Once `stop` is cancelled the pass takes no new work,
+    /// finishes what is in flight and releases the rest of its claims.
+    pub async fn tick(
+        self: &Arc<Self>,
+        now: Timestamp,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Summary> {
+        self.run_pass(now, false, stop.clone()).await
+    }
+
+    /// What a pass at `now` would do: nothing is synced, written or sent; the summary
+    /// counts what would happen.
+    pub async fn dry_run(self: &Arc<Self>, now: Timestamp) -> anyhow::Result<Summary> {
+        self.run_pass(now, true, CancellationToken::new()).await
+    }
+
+    async fn run_pass(
+        self: &Arc<Self>,
+        now: Timestamp,
+        dry_run: bool,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Summary> {
+        let pass = Arc::new(Pass::new(stop));
+        let result = self.pass(&pass, now, dry_run).await;
+        // Every delivery task has ended before the claims are given back.
+        pass.tasks.close();
+        pass.tasks.wait().await;
         // Connections to the SMTP server are not kept between passes.
         self.transport.close_idle().await;
         if result.is_err() && !dry_run {
@@ -189,10 +223,12 @@ impl Engine {
         result
     }
 
-    async fn pass(self: &Arc<Self>, now: Timestamp, dry_run: bool) -> anyhow::Result<Summary> {
-        if let Ok(mut paused) = self.paused.lock() {
-            *paused = None;
-        }
+    async fn pass(
+        self: &Arc<Self>,
+        pass: &Arc<Pass>,
+        now: Timestamp,
+        dry_run: bool,
+    ) -> anyhow::Result<Summary> {
         if !dry_run {
             self.sync_files(now).await;
             self.notice_cadence_changes().await?;
@@ -201,17 +237,19 @@ impl Engine {
         }
         let mut summary = Summary::default();
         // Delivery runs beside the planning, which claims at most a page ahead of it.
-        let deliveries = Deliveries::start(self, now, PAGE as usize);
-        let planned = self.plan(now, dry_run, &deliveries, &mut summary).await;
+        let deliveries = Deliveries::start(self, pass, now, PAGE as usize);
+        let planned = self
+            .plan(pass, now, dry_run, &deliveries, &mut summary)
+            .await;
         // Even after an error, what was handed over is delivered and recorded before
         // the pass gives its remaining claims back.
         let delivered = deliveries.finish(&mut summary).await;
         planned?;
         delivered?;
-        if self.is_stopping() && !dry_run {
+        if pass.is_stopping() && !dry_run {
             self.store.release_leases(&self.owner).await?;
         }
-        summary.paused = self.pause_reason();
+        summary.paused = pass.pause_reason().map(str::to_owned);
         Ok(summary)
     }
 
@@ -219,13 +257,14 @@ impl Engine {
     /// claimed sends to `deliveries`; then the same for retries.
     async fn plan(
         &self,
+        pass: &Pass,
         now: Timestamp,
         dry_run: bool,
         deliveries: &Deliveries,
         summary: &mut Summary,
     ) -> anyhow::Result<()> {
         let mut after = DuePosition::default();
-        while !self.is_stopping() {
+        while !pass.is_stopping() {
             // Pages in (due time, id) order: a contact handled in this pass is not met
             // again in it.
             let due = self.store.due_contacts(now, &after, PAGE).await?;
@@ -280,12 +319,13 @@ impl Engine {
                     }
                 }
             }
-            if self.pause_reason().is_some() {
+            if pass.pause_reason().is_some() {
                 break;
             }
         }
-        if self.pause_reason().is_none() && !self.is_stopping() {
-            self.retry_due(now, dry_run, deliveries, summary).await?;
+        if pass.pause_reason().is_none() && !pass.is_stopping() {
+            self.retry_due(pass, now, dry_run, deliveries, summary)
+                .await?;
         }
         Ok(())
     }
@@ -341,6 +381,7 @@ impl Engine {
     /// process died): claimed again and delivered with the same Message-ID.
     async fn retry_due(
         &self,
+        pass: &Pass,
         now: Timestamp,
         dry_run: bool,
         deliveries: &Deliveries,
@@ -392,7 +433,7 @@ impl Engine {
                     return Ok(());
                 }
             }
-            if self.pause_reason().is_some() || self.is_stopping() {
+            if pass.pause_reason().is_some() || pass.is_stopping() {
                 return Ok(());
             }
         }

@@ -15,6 +15,7 @@ use tickler::config::Config;
 use tickler::render::Templates;
 use tickler::store::{SendFilter, SendRow};
 use tickler::tick::{Engine, Summary};
+use tokio_util::sync::CancellationToken;
 
 /// Records each message's Message-ID.
 #[derive(Default)]
@@ -80,7 +81,7 @@ impl Sim {
 
     fn tick(&self, now: Timestamp) -> Summary {
         self.rt
-            .block_on(self.engine.tick(now, false))
+            .block_on(self.engine.tick(now, &CancellationToken::new()))
             .expect("tick")
     }
 
