@@ -66,7 +66,7 @@ pub(crate) struct Job {
     history: Arc<History>,
 }
 
-/// What one pass shares between its planning and its deliveries.
+/// What one pass shares between its claiming and its deliveries.
 pub(crate) struct Pass {
     /// Cancelled on shutdown: take no new work, finish what is in flight, release the rest.
     stop: CancellationToken,
@@ -206,7 +206,7 @@ impl Engine {
         stop: CancellationToken,
     ) -> anyhow::Result<Summary> {
         let pass = Arc::new(Pass::new(stop));
-        let result = self.pass(&pass, now, dry_run).await;
+        let result = self.sync_claim_deliver(&pass, now, dry_run).await;
         // Every delivery task has ended before the claims are given back.
         pass.tasks.close();
         pass.tasks.wait().await;
@@ -223,7 +223,8 @@ impl Engine {
         result
     }
 
-    async fn pass(
+    /// The steps of a pass: sync, claim and deliver what is due, record the outcomes.
+    async fn sync_claim_deliver(
         self: &Arc<Self>,
         pass: &Arc<Pass>,
         now: Timestamp,
@@ -236,15 +237,15 @@ impl Engine {
             self.postcards.repair(now).await;
         }
         let mut summary = Summary::default();
-        // Delivery runs beside the planning, which claims at most a page ahead of it.
+        // Delivery runs beside the claiming, which stays at most a page ahead of it.
         let deliveries = Deliveries::start(self, pass, now, PAGE as usize);
-        let planned = self
-            .plan(pass, now, dry_run, &deliveries, &mut summary)
+        let claimed = self
+            .claim_and_deliver(pass, now, dry_run, &deliveries, &mut summary)
             .await;
         // Even after an error, what was handed over is delivered and recorded before
         // the pass gives its remaining claims back.
         let delivered = deliveries.finish(&mut summary).await;
-        planned?;
+        claimed?;
         delivered?;
         if pass.is_stopping() && !dry_run {
             self.store.release_leases(&self.owner).await?;
@@ -255,7 +256,7 @@ impl Engine {
 
     /// Pages through the due contacts, records what the planner decides, and hands the
     /// claimed sends to `deliveries`; then the same for retries.
-    async fn plan(
+    async fn claim_and_deliver(
         &self,
         pass: &Pass,
         now: Timestamp,
