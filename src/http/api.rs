@@ -123,7 +123,7 @@ pub async fn contacts(State(state): State<AppState>, request: Request) -> Respon
     if !errors.is_empty() {
         return unprocessable(errors);
     }
-    let engine = state.shared.engine();
+    let engine = state.status.engine();
     match engine
         .store
         .upsert_contacts(&contacts, jiff::Timestamp::now())
@@ -149,7 +149,7 @@ pub async fn events(State(state): State<AppState>, request: Request) -> Response
             Err(reason) => errors.push(FieldError::new(index, &reason)),
         }
     }
-    let engine = state.shared.engine();
+    let engine = state.status.engine();
     let ids: Vec<String> = pending.iter().map(|(_, e)| e.contact_id.clone()).collect();
     let zones = match engine.store.contact_zones(&ids).await {
         Ok(zones) => zones,
