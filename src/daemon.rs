@@ -227,8 +227,8 @@ mod tests {
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
+        let addr = tcp.local_addr().expect("address");
         let listener = http::Listener::new(tcp, None);
-        let addr = listener.local_addr().expect("address");
         let shutdown = CancellationToken::new();
         let running = tokio::spawn(run(daemon, Some(listener), shutdown.clone()));
 

@@ -62,6 +62,6 @@ impl Status {
 }
 
 /// How long a tick may be silent before `/healthz` says so.
-pub fn stale_after(engine: &Engine) -> Duration {
+pub(crate) fn stale_after(engine: &Engine) -> Duration {
     engine.config.schedule.tick * 3
 }

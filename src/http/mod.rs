@@ -4,11 +4,10 @@
 pub mod api;
 mod field_errors;
 mod records;
-pub mod server;
+mod server;
 mod unsubscribe;
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -27,13 +26,13 @@ use crate::config::HttpConfig;
 use crate::status::{Status, stale_after};
 
 /// Largest request body the API takes: a thousand records of about a kilobyte.
-pub const API_BODY_LIMIT: usize = 1 << 20;
+const API_BODY_LIMIT: usize = 1 << 20;
 /// Largest body elsewhere (the unsubscribe form is one short field), refused from its
 /// `Content-Length` before any of it is read.
-pub const BODY_LIMIT: usize = 16 * 1024;
+const BODY_LIMIT: usize = 16 * 1024;
 /// API requests handled at once; the others wait with their bodies unread, so that
 /// clients with the token hold a few megabytes, not one for each connection.
-pub const API_CONCURRENCY: usize = 4;
+const API_CONCURRENCY: usize = 4;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -76,7 +75,7 @@ pub fn router(status: Arc<Status>, api_token: Option<String>) -> Router {
 }
 
 /// The endpoint's socket, bound, with the API token read: ready to serve.
-pub struct Listener {
+pub(crate) struct Listener {
     tcp: TcpListener,
     /// `None`: the API is off.
     api_token: Option<String>,
@@ -97,10 +96,6 @@ impl Listener {
     pub fn new(tcp: TcpListener, api_token: Option<String>) -> Listener {
         Listener { tcp, api_token }
     }
-
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.tcp.local_addr()
-    }
 }
 
 /// The API's bearer token; the API is off without one.
@@ -118,7 +113,7 @@ fn read_api_token(path: Option<&std::path::Path>) -> anyhow::Result<Option<Strin
 }
 
 /// Serves until `shutdown` is cancelled, then finishes the requests in progress.
-pub async fn serve(listener: Listener, status: Arc<Status>, shutdown: CancellationToken) {
+pub(crate) async fn serve(listener: Listener, status: Arc<Status>, shutdown: CancellationToken) {
     let app = router(status, listener.api_token);
     server::serve(listener.tcp, app, shutdown).await;
 }

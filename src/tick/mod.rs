@@ -98,15 +98,15 @@ impl Pass {
 /// daemon's ticks.
 pub struct Engine {
     pub config: Arc<Config>,
-    pub templates: Arc<Templates>,
+    pub(crate) templates: Arc<Templates>,
     pub store: Arc<dyn Store>,
-    pub transport: Arc<dyn EmailTransport>,
+    pub(crate) transport: Arc<dyn EmailTransport>,
     /// Where postcards go: the day's batch under `postcards.dir`.
-    pub postcards: PostcardOutbox,
+    pub(crate) postcards: PostcardOutbox,
     /// Names this process in leases: `HOST:PID:RANDOM`.
-    pub owner: String,
+    pub(crate) owner: String,
     /// Signs unsubscribe links, when the HTTP endpoint is configured.
-    pub signer: Option<Signer>,
+    pub(crate) signer: Option<Signer>,
     /// `email.rate_limit`.
     limiter: Option<DefaultDirectRateLimiter>,
 }
@@ -157,7 +157,7 @@ impl Engine {
     }
 
     /// Signs unsubscribe links with `signer`.
-    pub fn with_signer(mut self, signer: Option<Signer>) -> Engine {
+    fn with_signer(mut self, signer: Option<Signer>) -> Engine {
         self.signer = signer;
         self
     }
