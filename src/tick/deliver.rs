@@ -37,8 +37,7 @@ const COMMIT_AT: usize = RECORD_BATCH / 2;
 const LINGER: Duration = Duration::from_millis(50);
 
 /// Sends under way per connection at once: one talks to the server while the others are
-/// rendered and built, ready for the connection when it is free (three instead of two
-/// took about 4% off sending 20,000: BENCHMARKS.md).
+/// rendered and built, ready for the connection when it is free.
 const PER_CONNECTION: usize = 3;
 
 /// The delivery half of a pass: claimed sends go in, outcomes are recorded.
