@@ -17,6 +17,9 @@ const LONELY_REFUSALS: u32 = 3;
 /// The first pause after a rate-limit reply; it doubles while they go on.
 const FIRST_PAUSE: Duration = Duration::from_secs(10);
 const LONGEST_PAUSE: Duration = Duration::from_secs(60);
+/// Deliveries since the last refusal that say how fast the server takes mail; fewer
+/// mean the server's counting window and ours were out of step.
+const RATE_SAMPLE: usize = 20;
 /// Deliveries per allowed connection before one more connection is tried.
 const GROW_AFTER: usize = 10;
 
@@ -184,10 +187,11 @@ impl Feedback {
         }
         let pause = state.pause;
         let (count, _) = state.burst;
-        let spread = if count > 0 {
+        // A short run says nothing of the rate: the spacing stays, and the pause grows.
+        let spread = if count >= RATE_SAMPLE {
             pause.div_f64(count as f64 * 0.9)
         } else {
-            (state.gap * 2).max(Duration::from_millis(100))
+            state.gap.max(Duration::from_millis(100))
         };
         state.gap = state.gap.max(spread).min(LONGEST_PAUSE);
         state.resume_at = now + pause;
@@ -207,7 +211,7 @@ impl Feedback {
         let at = {
             let mut state = self.lock();
             let now = Instant::now();
-            if state.burst.0 >= 20 && state.pause > FIRST_PAUSE {
+            if state.burst.0 >= RATE_SAMPLE && state.pause > FIRST_PAUSE {
                 // A run of deliveries since the last refusal: the next pause starts short.
                 state.pause = FIRST_PAUSE;
             }
@@ -290,5 +294,26 @@ mod tests {
         // 100 deliveries spread over the 10 s pause.
         assert!(learned.gap >= Duration::from_millis(100), "{learned:?}");
         assert!(!feedback.may_start_now());
+    }
+
+    /// A refusal just after a pause (the server's window began later than ours) must
+    /// not space messages seconds apart: that turned 300 messages into minutes.
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_right_after_a_pause_keeps_the_spacing() {
+        let feedback = Feedback::new(2);
+        for _ in 0..100 {
+            feedback.delivered();
+        }
+        feedback.rate_limited("450 4.7.1 too much mail");
+        let spaced = feedback.learned().gap;
+        feedback.pace().await;
+        feedback.delivered();
+        feedback.rate_limited("450 4.7.1 too much mail");
+        let learned = feedback.learned();
+        assert!(learned.gap <= spaced, "{learned:?} after {spaced:?}");
+        // The second pause is longer than the first.
+        let start = Instant::now();
+        feedback.pace().await;
+        assert!(start.elapsed() >= 2 * FIRST_PAUSE, "{:?}", start.elapsed());
     }
 }

@@ -1,11 +1,13 @@
 //! Pure types of tickler's business: contacts, events, cadences, periods and windows,
 //! and the send log's keys and states. No I/O here.
 
+pub mod address;
 pub mod cadence;
 pub mod contact;
 pub mod send;
 pub mod time;
 
+pub use address::PostalAddress;
 pub use cadence::{Cadence, Channel, Feb29, Trigger};
 pub use contact::{Contact, EmailAddress, Event, MonthDay};
 pub use send::{SendKey, SendStatus};
