@@ -193,7 +193,7 @@ impl Engine {
         let paused = matches!(result, Err(DeliveryError::Paused(_)));
         let (status, reason, reply, next_attempt_at) = match result {
             Err(DeliveryError::Paused(reason)) => {
-                if pass.paused.set(reason.clone()).is_ok() {
+                if pass.pause(reason.clone()) {
                     tracing::error!(reason = %crate::telemetry::redact(&reason), "sending paused: fix the SMTP settings; sends are kept and retried");
                 }
                 let next = now + SignedDuration::from_mins(5);

@@ -4,12 +4,10 @@
 //! outcomes after, both in batches; the log's unique key makes overlapping ticks safe.
 
 use std::collections::HashMap;
-use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::agenda::{Decision, agenda};
 use crate::channel::EmailTransport;
@@ -19,9 +17,12 @@ use crate::domain::{SendKey, SendStatus};
 use crate::render::Templates;
 use crate::store::{DuePosition, History, NewSend, Outcome, SendRow, Store};
 mod deliver;
+mod pass;
 
 use deliver::Deliveries;
 pub use deliver::RECORD_BATCH;
+use pass::Pass;
+pub use pass::Summary;
 
 use crate::sync;
 use crate::unsubscribe::{self, Signer};
@@ -35,28 +36,6 @@ const LEASE: SignedDuration = SignedDuration::from_mins(10);
 /// How far ahead the planner looks for a contact's next due time.
 const HORIZON: SignedDuration = SignedDuration::from_hours(24 * 400);
 
-/// The counts `tick` prints.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Summary {
-    pub sent: usize,
-    pub failed: usize,
-    pub retrying: usize,
-    pub skipped: usize,
-    pub deferred: usize,
-    /// Why sending stopped as a whole in this pass (bad credentials, TLS failure).
-    pub paused: Option<String>,
-}
-
-impl fmt::Display for Summary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "sent={} failed={} retrying={} skipped={} deferred={}",
-            self.sent, self.failed, self.retrying, self.skipped, self.deferred
-        )
-    }
-}
-
 /// Rows to add to the send log, and each contact's next due time.
 type Evaluation = (Vec<NewSend>, Vec<(String, Option<Timestamp>)>);
 
@@ -64,34 +43,6 @@ type Evaluation = (Vec<NewSend>, Vec<(String, Option<Timestamp>)>);
 pub(crate) struct Job {
     row: SendRow,
     history: Arc<History>,
-}
-
-/// What one pass shares between its claiming and its deliveries.
-pub(crate) struct Pass {
-    /// Cancelled on shutdown: take no new work, finish what is in flight, release the rest.
-    stop: CancellationToken,
-    /// Why sending stopped for the rest of the pass (bad credentials, TLS), once it has.
-    paused: OnceLock<String>,
-    /// The pass's delivery tasks; the pass ends when every one has.
-    tasks: TaskTracker,
-}
-
-impl Pass {
-    fn new(stop: CancellationToken) -> Pass {
-        Pass {
-            stop,
-            paused: OnceLock::new(),
-            tasks: TaskTracker::new(),
-        }
-    }
-
-    fn is_stopping(&self) -> bool {
-        self.stop.is_cancelled()
-    }
-
-    fn pause_reason(&self) -> Option<&str> {
-        self.paused.get().map(String::as_str)
-    }
 }
 
 /// The pipeline's parts, fixed for the engine's life; cheap to share between the
