@@ -9,7 +9,7 @@ use jiff::{SignedDuration, Timestamp};
 use crate::config::{Config, FrequencyCap};
 use crate::domain::{Cadence, Channel, Contact, Trigger};
 use crate::plan::{self, Due, Frame};
-use crate::store::{History, Store};
+use crate::store::History;
 
 /// What happens to one occurrence.
 #[derive(Clone, Debug, PartialEq)]
@@ -159,49 +159,35 @@ pub struct Planned {
     pub zone: jiff::tz::TimeZone,
 }
 
-/// Every send that would go out between `now` and `until`, over all contacts, in send
-/// order. Skips are left out. Costs O(contacts): it is for looking ahead, not for ticks.
-pub async fn forecast(
-    config: &Config,
-    store: &dyn Store,
+/// The sends one contact would get between `now` and `until`, for looking ahead.
+/// Skips are left out.
+pub fn forecast<'a>(
+    config: &'a Config,
+    history: &'a History,
     now: Timestamp,
     until: Timestamp,
-) -> anyhow::Result<Vec<Planned>> {
-    let mut out = Vec::new();
-    let mut after = String::new();
-    loop {
-        let ids = store.contact_ids(&after, 1000).await?;
-        let Some(last) = ids.last() else { break };
-        after = last.clone();
-        for h in store.history(&ids).await? {
-            let zone = h.contact.zone(&config.business.zone);
-            for verdict in agenda(config, &h, now, until) {
-                let send_at = match verdict.decision {
-                    _ if verdict.skip_reason.is_some() => continue,
-                    Decision::Send => now,
-                    Decision::Wait(at) | Decision::Later(at) => at,
-                    Decision::Skip(_) => continue,
-                };
-                if send_at > until {
-                    continue;
-                }
-                out.push(Planned {
-                    send_at,
-                    due_at: verdict.due.due_at,
-                    deferred_from: verdict.deferred_from,
-                    contact: h.contact.id.clone(),
-                    cadence: verdict.cadence.id.clone(),
-                    channel: verdict.cadence.channel,
-                    occurrence: verdict.due.occurrence,
-                    zone: zone.clone(),
-                });
-            }
-        }
-    }
-    out.sort_by(|a, b| {
-        (a.send_at, &a.contact, &a.cadence).cmp(&(b.send_at, &b.contact, &b.cadence))
-    });
-    Ok(out)
+) -> impl Iterator<Item = Planned> + 'a {
+    let zone = history.contact.zone(&config.business.zone);
+    agenda(config, history, now, until)
+        .into_iter()
+        .filter_map(move |verdict| {
+            let send_at = match verdict.decision {
+                _ if verdict.skip_reason.is_some() => return None,
+                Decision::Send => now,
+                Decision::Wait(at) | Decision::Later(at) => at,
+                Decision::Skip(_) => return None,
+            };
+            (send_at <= until).then(|| Planned {
+                send_at,
+                due_at: verdict.due.due_at,
+                deferred_from: verdict.deferred_from,
+                contact: history.contact.id.clone(),
+                cadence: verdict.cadence.id.clone(),
+                channel: verdict.cadence.channel,
+                occurrence: verdict.due.occurrence,
+                zone: zone.clone(),
+            })
+        })
 }
 
 /// Why an occurrence will be skipped whenever it falls due, if it will.

@@ -11,6 +11,8 @@ mod sends;
 mod subscribe;
 mod tick;
 
+pub use plan::upcoming;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -172,6 +174,12 @@ pub enum Failure {
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Failure {
         Failure::Errors(vec![format!("{e:#}")])
+    }
+}
+
+impl From<crate::store::StoreError> for Failure {
+    fn from(e: crate::store::StoreError) -> Failure {
+        anyhow::Error::from(e).into()
     }
 }
 

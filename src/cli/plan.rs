@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{
     Failure, Format, Outcome, load_config, open_store, parse_now, print_records, print_table,
 };
-use crate::agenda::forecast;
+use crate::agenda::{Planned, forecast};
 use crate::config::Config;
 use crate::store::Store;
 
@@ -106,7 +106,7 @@ pub async fn items(
                 "--days: {days} days from {now} is beyond the year 9000; give fewer days"
             ))
         })?;
-    let planned = forecast(config, store, now, until).await?;
+    let planned = upcoming(config, store, now, until).await?;
     Ok(planned
         .into_iter()
         .map(|p| Item {
@@ -120,6 +120,30 @@ pub async fn items(
             occurrence: p.occurrence,
         })
         .collect())
+}
+
+/// Every send that would go out between `now` and `until`, over all contacts a page at
+/// a time, in send order. Costs O(contacts): it is for looking ahead, not for ticks.
+pub async fn upcoming(
+    config: &Config,
+    store: &dyn Store,
+    now: Timestamp,
+    until: Timestamp,
+) -> anyhow::Result<Vec<Planned>> {
+    let mut planned = Vec::new();
+    let mut after = String::new();
+    loop {
+        let ids = store.contact_ids(&after, 1000).await?;
+        let Some(last) = ids.last() else { break };
+        after = last.clone();
+        for history in store.history(&ids).await? {
+            planned.extend(forecast(config, &history, now, until));
+        }
+    }
+    planned.sort_by(|a, b| {
+        (a.send_at, &a.contact, &a.cadence).cmp(&(b.send_at, &b.contact, &b.cadence))
+    });
+    Ok(planned)
 }
 
 /// RFC 3339 with the offset of `zone`, e.g. `2026-03-03T09:00:00-05:00`.

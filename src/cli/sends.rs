@@ -6,7 +6,43 @@ use super::{
     Failure, Format, Outcome, load_config, open_store, parse_ts, print_records, print_table,
 };
 use crate::domain::SendStatus;
-use crate::store::SendFilter;
+use crate::store::{SendFilter, SendRow};
+
+/// A send-log row as `sends --format json|csv` prints it: times in RFC 3339 (UTC).
+#[derive(serde::Serialize)]
+struct Record<'a> {
+    contact: &'a str,
+    cadence: &'a str,
+    occurrence: &'a str,
+    channel: &'static str,
+    status: &'static str,
+    reason: Option<&'a str>,
+    due_at: String,
+    attempts: i64,
+    message_id: &'a str,
+    reply: Option<&'a str>,
+    next_attempt_at: Option<String>,
+    updated_at: String,
+}
+
+impl<'a> Record<'a> {
+    fn of(row: &'a SendRow) -> Record<'a> {
+        Record {
+            contact: &row.contact,
+            cadence: &row.cadence,
+            occurrence: &row.occurrence,
+            channel: row.channel.as_str(),
+            status: row.status.as_str(),
+            reason: row.reason.as_deref(),
+            due_at: row.due_at.to_string(),
+            attempts: row.attempts,
+            message_id: &row.message_id,
+            reply: row.reply.as_deref(),
+            next_attempt_at: row.next_attempt_at.map(|t| t.to_string()),
+            updated_at: row.updated_at.to_string(),
+        }
+    }
+}
 
 pub struct Filter {
     pub since: Option<String>,
@@ -38,18 +74,21 @@ pub async fn run(path: &Path, filter: Filter, format: Format) -> Outcome {
     let store = open_store(&config).await?;
     let rows = store.sends(&filter).await?;
     match format {
-        Format::Json | Format::Csv => print_records(format, &rows)?,
+        Format::Json | Format::Csv => {
+            let records: Vec<Record> = rows.iter().map(Record::of).collect();
+            print_records(format, &records)?
+        }
         Format::Table => {
             let table: Vec<Vec<String>> = rows
                 .iter()
                 .map(|r| {
                     vec![
-                        r.updated_at.clone(),
+                        r.updated_at.to_string(),
                         r.contact.clone(),
                         r.cadence.clone(),
                         r.occurrence.clone(),
-                        r.channel.clone(),
-                        r.status.clone(),
+                        r.channel.to_string(),
+                        r.status.to_string(),
                         r.attempts.to_string(),
                         r.reason
                             .clone()

@@ -190,7 +190,7 @@ pub async fn events(State(state): State<AppState>, request: Request) -> Response
     }
 }
 
-fn store_error(e: anyhow::Error) -> Response {
+fn store_error(e: crate::store::StoreError) -> Response {
     tracing::error!(error = format!("{e:#}"), "API request could not be stored");
     (
         StatusCode::SERVICE_UNAVAILABLE,

@@ -1,12 +1,11 @@
 //! The SQLite backend: one file in WAL mode, writes in `BEGIN IMMEDIATE` transactions
 //! (one writer at a time, no lock upgrades that deadlock), a busy timeout so that a CLI
 //! command and the daemon can share the file. The writers of one process take turns
-//! before they ask SQLite for the lock: SQLite's busy handler waits by sleeping (1 ms,
-//! then 2, 5, 10...), which cost a pass that records outcomes while it plans the next
-//! page seconds of sleep; a turn is handed over the moment the last writer commits.
+//! before they ask SQLite for the lock, because SQLite's busy handler waits by sleeping
+//! while a turn is handed over the moment the last writer commits. Multi-row statements
+//! are `VALUES` lists of at most `ROWS_PER_STATEMENT` rows.
 
 use std::collections::HashMap;
-use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -15,17 +14,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, ConnectOptions, QueryBuilder, Row, Sqlite, SqliteConnection};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use sqlx::{ConnectOptions, Pool, QueryBuilder, Row, Sqlite, SqliteConnection};
+use tokio::sync::Mutex;
 
+use super::backend::{BATCH, Backend, Exclusive};
+use super::sql::{SEND_COLUMNS, Write, in_list, rows, send_from_row};
 use super::sqlite_import::SqliteImport;
-use super::{
-    DuePosition, Gathering, History, ImportTx, NewSend, Outcome, SendFilter, SendRow, Store, ts,
-};
-use crate::domain::{Channel, Contact, EmailAddress, Event, MonthDay, SendStatus};
+use super::{ImportTx, NewSend, NextDue, Outcome, SendRow, StoreError};
+use crate::domain::SendStatus;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -37,20 +35,15 @@ pub struct SqliteStore {
 
 /// Prepared statements each connection keeps. A pass's multi-row statements differ
 /// in text with their row counts, and a prepared one of 500 rows holds a few hundred
-/// KB: sqlx's default of 100 a connection let a long pass grow the daemon by ~100 MB.
+/// KB, so the cache stays well below sqlx's default of 100.
 const STATEMENT_CACHE: usize = 24;
-
-/// Rows per statement in batched inserts; SQLite allows 32766 bound values.
-const BATCH: usize = 500;
 
 impl SqliteStore {
     pub async fn open(url: &str) -> anyhow::Result<SqliteStore> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
-            // A new database's pages (an existing one keeps its own): 8 KiB instead of
-            // 4 KiB took 9% off a million-contact import (fewer pages to split, fewer
-            // WAL frames to write and copy back) and changed a pass's sending rate by
-            // less than the noise (BENCHMARKS.md).
+            // A new database's pages (an existing one keeps its own): larger pages mean
+            // fewer to split and fewer WAL frames for a large import.
             .page_size(8192)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -87,178 +80,38 @@ impl SqliteStore {
             path,
         })
     }
-
-    async fn write(&self) -> anyhow::Result<Write> {
-        let turn = self.write_turn.clone().lock_owned().await;
-        Ok(Write {
-            tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            _turn: turn,
-        })
-    }
 }
-
-/// A write transaction during this process's write turn (given back after the
-/// transaction ends: fields drop in order).
-struct Write {
-    tx: sqlx::Transaction<'static, Sqlite>,
-    _turn: OwnedMutexGuard<()>,
-}
-
-impl Write {
-    async fn commit(self) -> anyhow::Result<()> {
-        Ok(self.tx.commit().await?)
-    }
-}
-
-impl Deref for Write {
-    type Target = SqliteConnection;
-
-    fn deref(&self) -> &SqliteConnection {
-        &self.tx
-    }
-}
-
-impl DerefMut for Write {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        &mut self.tx
-    }
-}
-
-const CONTACT_COLUMNS: &str = "id, first_name, last_name, email, address_line1, address_line2, city, region, \
-     postal_code, country, birthday, timezone, tags, email_opt_out, postcard_opt_out, fields, armed_at";
 
 /// Rows a multi-row statement of a pass (sends, due times, outcomes) carries: at most
 /// 13 values a row, and SQLite allows 32766 in one statement.
 const ROWS_PER_STATEMENT: usize = 500;
 
-const SEND_COLUMNS: &str = "id, contact_id, cadence, occurrence, channel, status, reason, event_id, due_at, \
-     attempts, next_attempt_at, message_id, reply, created_at, updated_at";
-
 #[async_trait]
-impl Store for SqliteStore {
-    async fn begin_import(&self) -> anyhow::Result<Box<dyn ImportTx>> {
-        Ok(Box::new(SqliteImport::begin(&self.path).await?))
+impl Backend for SqliteStore {
+    type Db = Sqlite;
+    const CLAIM_LOCK: &'static str = "";
+
+    fn pool(&self) -> &Pool<Sqlite> {
+        &self.pool
     }
 
-    async fn contact_zones(
-        &self,
-        ids: &[String],
-    ) -> anyhow::Result<HashMap<String, Option<String>>> {
-        let mut conn = self.pool.acquire().await?;
-        zones(&mut conn, ids).await
+    /// In this process's write turn, so that its writers queue here rather than in
+    /// SQLite's busy handler, which waits by sleeping.
+    async fn write(&self) -> Result<Write<Sqlite>, StoreError> {
+        let turn = self.write_turn.clone().lock_owned().await;
+        Ok(Write {
+            tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            _turn: Some(turn),
+        })
     }
 
-    async fn set_opt_out(
-        &self,
-        contact: &str,
-        channel: Channel,
-        opted_out: bool,
-        now: Timestamp,
-    ) -> anyhow::Result<bool> {
-        let column = match channel {
-            Channel::Email => "email_opt_out",
-            Channel::Postcard => "postcard_opt_out",
-        };
-        let sql = format!(
-            "UPDATE contacts SET {column} = ?1, updated_at = ?2, next_due_at = 0 WHERE id = ?3"
-        );
-        let mut tx = self.write().await?;
-        let result = sqlx::query(AssertSqlSafe(sql))
-            .bind(opted_out)
-            .bind(now.as_second())
-            .bind(contact)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(result.rows_affected() > 0)
-    }
-
-    async fn due_contacts(
-        &self,
-        now: Timestamp,
-        after: &DuePosition,
-        limit: u32,
-    ) -> anyhow::Result<Vec<DuePosition>> {
-        let rows = sqlx::query(
-            "SELECT next_due_at, id FROM contacts WHERE next_due_at <= ?1 \
-             AND (next_due_at, id) > (?2, ?3) ORDER BY next_due_at, id LIMIT ?4",
-        )
-        .bind(now.as_second())
-        .bind(after.next_due_at)
-        .bind(&after.id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| DuePosition {
-                next_due_at: r.get("next_due_at"),
-                id: r.get("id"),
-            })
-            .collect())
-    }
-
-    async fn contact_ids(&self, after: &str, limit: u32) -> anyhow::Result<Vec<String>> {
-        let rows = sqlx::query("SELECT id FROM contacts WHERE id > ?1 ORDER BY id LIMIT ?2")
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(|r| r.get("id")).collect())
-    }
-
-    async fn history(&self, ids: &[String]) -> anyhow::Result<Vec<History>> {
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(BATCH) {
-            let contacts = in_list(
-                &format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE id IN ("),
-                chunk,
-            )
-            .build()
-            .fetch_all(&self.pool)
-            .await?;
-            let events = in_list(
-                "SELECT contact_id, id, kind, at, fields, armed_at FROM events WHERE contact_id IN (",
-                chunk,
-            )
-            .build()
-            .fetch_all(&self.pool)
-            .await?;
-            let logged = in_list(
-                "SELECT contact_id, cadence, occurrence, status, updated_at FROM sends WHERE contact_id IN (",
-                chunk,
-            )
-            .build()
-            .fetch_all(&self.pool)
-            .await?;
-            let mut gathering = Gathering::new(chunk);
-            for row in &contacts {
-                gathering.contact(contact_from_row(row)?);
-            }
-            for row in &events {
-                gathering.event(event_from_row(row)?);
-            }
-            for row in &logged {
-                gathering.logged(
-                    row.get("contact_id"),
-                    row.get("cadence"),
-                    row.get("occurrence"),
-                    row.get("status"),
-                    ts(row.get("updated_at")),
-                );
-            }
-            out.extend(gathering.finish());
-        }
-        Ok(out)
-    }
-
-    async fn insert_sends(
+    async fn insert(
         &self,
         sends: &[NewSend],
         now: Timestamp,
         lease_until: Timestamp,
         owner: &str,
-    ) -> anyhow::Result<Vec<SendRow>> {
+    ) -> Result<Vec<SendRow>, StoreError> {
         let mut tx = self.write().await?;
         let mut inserted = Vec::new();
         // Many rows a statement: each statement is a round trip to sqlx's SQLite thread.
@@ -286,109 +139,18 @@ impl Store for SqliteStore {
             q.push(format!(
                 " ON CONFLICT (contact_id, cadence, occurrence) DO NOTHING RETURNING {SEND_COLUMNS}"
             ));
-            let rows = q.build().fetch_all(&mut *tx).await?;
-            inserted.extend(rows.iter().map(send_from_row));
+            let found = q.build().fetch_all(&mut *tx.tx).await?;
+            inserted.extend(rows::<Sqlite, _>(&found, send_from_row::<Sqlite>)?);
         }
         tx.commit().await?;
         Ok(inserted)
     }
 
-    async fn mark_due(&self, ids: &[String], mark: i64, now: Timestamp) -> anyhow::Result<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.write().await?;
-        // The two numbers are written into the text (integers cannot inject anything),
-        // so these statements differ from pass to pass and are not kept prepared.
-        let now = now.as_second();
-        let events = format!(
-            "UPDATE events SET armed_at = {now} WHERE armed_at IS NULL AND contact_id IN ("
-        );
-        let contacts = format!(
-            "UPDATE contacts SET next_due_at = {mark}, armed_at = coalesce(armed_at, {now}) WHERE id IN ("
-        );
-        for chunk in ids.chunks(BATCH) {
-            for head in [&events, &contacts] {
-                in_list(head, chunk)
-                    .build()
-                    .persistent(false)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn set_next_due(
+    async fn record_outcomes(
         &self,
-        updates: &[(String, Option<Timestamp>)],
-        mark: i64,
-    ) -> anyhow::Result<()> {
-        let mut tx = self.write().await?;
-        for chunk in updates.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new("WITH v (id, at) AS (");
-            q.push_values(chunk, |mut b, (id, at)| {
-                b.push_bind(id).push_bind(at.map(|t| t.as_second()));
-            });
-            // `+` keeps the guard off the due index: given it, SQLite 3.51 scans the
-            // page's values once per contact of the mark (500 x 500 comparisons, 12 ms
-            // a page instead of 1.5 ms).
-            q.push(
-                ") UPDATE contacts SET next_due_at = v.at FROM v \
-                 WHERE contacts.id = v.id AND +contacts.next_due_at = ",
-            )
-            .push_bind(mark);
-            q.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn claim_retries(
-        &self,
+        outcomes: &[Outcome],
         now: Timestamp,
-        lease_until: Timestamp,
-        owner: &str,
-        limit: u32,
-    ) -> anyhow::Result<Vec<SendRow>> {
-        let mut tx = self.write().await?;
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE sends SET status = 'pending', lease_until = ?1, lease_owner = ?2, updated_at = ?3 \
-             WHERE id IN (SELECT id FROM sends WHERE (status = 'retrying' AND next_attempt_at <= ?3) \
-             OR (status = 'pending' AND lease_until < ?3) ORDER BY due_at LIMIT ?4) \
-             RETURNING {SEND_COLUMNS}"
-        )))
-        .bind(lease_until.as_second())
-        .bind(owner)
-        .bind(now.as_second())
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(rows.iter().map(send_from_row).collect())
-    }
-
-    async fn lease_owners(&self) -> anyhow::Result<Vec<String>> {
-        let rows = sqlx::query("SELECT DISTINCT lease_owner FROM sends WHERE status = 'pending' AND lease_owner IS NOT NULL")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(|r| r.get("lease_owner")).collect())
-    }
-
-    async fn release_leases(&self, owner: &str) -> anyhow::Result<()> {
-        let mut tx = self.write().await?;
-        sqlx::query(
-            "UPDATE sends SET lease_until = 0 WHERE status = 'pending' AND lease_owner = ?1",
-        )
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn record(&self, outcomes: &[Outcome], now: Timestamp) -> anyhow::Result<()> {
+    ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         for chunk in outcomes.chunks(ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::<Sqlite>::new(
@@ -409,98 +171,66 @@ impl Store for SqliteStore {
             )
             .push_bind(now.as_second())
             .push(" FROM v WHERE sends.id = v.id");
-            q.build().execute(&mut *tx).await?;
+            q.build().execute(&mut *tx.tx).await?;
         }
-        tx.commit().await?;
-        Ok(())
+        tx.commit().await
     }
 
-    async fn sends(&self, filter: &SendFilter) -> anyhow::Result<Vec<SendRow>> {
-        let mut q =
-            QueryBuilder::<Sqlite>::new(format!("SELECT {SEND_COLUMNS} FROM sends WHERE 1 = 1"));
-        if let Some(since) = filter.since {
-            q.push(" AND updated_at >= ").push_bind(since.as_second());
-        }
-        if let Some(until) = filter.until {
-            q.push(" AND updated_at < ").push_bind(until.as_second());
-        }
-        if let Some(contact) = &filter.contact {
-            q.push(" AND contact_id = ").push_bind(contact.clone());
-        }
-        if let Some(cadence) = &filter.cadence {
-            q.push(" AND cadence = ").push_bind(cadence.clone());
-        }
-        if let Some(status) = filter.status {
-            q.push(" AND status = ").push_bind(status.as_str());
-        }
-        q.push(" ORDER BY updated_at DESC, id DESC");
-        if let Some(limit) = filter.limit {
-            q.push(" LIMIT ").push_bind(limit);
-        }
-        let rows = q.build().fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(send_from_row).collect())
-    }
-
-    async fn meta(&self, key: &str) -> anyhow::Result<Option<String>> {
-        let row = sqlx::query("SELECT value FROM meta WHERE key = ?1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.get("value")))
-    }
-
-    async fn set_meta(&self, key: &str, value: &str) -> anyhow::Result<()> {
+    async fn mark(&self, ids: &[String], mark: i64, now: Timestamp) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
-        sqlx::query("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-            .bind(key)
-            .bind(value)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        // The two numbers are written into the text (integers cannot inject anything),
+        // so these statements differ from pass to pass and are not kept prepared.
+        let now = now.as_second();
+        let events = format!(
+            "UPDATE events SET armed_at = {now} WHERE armed_at IS NULL AND contact_id IN ("
+        );
+        let contacts = format!(
+            "UPDATE contacts SET next_due_at = {mark}, armed_at = coalesce(armed_at, {now}) WHERE id IN ("
+        );
+        for chunk in ids.chunks(BATCH) {
+            for head in [&events, &contacts] {
+                in_list::<Sqlite>(head, chunk)
+                    .build()
+                    .persistent(false)
+                    .execute(&mut *tx.tx)
+                    .await?;
+            }
+        }
+        tx.commit().await
     }
 
-    async fn send_counts(&self) -> anyhow::Result<Vec<(String, String, String, i64)>> {
-        let rows = sqlx::query("SELECT cadence, channel, status, COUNT(*) AS n FROM sends GROUP BY cadence, channel, status ORDER BY 1, 2, 3")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                (
-                    r.get("cadence"),
-                    r.get("channel"),
-                    r.get("status"),
-                    r.get("n"),
-                )
-            })
-            .collect())
-    }
-
-    async fn queue_depth(&self, now: Timestamp) -> anyhow::Result<i64> {
-        let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM sends WHERE status IN ('pending', 'retrying')) \
-             + (SELECT COUNT(*) FROM contacts WHERE next_due_at <= ?1) AS n",
-        )
-        .bind(now.as_second())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.get("n"))
-    }
-
-    async fn mark_all_due(&self) -> anyhow::Result<()> {
+    async fn set_due(&self, updates: &[NextDue], mark: i64) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
-        sqlx::query("UPDATE contacts SET next_due_at = 0")
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        for chunk in updates.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new("WITH v (id, at) AS (");
+            q.push_values(chunk, |mut b, (id, at)| {
+                b.push_bind(id).push_bind(at.map(|t| t.as_second()));
+            });
+            // `+` keeps the guard off the due index, which SQLite would otherwise scan
+            // once per contact of the mark.
+            q.push(
+                ") UPDATE contacts SET next_due_at = v.at FROM v \
+                 WHERE contacts.id = v.id AND +contacts.next_due_at = ",
+            )
+            .push_bind(mark);
+            q.build().execute(&mut *tx.tx).await?;
+        }
+        tx.commit().await
     }
 
     /// One SQLite file has one machine; its writes are serialized already, and a second
     /// sync of an unchanged file changes nothing.
-    async fn exclusive(&self, _name: &str) -> anyhow::Result<Option<super::Exclusive>> {
-        Ok(Some(Box::new(())))
+    async fn try_lock(&self, _name: &str) -> Result<Option<Exclusive>, StoreError> {
+        Ok(Some(Exclusive::SingleFile))
+    }
+
+    async fn import(&self) -> Result<Box<dyn ImportTx>, StoreError> {
+        Ok(Box::new(SqliteImport::begin(&self.path).await?))
+    }
+
+    async fn zones(&self, ids: &[String]) -> Result<HashMap<String, Option<String>>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        zones(&mut conn, ids).await
     }
 }
 
@@ -509,92 +239,70 @@ impl Store for SqliteStore {
 async fn zones(
     conn: &mut SqliteConnection,
     ids: &[String],
-) -> anyhow::Result<HashMap<String, Option<String>>> {
+) -> Result<HashMap<String, Option<String>>, StoreError> {
     let mut zones = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(BATCH) {
-        let row = in_list(
+        let row = in_list::<Sqlite>(
             "SELECT json_group_array(json_array(id, timezone)) AS zones FROM contacts WHERE id IN (",
             chunk,
         )
         .build()
         .fetch_one(&mut *conn)
         .await?;
-        let found: Vec<(String, Option<String>)> = serde_json::from_str(row.get("zones"))?;
+        let found: Vec<(String, Option<String>)> = serde_json::from_str(row.try_get("zones")?)
+            .map_err(|e| StoreError::Corrupt(format!("zones: {e}")))?;
         zones.extend(found);
     }
     Ok(zones)
 }
 
-fn in_list(head: &str, ids: &[String]) -> QueryBuilder<Sqlite> {
-    let mut q = QueryBuilder::<Sqlite>::new(head);
-    let mut list = q.separated(", ");
-    for id in ids {
-        list.push_bind(id.clone());
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{DueQueue, SendFilter, SendLog};
+
+    #[tokio::test]
+    async fn a_stored_time_out_of_range_is_corrupt_not_the_epoch() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = SqliteStore::open(&url).await.expect("open");
+        sqlx::query(
+            "INSERT INTO sends (contact_id, cadence, occurrence, channel, status, due_at, \
+             message_id, created_at, updated_at) \
+             VALUES ('K-1', 'thank-you', 'P-1', 'email', 'sent', 9223372036854775807, '<m@x>', 1, 1)",
+        )
+        .execute(&store.pool)
+        .await
+        .expect("a row");
+        let e = store.sends(&SendFilter::default()).await.unwrap_err();
+        assert!(matches!(e, StoreError::Corrupt(_)), "{e:?}");
+        assert!(e.to_string().contains("due_at"), "{e}");
     }
-    q.push(")");
-    q
-}
 
-fn contact_from_row(row: &SqliteRow) -> anyhow::Result<Contact> {
-    let email: Option<String> = row.get("email");
-    let birthday: Option<String> = row.get("birthday");
-    let tags: String = row.get("tags");
-    let fields: String = row.get("fields");
-    Ok(Contact {
-        id: row.get("id"),
-        first_name: row.get("first_name"),
-        last_name: row.get("last_name"),
-        email: email.and_then(|e| EmailAddress::parse(&e).ok()),
-        address_line1: row.get("address_line1"),
-        address_line2: row.get("address_line2"),
-        city: row.get("city"),
-        region: row.get("region"),
-        postal_code: row.get("postal_code"),
-        country: row.get("country"),
-        birthday: birthday.and_then(|b| MonthDay::parse(&b).ok()),
-        timezone: row.get("timezone"),
-        tags: tags
-            .split(';')
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        email_opt_out: row.get("email_opt_out"),
-        postcard_opt_out: row.get("postcard_opt_out"),
-        fields: serde_json::from_str(&fields)?,
-        armed_at: row.get::<Option<i64>, _>("armed_at").map(ts),
-    })
-}
-
-fn event_from_row(row: &SqliteRow) -> anyhow::Result<Event> {
-    let fields: String = row.get("fields");
-    Ok(Event {
-        contact_id: row.get("contact_id"),
-        id: row.get("id"),
-        kind: row.get("kind"),
-        at: ts(row.get("at")),
-        fields: serde_json::from_str(&fields)?,
-        armed_at: row.get::<Option<i64>, _>("armed_at").map(ts),
-    })
-}
-
-fn send_from_row(row: &SqliteRow) -> SendRow {
-    SendRow {
-        id: row.get("id"),
-        contact: row.get("contact_id"),
-        cadence: row.get("cadence"),
-        occurrence: row.get("occurrence"),
-        channel: row.get("channel"),
-        status: row.get("status"),
-        reason: row.get("reason"),
-        due_at: ts(row.get("due_at")).to_string(),
-        attempts: row.get("attempts"),
-        message_id: row.get("message_id"),
-        reply: row.get("reply"),
-        next_attempt_at: row
-            .get::<Option<i64>, _>("next_attempt_at")
-            .map(|t| ts(t).to_string()),
-        updated_at: ts(row.get("updated_at")).to_string(),
-        created_at: ts(row.get("created_at")),
-        event_id: row.get("event_id"),
+    #[tokio::test]
+    async fn a_pass_reads_each_due_contact_once_and_marks_below_its_pages() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = SqliteStore::open(&url).await.expect("open");
+        sqlx::query(
+            "INSERT INTO contacts (id, first_name, digest, next_due_at, created_at, updated_at) VALUES \
+             ('A', 'a', 'd', -5000000000, 1, 1), ('B', 'b', 'd', 0, 1, 1), ('C', 'c', 'd', 50, 1, 1)",
+        )
+        .execute(&store.pool)
+        .await
+        .expect("contacts");
+        let now = Timestamp::from_second(100).unwrap();
+        let mut pass = store.begin_pass();
+        let mut seen = Vec::new();
+        loop {
+            let page = store.next_due(&mut pass, now, 2).await.expect("page");
+            if page.is_empty() {
+                break;
+            }
+            store.mark_due(&page, &pass, now).await.expect("mark");
+            seen.extend(page);
+        }
+        assert_eq!(seen, ["A", "B", "C"]);
+        assert!(pass.mark < -5_000_000_000, "{}", pass.mark);
     }
 }

@@ -125,7 +125,7 @@ async fn dispatch(
             recording = Some(Box::pin(async move {
                 // A card's manifest line is written before its send is recorded `sent`.
                 engine.postcards.commit().await?;
-                engine.store.record(&batch, now).await
+                Ok(engine.store.record(&batch, now).await?)
             }));
         }
         if !open && running.is_empty() && recording.is_none() {
@@ -176,7 +176,7 @@ async fn dispatch(
 impl Engine {
     async fn deliver(&self, pass: &Pass, job: Job, now: Timestamp) -> Outcome {
         let row = &job.row;
-        let email = row.channel == Channel::Email.as_str();
+        let email = row.channel == Channel::Email;
         let result = match pass.pause_reason() {
             // A pause is about the SMTP server; postcards go on.
             Some(reason) if email => Err(DeliveryError::Paused(reason.to_owned())),

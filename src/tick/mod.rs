@@ -15,7 +15,7 @@ use crate::channel::postcard::PostcardOutbox;
 use crate::config::Config;
 use crate::domain::{SendKey, SendStatus};
 use crate::render::Templates;
-use crate::store::{DuePosition, History, NewSend, Outcome, SendRow, Store};
+use crate::store::{History, NewSend, Outcome, SendRow, Store};
 mod deliver;
 mod pass;
 
@@ -118,7 +118,7 @@ impl Engine {
     /// same Message-ID.
     async fn release_dead_claims(&self) -> anyhow::Result<()> {
         let host = host_name();
-        for owner in self.store.lease_owners().await? {
+        for owner in self.store.lease_holders().await? {
             let mut parts = owner.split(':');
             let (Some(h), Some(pid)) = (parts.next(), parts.next()) else {
                 continue;
@@ -128,7 +128,7 @@ impl Engine {
                 .is_ok_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
             if h == host && !alive && owner != self.owner {
                 tracing::warn!(owner = %owner, "releasing the sends of a process that died");
-                self.store.release_leases(&owner).await?;
+                self.store.release_leases_of(&owner).await?;
             }
         }
         Ok(())
@@ -167,7 +167,7 @@ impl Engine {
             // A pass that failed midway (a database error, a deadlock between
             // instances) gives its unfinished claims back at once, for the next pass of
             // any instance, instead of leaving them to wait out their lease.
-            if let Err(e) = self.store.release_leases(&self.owner).await {
+            if let Err(e) = self.store.release_leases_of(&self.owner).await {
                 tracing::warn!(error = format!("{e:#}"), "could not release claims");
             }
         }
@@ -199,7 +199,7 @@ impl Engine {
         claimed?;
         delivered?;
         if pass.is_stopping() && !dry_run {
-            self.store.release_leases(&self.owner).await?;
+            self.store.release_leases_of(&self.owner).await?;
         }
         summary.paused = pass.pause_reason().map(str::to_owned);
         Ok(summary)
@@ -209,28 +209,22 @@ impl Engine {
     /// claimed sends to `deliveries`; then the same for retries.
     async fn claim_and_deliver(
         &self,
-        pass: &Pass,
+        state: &Pass,
         now: Timestamp,
         dry_run: bool,
         deliveries: &Deliveries,
         summary: &mut Summary,
     ) -> anyhow::Result<()> {
-        let mut after = DuePosition::default();
-        while !pass.is_stopping() {
+        let mut pass = self.store.begin_pass();
+        while !state.is_stopping() {
             // Pages in (due time, id) order: a contact handled in this pass is not met
             // again in it.
-            let due = self.store.due_contacts(now, &after, PAGE).await?;
-            let Some(last) = due.last() else { break };
-            after = last.clone();
-            let ids: Vec<String> = due.iter().map(|d| d.id.clone()).collect();
-            // A mark of this pass's own: an import or opt-out that changes one of these
-            // contacts while the pass looks at it replaces the mark, and the contact
-            // stays due instead of being put to sleep on what the pass read before. The
-            // mark sorts before this page, so that the pass does not meet them again.
-            let lowest = due.first().map_or(0, |d| d.next_due_at);
-            let mark = (-1 - i64::from(fastrand::u32(..))).min(lowest.saturating_sub(1));
+            let ids = self.store.next_due(&mut pass, now, PAGE).await?;
+            if ids.is_empty() {
+                break;
+            }
             if !dry_run {
-                self.store.mark_due(&ids, mark, now).await?;
+                self.store.mark_due(&ids, &pass, now).await?;
             }
             let histories = self.store.history(&ids).await?;
             let (sends, next_due) = self.evaluate(&histories, now, summary);
@@ -250,14 +244,14 @@ impl Engine {
                 .store
                 .insert_sends(&sends, now, lease_until, &self.owner)
                 .await?;
-            self.store.set_next_due(&next_due, mark).await?;
+            self.store.set_next_due(&next_due, &pass).await?;
             let histories: Vec<Arc<History>> = histories.into_iter().map(Arc::new).collect();
             let by_contact: HashMap<&str, &Arc<History>> = histories
                 .iter()
                 .map(|h| (h.contact.id.as_str(), h))
                 .collect();
             for row in inserted {
-                if row.status == SendStatus::Skipped.as_str() {
+                if row.status == SendStatus::Skipped {
                     summary.skipped += 1;
                     tracing::info!(contact = %row.contact, cadence = %row.cadence, occurrence = %row.occurrence,
                         status = "skipped", reason = row.reason.as_deref().unwrap_or_default(), "send");
@@ -271,12 +265,12 @@ impl Engine {
                     }
                 }
             }
-            if pass.pause_reason().is_some() {
+            if state.pause_reason().is_some() {
                 break;
             }
         }
-        if pass.pause_reason().is_none() && !pass.is_stopping() {
-            self.retry_due(pass, now, dry_run, deliveries, summary)
+        if state.pause_reason().is_none() && !state.is_stopping() {
+            self.retry_due(state, now, dry_run, deliveries, summary)
                 .await?;
         }
         Ok(())

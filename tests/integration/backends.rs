@@ -227,21 +227,23 @@ fn an_import_during_a_pass_is_not_lost() {
             );
 
             // A pass that sees nothing new puts the contact to sleep.
-            store.mark_due(&ids, -7, now).await.unwrap();
+            let pass = store.begin_pass();
+            store.mark_due(&ids, &pass, now).await.unwrap();
             store
-                .set_next_due(&[("K-1".into(), None)], -7)
+                .set_next_due(&[("K-1".into(), None)], &pass)
                 .await
                 .unwrap();
             assert_eq!(store.queue_depth(now).await.unwrap(), 0, "{url}: asleep");
 
             // A pass reads it; an event arrives; the pass stores what it read.
-            store.mark_due(&ids, -8, now).await.unwrap();
+            let pass = store.begin_pass();
+            store.mark_due(&ids, &pass, now).await.unwrap();
             let events = Cursor::new(b"contact_id,kind,at\nK-1,purchase,2026-03-03\n".to_vec());
             import(store.as_ref(), Kind::Events, events, &zone, now)
                 .await
                 .expect("events");
             store
-                .set_next_due(&[("K-1".into(), None)], -8)
+                .set_next_due(&[("K-1".into(), None)], &pass)
                 .await
                 .unwrap();
             assert_eq!(
@@ -264,7 +266,10 @@ fn an_import_during_a_pass_is_not_lost() {
             tx.upsert_events(&[event], now).await.expect("events");
             let (histories, ()) = tokio::join!(
                 async {
-                    store.mark_due(&ids, -9, now).await.unwrap();
+                    store
+                        .mark_due(&ids, &store.begin_pass(), now)
+                        .await
+                        .unwrap();
                     store.history(&ids).await.unwrap()
                 },
                 async {
@@ -321,9 +326,10 @@ fn a_large_events_import_resolves_and_wakes_every_contact() {
             .await
             .expect("contacts");
             let ids: Vec<String> = (0..CONTACTS).map(|i| format!("L-{i:05}")).collect();
-            store.mark_due(&ids, -7, now).await.unwrap();
+            let pass = store.begin_pass();
+            store.mark_due(&ids, &pass, now).await.unwrap();
             let asleep: Vec<_> = ids.iter().map(|id| (id.clone(), None)).collect();
-            store.set_next_due(&asleep, -7).await.unwrap();
+            store.set_next_due(&asleep, &pass).await.unwrap();
             assert_eq!(store.queue_depth(now).await.unwrap(), 0, "{url}: asleep");
 
             let mut events = String::from("id,contact_id,kind,at\n");
@@ -429,7 +435,7 @@ fn an_older_sqlite_database_keeps_its_rows_through_the_upgrade() {
         assert_eq!(k2.events[0].armed_at, None);
 
         let now: jiff::Timestamp = "2026-03-04T10:00:00Z".parse().unwrap();
-        store.mark_due(&ids, -3, now).await.expect("mark");
+        store.mark_due(&ids, &store.begin_pass(), now).await.expect("mark");
         let histories = store.history(&ids).await.expect("history");
         assert_eq!(histories[0].contact.armed_at.map(|t| t.as_second()), Some(100), "seen before: kept");
         assert_eq!(histories[1].contact.armed_at, Some(now), "first seen by this pass");

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
-use tickler::agenda::forecast;
 use tickler::channel::{DeliveryError, EmailTransport};
+use tickler::cli::upcoming;
 use tickler::config::Config;
+use tickler::domain::SendStatus;
 use tickler::render::Templates;
 use tickler::store::{SendFilter, SendRow};
 use tickler::tick::{Engine, Summary};
@@ -95,7 +96,7 @@ impl Sim {
     fn planned_now(&self, now: Timestamp) -> BTreeSet<(String, String, String)> {
         let planned = self
             .rt
-            .block_on(forecast(
+            .block_on(upcoming(
                 &self.engine.config,
                 self.engine.store.as_ref(),
                 now,
@@ -284,7 +285,7 @@ proptest! {
             let after = sim.sends();
             let sent_now: BTreeSet<_> = after
                 .iter()
-                .filter(|r| r.status == "sent" && !before.contains(&key(r)))
+                .filter(|r| r.status == SendStatus::Sent && !before.contains(&key(r)))
                 .map(key)
                 .collect();
             prop_assert_eq!(&sent_now, &predicted, "at {}", now);
@@ -299,7 +300,7 @@ proptest! {
         // One row per occurrence (the key is unique), and one message per sent row.
         let ids: BTreeSet<String> = sim.recorder.ids.lock().expect("lock").iter().cloned().collect();
         prop_assert_eq!(ids.len(), sim.recorder.ids.lock().expect("lock").len(), "a message went out twice");
-        prop_assert_eq!(ids.len(), rows.iter().filter(|r| r.status == "sent").count());
+        prop_assert_eq!(ids.len(), rows.iter().filter(|r| r.status == SendStatus::Sent).count());
 
         // Every occurrence the planner owes, due early enough to have been decided by
         // the last tick, is in the log; nothing else is.
@@ -324,12 +325,12 @@ proptest! {
         }
         for (k, row) in &logged {
             prop_assert!(owed.contains_key(k), "{:?} recorded but not owed", k);
-            let due_at: Timestamp = row.due_at.parse().expect("due_at");
+            let due_at: Timestamp = row.due_at;
             prop_assert_eq!(due_at, owed[k], "{:?}", k);
             let cadence = config.cadence(&row.cadence).expect("cadence");
             let contact = &histories.iter().find(|h| h.contact.id == row.contact).expect("contact").contact;
             let zone = contact.zone(&config.business.zone);
-            let at: Timestamp = row.updated_at.parse().expect("updated_at");
+            let at: Timestamp = row.updated_at;
             match (row.status.as_str(), row.reason.as_deref()) {
                 ("sent", _) => {
                     prop_assert!(cadence.opening.is_open(at, &zone), "{:?} sent outside its window at {}", k, at);
@@ -344,8 +345,8 @@ proptest! {
                     // Only where a later (or as late) occurrence of the cadence went out
                     // in the same tick: one message of a cadence at once.
                     let later_sent = rows.iter().any(|r| r.contact == row.contact && r.cadence == row.cadence
-                        && r.status == "sent" && r.updated_at == row.updated_at
-                        && r.due_at.parse::<Timestamp>().expect("due_at") >= due_at);
+                        && r.status == SendStatus::Sent && r.updated_at == row.updated_at
+                        && r.due_at >= due_at);
                     prop_assert!(later_sent, "{:?} superseded by nothing", k);
                 }
                 ("skipped", Some(reason)) => prop_assert!(reason.starts_with("unless:"), "{:?}: {}", k, reason),
@@ -387,7 +388,7 @@ fn year_of_ticks(url: Option<String>) {
     let year_end = start.timestamp() + SignedDuration::from_hours(24 * 364);
     let planned = sim
         .rt
-        .block_on(forecast(
+        .block_on(upcoming(
             &sim.engine.config,
             sim.engine.store.as_ref(),
             start.timestamp(),
@@ -416,10 +417,7 @@ fn year_of_ticks(url: Option<String>) {
     // already due).
     let sent: BTreeMap<_, _> = rows
         .iter()
-        .filter(|r| {
-            r.status == "sent"
-                && r.updated_at.parse::<Timestamp>().expect("ts") >= start.timestamp()
-        })
+        .filter(|r| r.status == SendStatus::Sent && r.updated_at >= start.timestamp())
         .map(|r| (key(r), r))
         .collect();
     for p in &planned {
@@ -430,7 +428,7 @@ fn year_of_ticks(url: Option<String>) {
                 p.contact, p.cadence, p.occurrence, p.send_at
             )
         });
-        let at: Timestamp = row.updated_at.parse().expect("ts");
+        let at: Timestamp = row.updated_at;
         // Sent at the first tick at or after its planned time.
         assert!(
             at >= p.send_at && at.duration_since(p.send_at) < SignedDuration::from_hours(24),

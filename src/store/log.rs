@@ -1,0 +1,238 @@
+//! The send log: one row per (contact, cadence, occurrence), claimed before delivery
+//! and given its outcome after, and the lists and counts people read from it.
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use sqlx::QueryBuilder;
+
+use super::StoreError;
+use super::backend::Backend;
+use super::sql::{Bind, SEND_COLUMNS, Sql, rows, send_from_row};
+use crate::domain::{Channel, SendKey, SendStatus};
+
+/// A row to add to the send log.
+#[derive(Clone, Debug)]
+pub struct NewSend {
+    pub key: SendKey,
+    pub channel: Channel,
+    pub status: SendStatus,
+    pub reason: Option<String>,
+    pub event_id: Option<String>,
+    pub due_at: Timestamp,
+    pub message_id: String,
+}
+
+/// A send-log row.
+#[derive(Clone, Debug)]
+pub struct SendRow {
+    pub id: i64,
+    pub contact: String,
+    pub cadence: String,
+    pub occurrence: String,
+    pub channel: Channel,
+    pub status: SendStatus,
+    pub reason: Option<String>,
+    pub due_at: Timestamp,
+    pub attempts: i64,
+    pub message_id: String,
+    pub reply: Option<String>,
+    pub next_attempt_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+    /// When the row was added: for a send, its first attempt. The message's `Date:` and
+    /// the start of its retry period, the same on every attempt.
+    pub created_at: Timestamp,
+    pub event_id: Option<String>,
+}
+
+impl SendRow {
+    pub fn key(&self) -> SendKey {
+        SendKey {
+            contact: self.contact.clone(),
+            cadence: self.cadence.clone(),
+            occurrence: self.occurrence.clone(),
+        }
+    }
+}
+
+/// How a delivery attempt ended.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub id: i64,
+    /// Whether this counts as an attempt: a pause because no connection to the server
+    /// could be had is not the message's.
+    pub attempted: bool,
+    pub status: SendStatus,
+    pub reason: Option<String>,
+    pub reply: Option<String>,
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SendFilter {
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub contact: Option<String>,
+    pub cadence: Option<String>,
+    pub status: Option<SendStatus>,
+    pub limit: Option<u32>,
+}
+
+/// The send log's writes and reads. Every write is one transaction, whatever the
+/// number of rows.
+#[async_trait]
+pub trait SendLog: Send + Sync {
+    /// Adds rows that do not exist yet (the key is unique) and returns those added.
+    /// Pending rows are leased to `owner` until `lease_until`.
+    async fn insert_sends(
+        &self,
+        sends: &[NewSend],
+        now: Timestamp,
+        lease_until: Timestamp,
+        owner: &str,
+    ) -> Result<Vec<SendRow>, StoreError>;
+    /// Claims retrying rows whose time has come and pending rows whose lease expired.
+    async fn claim_retries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<SendRow>, StoreError>;
+    /// Records delivery outcomes.
+    async fn record(&self, outcomes: &[Outcome], now: Timestamp) -> Result<(), StoreError>;
+    /// The processes that hold pending claims.
+    async fn lease_holders(&self) -> Result<Vec<String>, StoreError>;
+    /// Makes `owner`'s pending claims claimable at once.
+    async fn release_leases_of(&self, owner: &str) -> Result<(), StoreError>;
+    /// Rows newest first (by `updated_at`, then id).
+    async fn sends(&self, filter: &SendFilter) -> Result<Vec<SendRow>, StoreError>;
+    /// (cadence, channel, status, count) over the whole send log.
+    async fn send_counts(&self) -> Result<Vec<(String, String, String, i64)>, StoreError>;
+    /// Sends pending or retrying, plus contacts with work due at `now`.
+    async fn queue_depth(&self, now: Timestamp) -> Result<i64, StoreError>;
+}
+
+/// The send log's statements that read the same on every backend; inserting,
+/// claiming and recording are the backend's own where they differ.
+#[async_trait]
+impl<B: Backend> SendLog for B {
+    async fn insert_sends(
+        &self,
+        sends: &[NewSend],
+        now: Timestamp,
+        lease_until: Timestamp,
+        owner: &str,
+    ) -> Result<Vec<SendRow>, StoreError> {
+        self.insert(sends, now, lease_until, owner).await
+    }
+
+    async fn claim_retries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<SendRow>, StoreError> {
+        let now = now.as_second();
+        let mut q = QueryBuilder::new("UPDATE sends SET status = 'pending', lease_until = ");
+        q.int(lease_until.as_second());
+        q.push(", lease_owner = ").text(owner);
+        q.push(", updated_at = ").int(now);
+        q.push(
+            " WHERE id IN (SELECT id FROM sends WHERE (status = 'retrying' AND next_attempt_at <= ",
+        );
+        q.int(now)
+            .push(") OR (status = 'pending' AND lease_until < ")
+            .int(now);
+        q.push(") ORDER BY due_at LIMIT ").int(i64::from(limit));
+        q.push(B::CLAIM_LOCK);
+        q.push(format!(") RETURNING {SEND_COLUMNS}"));
+        let mut tx = self.write().await?;
+        let claimed = B::Db::fetch_all(&mut tx.tx, &mut q).await?;
+        tx.commit().await?;
+        rows::<B::Db, _>(&claimed, send_from_row::<B::Db>)
+    }
+
+    async fn record(&self, outcomes: &[Outcome], now: Timestamp) -> Result<(), StoreError> {
+        self.record_outcomes(outcomes, now).await
+    }
+
+    async fn lease_holders(&self) -> Result<Vec<String>, StoreError> {
+        let mut q = QueryBuilder::new(
+            "SELECT DISTINCT lease_owner FROM sends WHERE status = 'pending' AND lease_owner IS NOT NULL",
+        );
+        let mut conn = self.pool().acquire().await?;
+        let found = B::Db::fetch_all(&mut conn, &mut q).await?;
+        Ok(found
+            .iter()
+            .map(|r| B::Db::text(r, "lease_owner").map(str::to_owned))
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn release_leases_of(&self, owner: &str) -> Result<(), StoreError> {
+        let mut q = QueryBuilder::new(
+            "UPDATE sends SET lease_until = 0 WHERE status = 'pending' AND lease_owner = ",
+        );
+        q.text(owner);
+        let mut tx = self.write().await?;
+        B::Db::execute(&mut tx.tx, &mut q).await?;
+        tx.commit().await
+    }
+
+    async fn sends(&self, filter: &SendFilter) -> Result<Vec<SendRow>, StoreError> {
+        let mut q = QueryBuilder::new(format!("SELECT {SEND_COLUMNS} FROM sends WHERE 1 = 1"));
+        if let Some(since) = filter.since {
+            q.push(" AND updated_at >= ").int(since.as_second());
+        }
+        if let Some(until) = filter.until {
+            q.push(" AND updated_at < ").int(until.as_second());
+        }
+        if let Some(contact) = &filter.contact {
+            q.push(" AND contact_id = ").text(contact);
+        }
+        if let Some(cadence) = &filter.cadence {
+            q.push(" AND cadence = ").text(cadence);
+        }
+        if let Some(status) = filter.status {
+            q.push(" AND status = ").text(status.as_str());
+        }
+        q.push(" ORDER BY updated_at DESC, id DESC");
+        if let Some(limit) = filter.limit {
+            q.push(" LIMIT ").int(i64::from(limit));
+        }
+        let mut conn = self.pool().acquire().await?;
+        let found = B::Db::fetch_all(&mut conn, &mut q).await?;
+        rows::<B::Db, _>(&found, send_from_row::<B::Db>)
+    }
+
+    async fn send_counts(&self) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+        let mut q = QueryBuilder::new(
+            "SELECT cadence, channel, status, COUNT(*) AS n FROM sends GROUP BY cadence, channel, status ORDER BY 1, 2, 3",
+        );
+        let mut conn = self.pool().acquire().await?;
+        let found = B::Db::fetch_all(&mut conn, &mut q).await?;
+        let text = |r, c| B::Db::text(r, c).map(str::to_owned);
+        Ok(found
+            .iter()
+            .map(|r| {
+                Ok((
+                    text(r, "cadence")?,
+                    text(r, "channel")?,
+                    text(r, "status")?,
+                    B::Db::int(r, "n")?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    async fn queue_depth(&self, now: Timestamp) -> Result<i64, StoreError> {
+        let mut q = QueryBuilder::new(
+            "SELECT (SELECT COUNT(*) FROM sends WHERE status IN ('pending', 'retrying')) \
+             + (SELECT COUNT(*) FROM contacts WHERE next_due_at <= ",
+        );
+        q.int(now.as_second()).push(") AS n");
+        let mut conn = self.pool().acquire().await?;
+        let found = B::Db::fetch_optional(&mut conn, &mut q).await?;
+        Ok(found.map(|r| B::Db::int(&r, "n")).transpose()?.unwrap_or(0))
+    }
+}

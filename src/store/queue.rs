@@ -1,0 +1,272 @@
+//! The due queue: each contact's `next_due_at`, which lets a pass read only the
+//! contacts with work due, and the histories the planner needs about them.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use sqlx::QueryBuilder;
+
+use super::StoreError;
+use super::backend::{BATCH, Backend};
+use super::sql::{
+    Bind, CONTACT_COLUMNS, EVENT_COLUMNS, Sql, contact_from_row, due_from_row, event_from_row,
+    in_list, rows, status, time,
+};
+use crate::domain::{Contact, Event, SendStatus};
+
+/// A contact with everything the planner needs to know about it.
+#[derive(Clone, Debug)]
+pub struct History {
+    pub contact: Contact,
+    pub events: Vec<Event>,
+    /// (cadence, occurrence) of every send-log row of the contact.
+    pub logged: HashSet<(String, String)>,
+    /// (cadence, when) of each send sent or being sent, for the frequency cap.
+    pub delivered: Vec<(String, Timestamp)>,
+}
+
+/// A contact and when a pass should look at it again (`None`: never).
+pub type NextDue = (String, Option<Timestamp>);
+
+/// One pass through the due contacts, as the store hands it out: how far the pass has
+/// read, and the mark it leaves on the contacts it is looking at.
+///
+/// The mark is a negative `next_due_at` of the pass's own, below every due time the
+/// pass has met, so the contacts it marks stay due but sort before the pages still to
+/// come. Anything that changes a contact meanwhile (an import, an opt-out) replaces the
+/// mark, and `set_next_due` then leaves that contact due for the next pass.
+#[derive(Clone, Debug)]
+pub struct PassToken {
+    pub(crate) after: DuePosition,
+    pub(crate) mark: i64,
+}
+
+impl PassToken {
+    fn new() -> PassToken {
+        PassToken {
+            after: DuePosition::default(),
+            mark: -1 - i64::from(fastrand::u32(..)),
+        }
+    }
+
+    /// Moves past `page` (in due order), keeping the mark below all of it.
+    pub(crate) fn advance(&mut self, page: &[DuePosition]) {
+        if let Some(first) = page.first() {
+            self.mark = self.mark.min(first.next_due_at.saturating_sub(1));
+        }
+        if let Some(last) = page.last() {
+            self.after = last.clone();
+        }
+    }
+}
+
+/// A due contact and its place in a pass through the due contacts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DuePosition {
+    pub(crate) next_due_at: i64,
+    pub(crate) id: String,
+}
+
+impl Default for DuePosition {
+    /// Before every contact.
+    fn default() -> DuePosition {
+        DuePosition {
+            next_due_at: i64::MIN,
+            id: String::new(),
+        }
+    }
+}
+
+/// What a pass asks of the store: which contacts are due, their histories, and when
+/// to look at each again.
+#[async_trait]
+pub trait DueQueue: Send + Sync {
+    /// Starts a pass through the due contacts.
+    fn begin_pass(&self) -> PassToken {
+        PassToken::new()
+    }
+    /// The next contacts whose `next_due_at` has come, in (next_due_at, id) order after
+    /// those `pass` has read: a range of an index, however many contacts are not due.
+    async fn next_due(
+        &self,
+        pass: &mut PassToken,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Marks the contacts `pass` is about to look at. Those contacts and their events
+    /// not seen before are first seen at `now` (a contact that is new or has new events
+    /// is due, so this is where a pass meets them).
+    async fn mark_due(
+        &self,
+        ids: &[String],
+        pass: &PassToken,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Sets each contact's next due time, where the contact still carries the mark of
+    /// `pass`: a contact changed since the pass read it is looked at again, not put to
+    /// sleep.
+    async fn set_next_due(&self, updates: &[NextDue], pass: &PassToken) -> Result<(), StoreError>;
+    /// Makes the next pass look at every contact (after the cadences changed).
+    async fn mark_all_due(&self) -> Result<(), StoreError>;
+    /// Every contact in id order after `after`, for looking far ahead.
+    async fn contact_ids(&self, after: &str, limit: u32) -> Result<Vec<String>, StoreError>;
+    /// The histories of the contacts of `ids` that exist, in that order.
+    async fn history(&self, ids: &[String]) -> Result<Vec<History>, StoreError>;
+}
+
+/// The due queue's statements that read the same on every backend; marking and
+/// setting due times are the backend's own.
+#[async_trait]
+impl<B: Backend> DueQueue for B {
+    async fn next_due(
+        &self,
+        pass: &mut PassToken,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut q = QueryBuilder::new("SELECT next_due_at, id FROM contacts WHERE next_due_at <= ");
+        q.int(now.as_second());
+        q.push(" AND (next_due_at, id) > (")
+            .int(pass.after.next_due_at);
+        q.push(", ").text(&pass.after.id);
+        q.push(") ORDER BY next_due_at, id LIMIT ")
+            .int(i64::from(limit));
+        let mut conn = self.pool().acquire().await?;
+        let found = B::Db::fetch_all(&mut conn, &mut q).await?;
+        let page = rows::<B::Db, _>(&found, due_from_row::<B::Db>)?;
+        pass.advance(&page);
+        Ok(page.into_iter().map(|d| d.id).collect())
+    }
+
+    async fn mark_due(
+        &self,
+        ids: &[String],
+        pass: &PassToken,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.mark(ids, pass.mark, now).await
+    }
+
+    async fn set_next_due(&self, updates: &[NextDue], pass: &PassToken) -> Result<(), StoreError> {
+        self.set_due(updates, pass.mark).await
+    }
+
+    async fn mark_all_due(&self) -> Result<(), StoreError> {
+        let mut q = QueryBuilder::new("UPDATE contacts SET next_due_at = 0");
+        let mut tx = self.write().await?;
+        B::Db::execute(&mut tx.tx, &mut q).await?;
+        tx.commit().await
+    }
+
+    async fn contact_ids(&self, after: &str, limit: u32) -> Result<Vec<String>, StoreError> {
+        let mut q = QueryBuilder::new("SELECT id FROM contacts WHERE id > ");
+        q.text(after)
+            .push(" ORDER BY id LIMIT ")
+            .int(i64::from(limit));
+        let mut conn = self.pool().acquire().await?;
+        let found = B::Db::fetch_all(&mut conn, &mut q).await?;
+        Ok(found
+            .iter()
+            .map(|r| B::Db::text(r, "id").map(str::to_owned))
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn history(&self, ids: &[String]) -> Result<Vec<History>, StoreError> {
+        let contacts = format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE id IN (");
+        let events = format!("SELECT {EVENT_COLUMNS} FROM events WHERE contact_id IN (");
+        let logged = "SELECT contact_id, cadence, occurrence, status, updated_at FROM sends WHERE contact_id IN (";
+        let mut out = Vec::with_capacity(ids.len());
+        let mut conn = self.pool().acquire().await?;
+        for chunk in ids.chunks(BATCH) {
+            let mut gathering = Gathering::new(chunk);
+            let found = B::Db::fetch_all(&mut conn, &mut in_list(&contacts, chunk)).await?;
+            for row in &found {
+                gathering.contact(contact_from_row::<B::Db>(row)?);
+            }
+            let found = B::Db::fetch_all(&mut conn, &mut in_list(&events, chunk)).await?;
+            for row in &found {
+                gathering.event(event_from_row::<B::Db>(row)?);
+            }
+            let found = B::Db::fetch_all(&mut conn, &mut in_list(logged, chunk)).await?;
+            for row in &found {
+                gathering.logged(
+                    B::Db::text(row, "contact_id")?,
+                    B::Db::text(row, "cadence")?.to_owned(),
+                    B::Db::text(row, "occurrence")?.to_owned(),
+                    status::<B::Db>(row)?,
+                    time::<B::Db>(row, "updated_at")?,
+                );
+            }
+            out.extend(gathering.finish());
+        }
+        Ok(out)
+    }
+}
+
+/// The histories of a chunk of contacts as a backend reads them (contacts, then events
+/// and send-log rows in any order), filled in place and kept in the chunk's order.
+pub(crate) struct Gathering<'a> {
+    place: HashMap<&'a str, usize>,
+    found: Vec<Option<History>>,
+}
+
+impl<'a> Gathering<'a> {
+    pub(crate) fn new(ids: &'a [String]) -> Gathering<'a> {
+        Gathering {
+            place: ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (id.as_str(), i))
+                .collect(),
+            found: ids.iter().map(|_| None).collect(),
+        }
+    }
+
+    pub(crate) fn contact(&mut self, contact: Contact) {
+        if let Some(&i) = self.place.get(contact.id.as_str()) {
+            self.found[i] = Some(History {
+                contact,
+                events: Vec::new(),
+                logged: HashSet::new(),
+                delivered: Vec::new(),
+            });
+        }
+    }
+
+    pub(crate) fn event(&mut self, event: Event) {
+        if let Some(h) = self.get(&event.contact_id) {
+            h.events.push(event);
+        }
+    }
+
+    /// A send-log row of `contact`.
+    pub(crate) fn logged(
+        &mut self,
+        contact: &str,
+        cadence: String,
+        occurrence: String,
+        status: SendStatus,
+        updated_at: Timestamp,
+    ) {
+        if let Some(h) = self.get(contact) {
+            if matches!(status, SendStatus::Sent | SendStatus::Pending) {
+                h.delivered.push((cadence.clone(), updated_at));
+            }
+            h.logged.insert((cadence, occurrence));
+        }
+    }
+
+    fn get(&mut self, contact: &str) -> Option<&mut History> {
+        let i = *self.place.get(contact)?;
+        self.found[i].as_mut()
+    }
+
+    /// The histories of the contacts found, in the chunk's order.
+    pub(crate) fn finish(self) -> impl Iterator<Item = History> {
+        self.found.into_iter().flatten()
+    }
+}

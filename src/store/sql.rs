@@ -1,0 +1,252 @@
+//! What the shared queries need of a sqlx database, said once: binding values, reading
+//! columns, running a built statement, and turning rows into the store's types. Any
+//! sqlx database whose driver has these types (SQLite, PostgreSQL) gets it.
+
+use futures_util::future::BoxFuture;
+use jiff::Timestamp;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, QueryBuilder, Type};
+use tokio::sync::OwnedMutexGuard;
+
+use super::queue::DuePosition;
+use super::{SendRow, StoreError, ts};
+use crate::domain::{Channel, Contact, EmailAddress, Event, MonthDay, SendStatus};
+
+pub(crate) type SqlResult<T> = Result<T, sqlx::Error>;
+
+/// A sqlx database the shared queries run on. Written as methods (rather than bounds
+/// on each query) so that `DB: Sql` is all a generic query has to say.
+pub(crate) trait Sql: Database {
+    fn bind_int(q: &mut QueryBuilder<Self>, value: i64);
+    fn bind_text(q: &mut QueryBuilder<Self>, value: &str);
+    fn bind_flag(q: &mut QueryBuilder<Self>, value: bool);
+    fn int(row: &Self::Row, column: &str) -> SqlResult<i64>;
+    fn opt_int(row: &Self::Row, column: &str) -> SqlResult<Option<i64>>;
+    fn text<'r>(row: &'r Self::Row, column: &str) -> SqlResult<&'r str>;
+    fn opt_text<'r>(row: &'r Self::Row, column: &str) -> SqlResult<Option<&'r str>>;
+    fn flag(row: &Self::Row, column: &str) -> SqlResult<bool>;
+    fn fetch_all<'a>(
+        conn: &'a mut Self::Connection,
+        q: &'a mut QueryBuilder<Self>,
+    ) -> BoxFuture<'a, SqlResult<Vec<Self::Row>>>;
+    fn fetch_optional<'a>(
+        conn: &'a mut Self::Connection,
+        q: &'a mut QueryBuilder<Self>,
+    ) -> BoxFuture<'a, SqlResult<Option<Self::Row>>>;
+    fn execute<'a>(
+        conn: &'a mut Self::Connection,
+        q: &'a mut QueryBuilder<Self>,
+    ) -> BoxFuture<'a, SqlResult<()>>;
+}
+
+impl<DB> Sql for DB
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Decode<'q, DB> + Type<DB> + ColumnIndex<DB::Row>,
+{
+    fn bind_int(q: &mut QueryBuilder<DB>, value: i64) {
+        q.push_bind(value);
+    }
+    fn bind_text(q: &mut QueryBuilder<DB>, value: &str) {
+        q.push_bind(value);
+    }
+    fn bind_flag(q: &mut QueryBuilder<DB>, value: bool) {
+        q.push_bind(value);
+    }
+    fn int(row: &DB::Row, column: &str) -> SqlResult<i64> {
+        sqlx::Row::try_get(row, column)
+    }
+    fn opt_int(row: &DB::Row, column: &str) -> SqlResult<Option<i64>> {
+        sqlx::Row::try_get(row, column)
+    }
+    fn text<'r>(row: &'r DB::Row, column: &str) -> SqlResult<&'r str> {
+        sqlx::Row::try_get(row, column)
+    }
+    fn opt_text<'r>(row: &'r DB::Row, column: &str) -> SqlResult<Option<&'r str>> {
+        sqlx::Row::try_get(row, column)
+    }
+    fn flag(row: &DB::Row, column: &str) -> SqlResult<bool> {
+        sqlx::Row::try_get(row, column)
+    }
+    fn fetch_all<'a>(
+        conn: &'a mut DB::Connection,
+        q: &'a mut QueryBuilder<DB>,
+    ) -> BoxFuture<'a, SqlResult<Vec<DB::Row>>> {
+        Box::pin(q.build().fetch_all(conn))
+    }
+    fn fetch_optional<'a>(
+        conn: &'a mut DB::Connection,
+        q: &'a mut QueryBuilder<DB>,
+    ) -> BoxFuture<'a, SqlResult<Option<DB::Row>>> {
+        Box::pin(q.build().fetch_optional(conn))
+    }
+    fn execute<'a>(
+        conn: &'a mut DB::Connection,
+        q: &'a mut QueryBuilder<DB>,
+    ) -> BoxFuture<'a, SqlResult<()>> {
+        Box::pin(async move { q.build().execute(conn).await.map(drop) })
+    }
+}
+
+/// `push_bind` by type, for statements built over any [`Sql`] database.
+pub(crate) trait Bind {
+    fn int(&mut self, value: i64) -> &mut Self;
+    fn text(&mut self, value: &str) -> &mut Self;
+    fn flag(&mut self, value: bool) -> &mut Self;
+}
+
+impl<DB: Sql> Bind for QueryBuilder<DB> {
+    fn int(&mut self, value: i64) -> &mut Self {
+        DB::bind_int(self, value);
+        self
+    }
+    fn text(&mut self, value: &str) -> &mut Self {
+        DB::bind_text(self, value);
+        self
+    }
+    fn flag(&mut self, value: bool) -> &mut Self {
+        DB::bind_flag(self, value);
+        self
+    }
+}
+
+/// A write transaction, and on SQLite this process's write turn, given back after the
+/// transaction ends (fields drop in order).
+pub(crate) struct Write<DB: Database> {
+    pub(crate) tx: sqlx::Transaction<'static, DB>,
+    pub(crate) _turn: Option<OwnedMutexGuard<()>>,
+}
+
+impl<DB: Database> Write<DB> {
+    pub(crate) async fn commit(self) -> Result<(), StoreError> {
+        Ok(self.tx.commit().await?)
+    }
+}
+
+/// `head` followed by the ids as a bound list, and `)`.
+pub(crate) fn in_list<DB: Sql>(head: &str, ids: &[String]) -> QueryBuilder<DB> {
+    let mut q = QueryBuilder::<DB>::new(head);
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        q.text(id);
+    }
+    q.push(")");
+    q
+}
+
+pub(crate) const CONTACT_COLUMNS: &str = "id, first_name, last_name, email, address_line1, address_line2, city, region, \
+     postal_code, country, birthday, timezone, tags, email_opt_out, postcard_opt_out, fields, armed_at";
+
+pub(crate) const EVENT_COLUMNS: &str = "contact_id, id, kind, at, fields, armed_at";
+
+pub(crate) const SEND_COLUMNS: &str = "id, contact_id, cadence, occurrence, channel, status, reason, event_id, due_at, \
+     attempts, next_attempt_at, message_id, reply, created_at, updated_at";
+
+fn owned<DB: Sql>(row: &DB::Row, column: &str) -> SqlResult<String> {
+    DB::text(row, column).map(str::to_owned)
+}
+
+fn opt_owned<DB: Sql>(row: &DB::Row, column: &str) -> SqlResult<Option<String>> {
+    Ok(DB::opt_text(row, column)?.map(str::to_owned))
+}
+
+pub(crate) fn time<DB: Sql>(row: &DB::Row, column: &str) -> Result<Timestamp, StoreError> {
+    ts(column, DB::int(row, column)?)
+}
+
+fn opt_time<DB: Sql>(row: &DB::Row, column: &str) -> Result<Option<Timestamp>, StoreError> {
+    DB::opt_int(row, column)?.map(|t| ts(column, t)).transpose()
+}
+
+fn json<DB: Sql>(
+    row: &DB::Row,
+    column: &str,
+) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+    serde_json::from_str(DB::text(row, column)?)
+        .map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+pub(crate) fn status<DB: Sql>(row: &DB::Row) -> Result<SendStatus, StoreError> {
+    SendStatus::parse(DB::text(row, "status")?).map_err(StoreError::Corrupt)
+}
+
+/// A row of [`CONTACT_COLUMNS`].
+pub(crate) fn contact_from_row<DB: Sql>(row: &DB::Row) -> Result<Contact, StoreError> {
+    let tags = DB::text(row, "tags")?;
+    Ok(Contact {
+        id: owned::<DB>(row, "id")?,
+        first_name: owned::<DB>(row, "first_name")?,
+        last_name: owned::<DB>(row, "last_name")?,
+        email: DB::opt_text(row, "email")?.and_then(|e| EmailAddress::parse(e).ok()),
+        address_line1: owned::<DB>(row, "address_line1")?,
+        address_line2: owned::<DB>(row, "address_line2")?,
+        city: owned::<DB>(row, "city")?,
+        region: owned::<DB>(row, "region")?,
+        postal_code: owned::<DB>(row, "postal_code")?,
+        country: owned::<DB>(row, "country")?,
+        birthday: DB::opt_text(row, "birthday")?.and_then(|b| MonthDay::parse(b).ok()),
+        timezone: opt_owned::<DB>(row, "timezone")?,
+        tags: tags
+            .split(';')
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        email_opt_out: DB::flag(row, "email_opt_out")?,
+        postcard_opt_out: DB::flag(row, "postcard_opt_out")?,
+        fields: json::<DB>(row, "fields")?,
+        armed_at: opt_time::<DB>(row, "armed_at")?,
+    })
+}
+
+/// A row of [`EVENT_COLUMNS`].
+pub(crate) fn event_from_row<DB: Sql>(row: &DB::Row) -> Result<Event, StoreError> {
+    Ok(Event {
+        contact_id: owned::<DB>(row, "contact_id")?,
+        id: owned::<DB>(row, "id")?,
+        kind: owned::<DB>(row, "kind")?,
+        at: time::<DB>(row, "at")?,
+        fields: json::<DB>(row, "fields")?,
+        armed_at: opt_time::<DB>(row, "armed_at")?,
+    })
+}
+
+/// A row of [`SEND_COLUMNS`].
+pub(crate) fn send_from_row<DB: Sql>(row: &DB::Row) -> Result<SendRow, StoreError> {
+    Ok(SendRow {
+        id: DB::int(row, "id")?,
+        contact: owned::<DB>(row, "contact_id")?,
+        cadence: owned::<DB>(row, "cadence")?,
+        occurrence: owned::<DB>(row, "occurrence")?,
+        channel: Channel::parse(DB::text(row, "channel")?).map_err(StoreError::Corrupt)?,
+        status: status::<DB>(row)?,
+        reason: opt_owned::<DB>(row, "reason")?,
+        due_at: time::<DB>(row, "due_at")?,
+        attempts: DB::int(row, "attempts")?,
+        message_id: owned::<DB>(row, "message_id")?,
+        reply: opt_owned::<DB>(row, "reply")?,
+        next_attempt_at: opt_time::<DB>(row, "next_attempt_at")?,
+        updated_at: time::<DB>(row, "updated_at")?,
+        created_at: time::<DB>(row, "created_at")?,
+        event_id: opt_owned::<DB>(row, "event_id")?,
+    })
+}
+
+pub(crate) fn rows<DB: Sql, T>(
+    rows: &[DB::Row],
+    from_row: fn(&DB::Row) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    rows.iter().map(from_row).collect()
+}
+
+/// A row of `next_due_at, id`.
+pub(crate) fn due_from_row<DB: Sql>(row: &DB::Row) -> Result<DuePosition, StoreError> {
+    Ok(DuePosition {
+        next_due_at: DB::int(row, "next_due_at")?,
+        id: owned::<DB>(row, "id")?,
+    })
+}
