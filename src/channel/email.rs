@@ -1,18 +1,15 @@
-//! Email: building RFC 5322 messages with lettre (stable Message-ID, multipart text and
-//! HTML, List-Unsubscribe headers, no header injection) and the two transports: SMTP
-//! (`smtp.rs`) and `.eml` files in a directory.
+//! Email messages, built with lettre: a stable Message-ID and MIME boundary,
+//! multipart text and HTML, List-Unsubscribe headers, and no header injection.
 
-use std::path::PathBuf;
 use std::time::SystemTime;
 
-use async_trait::async_trait;
 use jiff::Timestamp;
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::{Address, Message};
 
-use super::{DeliveryError, EmailTransport};
-use crate::config::{Business, Transport};
+use super::one_line;
+use crate::config::Business;
 use crate::domain::EmailAddress;
 use crate::render::RenderedEmail;
 
@@ -91,9 +88,8 @@ fn boundary(message_id: &str) -> String {
     format!("tickler_{hex}")
 }
 
-/// The text with every line ending in CRLF, as a message body must. lettre would do the
-/// same, but by inserting each `\r` into the string where it stands, moving the rest of
-/// the text along every time.
+/// The text with every line ending in CRLF, as a message body must, in one pass
+/// (lettre's own conversion moves the rest of the text at every line it mends).
 fn crlf(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 16);
     // `split` yields at least one piece, the empty text included.
@@ -106,14 +102,6 @@ fn crlf(text: &str) -> String {
         line = next;
     }
     out
-}
-
-pub(crate) fn one_line(text: &str) -> String {
-    let cleaned: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// `List-Unsubscribe` (RFC 2369).
@@ -148,55 +136,9 @@ impl Header for ListUnsubscribePost {
     }
 }
 
-/// Builds the transport the configuration names.
-pub fn transport(config: &Transport) -> anyhow::Result<Box<dyn EmailTransport>> {
-    Ok(match config {
-        Transport::File { dir } => Box::new(FileOutbox { dir: dir.clone() }),
-        Transport::Smtp(smtp) => Box::new(super::smtp::SmtpOutbox::new(smtp)?),
-    })
-}
-
-/// Writes each message to `DIR/NAME.eml`, atomically: a crash leaves either the whole
-/// file or none, and a retry overwrites the same file instead of adding a second.
-pub struct FileOutbox {
-    dir: PathBuf,
-}
-
-#[async_trait]
-impl EmailTransport for FileOutbox {
-    async fn send(&self, message: &Message, name: &str) -> Result<String, DeliveryError> {
-        let dir = self.dir.clone();
-        let bytes = message.formatted();
-        let name = name.to_owned();
-        tokio::task::spawn_blocking(move || -> std::io::Result<String> {
-            std::fs::create_dir_all(&dir)?;
-            let path = dir.join(format!("{name}.eml"));
-            crate::files::write_atomic(&path, &bytes)?;
-            Ok(format!("written to {}", path.display()))
-        })
-        .await
-        .map_err(|e| DeliveryError::Transient(format!("file writer stopped: {e}")))?
-        .map_err(|e| {
-            DeliveryError::Transient(format!("cannot write to {}: {e}", self.dir.display()))
-        })
-    }
-
-    fn concurrency(&self) -> usize {
-        8
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_and_subjects_cannot_inject_headers() {
-        assert_eq!(
-            one_line("Ana\r\nBcc: evil@example.com"),
-            "Ana Bcc: evil@example.com"
-        );
-    }
 
     #[test]
     fn every_body_line_ends_in_crlf_once() {

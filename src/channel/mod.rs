@@ -1,14 +1,20 @@
-//! Channels deliver rendered messages. Email goes through lettre, by SMTP or into
-//! `.eml` files; postcards become print-ready PDFs in daily batches. Each says whether
-//! a failure is worth retrying.
+//! Channels deliver rendered messages. Email is built here (`email`) and handed to an
+//! [`EmailTransport`]: SMTP (`smtp`) or `.eml` files in a directory (`file`); postcards
+//! become print-ready PDFs in daily batches (`postcard`). Each says whether a failure is
+//! worth retrying. A new email transport implements `EmailTransport` and gets a branch
+//! in [`transport`].
 
 pub mod email;
-mod feedback;
-pub use feedback::Learned;
+mod file;
 pub mod postcard;
-pub mod smtp;
+mod smtp;
+
+use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Transport;
 
 /// Why a delivery did not happen, as the send log needs to know it.
 #[derive(Debug, thiserror::Error)]
@@ -42,5 +48,51 @@ pub trait EmailTransport: Send + Sync {
     /// What the transport learned of its server's limits, if it learns any.
     fn learned(&self) -> Option<Learned> {
         None
+    }
+
+    /// Stops the transport's own tasks when `token` is cancelled: what is under way
+    /// finishes, and every send not yet started comes back as a `Transient` error.
+    fn shutdown_on(&self, _token: CancellationToken) {}
+
+    /// Waits until the transport's own tasks have ended, which they do once the token
+    /// given to `shutdown_on` is cancelled.
+    async fn stopped(&self) {}
+}
+
+/// What an SMTP transport learned of its server's limits, for the metrics.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Learned {
+    pub connections: usize,
+    pub gap: Duration,
+}
+
+/// Builds the transport the configuration names.
+pub fn transport(config: &Transport) -> anyhow::Result<Box<dyn EmailTransport>> {
+    Ok(match config {
+        Transport::File { dir } => Box::new(file::FileOutbox::new(dir.clone())),
+        Transport::Smtp(smtp) => Box::new(smtp::SmtpOutbox::new(smtp)?),
+    })
+}
+
+/// `text` on one line: control characters become spaces and runs of whitespace one
+/// space, so that no value put in a header can start a header of its own.
+fn one_line(text: &str) -> String {
+    let cleaned: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_subjects_cannot_inject_headers() {
+        assert_eq!(
+            one_line("Ana\r\nBcc: evil@example.com"),
+            "Ana Bcc: evil@example.com"
+        );
     }
 }

@@ -96,7 +96,7 @@ impl Engine {
     /// The engine for `config`: its database (migrated), transport and link signer.
     pub async fn build(config: Config, templates: Templates) -> anyhow::Result<Engine> {
         let store = crate::store::open(&config.database_url).await?;
-        let transport = crate::channel::email::transport(&config.email.transport)?;
+        let transport = crate::channel::transport(&config.email.transport)?;
         let signer = unsubscribe::signer(&config)?;
         Ok(Engine::new(
             Arc::new(config),

@@ -19,4 +19,5 @@ mod scale;
 mod service;
 mod simulation;
 mod smtp;
+mod smtp_shutdown;
 mod strict_server;

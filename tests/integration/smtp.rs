@@ -36,6 +36,9 @@ pub struct Behaviour {
     /// If Some((n, per)), MAIL FROM is refused with `450 4.7.1 Error: too much mail`
     /// while n messages were accepted in the last `per`.
     pub message_rate: Option<(usize, Duration)>,
+    /// Wait this long after a message's data before answering it (so that a client
+    /// has a message under way).
+    pub data_delay: Option<Duration>,
 }
 
 /// What the server counts besides the messages it accepts.
@@ -51,6 +54,10 @@ pub struct Counters {
     pub accepted_at: Mutex<std::collections::VecDeque<std::time::Instant>>,
     /// Every message whose data was refused at its end, as received.
     pub refused_data: Mutex<Vec<String>>,
+    /// Messages whose data has arrived, answered or not yet.
+    pub data_received: std::sync::atomic::AtomicUsize,
+    /// Connections the client ended with QUIT.
+    pub quits: std::sync::atomic::AtomicUsize,
 }
 
 /// One message accepted by the server.
@@ -325,8 +332,12 @@ fn serve(
                 let mail_from = mail_from.take().unwrap_or_default();
                 let rcpt_to = std::mem::take(&mut rcpts);
                 ended += 1;
+                counters.data_received.fetch_add(1, Ordering::SeqCst);
                 // Re-read: the test may have changed the behaviour during DATA.
                 let b = lock(behaviour).clone();
+                if let Some(delay) = b.data_delay {
+                    thread::sleep(delay);
+                }
                 if let Some((code, text)) = b.data_reply {
                     lock(&counters.refused_data).push(data);
                     reply(code, &text)?;
@@ -351,7 +362,10 @@ fn serve(
                 reply(250, "2.0.0 Ok")?;
             }
             "NOOP" => reply(250, "2.0.0 Ok")?,
-            "QUIT" => return reply(221, "2.0.0 Bye"),
+            "QUIT" => {
+                counters.quits.fetch_add(1, Ordering::SeqCst);
+                return reply(221, "2.0.0 Bye");
+            }
             "AUTH" => {
                 let Some(expected) = &b.auth else {
                     reply(502, "5.5.1 AUTH not available")?;

@@ -12,6 +12,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::channel::Learned;
+
 /// Refusals in a row, with no connection open, before sending pauses for the pass.
 const LONELY_REFUSALS: u32 = 3;
 /// The first pause after a rate-limit reply; it doubles while they go on.
@@ -63,13 +65,6 @@ pub(super) enum AfterRefusal {
     RetryAfter(Duration),
     /// No connection can be had: sending pauses for the pass.
     Down(String),
-}
-
-/// Learned limits, for the metrics.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Learned {
-    pub connections: usize,
-    pub gap: Duration,
 }
 
 /// A place in the window, held by an open connection; given back when it drops.
@@ -297,7 +292,7 @@ mod tests {
     }
 
     /// A refusal just after a pause (the server's window began later than ours) must
-    /// not space messages seconds apart: that turned 300 messages into minutes.
+    /// not space messages seconds apart.
     #[tokio::test(start_paused = true)]
     async fn a_refusal_right_after_a_pause_keeps_the_spacing() {
         let feedback = Feedback::new(2);
