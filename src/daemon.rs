@@ -31,16 +31,23 @@ pub struct Daemon {
     running: Mutex<()>,
     /// When the tick in progress started, for the watchdog.
     tick_started: std::sync::Mutex<Option<Instant>>,
+    /// Stops the transports' own tasks (the SMTP connections), once the last tick has
+    /// ended: not at the shutdown itself, which would hand the sends already given to
+    /// the transport back unsent instead of letting them finish.
+    transports: CancellationToken,
 }
 
 impl Daemon {
     /// A daemon running `engine`, reloading from `config_path`.
     pub fn new(config_path: PathBuf, engine: Engine) -> Daemon {
+        let transports = CancellationToken::new();
+        engine.transport.shutdown_on(transports.clone());
         Daemon {
             status: Arc::new(Status::new(engine)),
             config_path,
             running: Mutex::new(()),
             tick_started: std::sync::Mutex::new(None),
+            transports,
         }
     }
 
@@ -66,6 +73,7 @@ impl Daemon {
         .await;
         match result {
             Ok(engine) => {
+                engine.transport.shutdown_on(self.transports.clone());
                 // Wait for a tick in progress, so no tick mixes old and new.
                 let _idle = self.running.lock().await;
                 self.status.set_engine(engine);
@@ -111,7 +119,8 @@ impl Daemon {
 
 /// Runs `daemon`, and serves the endpoint on `listener` if there is one, until
 /// `shutdown` is cancelled; then takes no new work, lets the tick in progress finish
-/// what is in flight (it releases the rest) and returns once every task has ended.
+/// what is in flight (it releases the rest) and returns once every task has ended,
+/// the transport's included.
 pub async fn run(
     daemon: Arc<Daemon>,
     listener: Option<http::Listener>,
@@ -171,6 +180,8 @@ pub async fn run(
     scheduler.shutdown().await?;
     tasks.close();
     tasks.wait().await;
+    daemon.transports.cancel();
+    daemon.status.engine().transport.stopped().await;
     tracing::info!("stopped");
     Ok(())
 }
