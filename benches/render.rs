@@ -5,7 +5,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 
 use tickler::channel::email::{self, Envelope};
-use tickler::render::{MessageData, Templates};
+use tickler::compose::MessageData;
+use tickler::render::Templates;
 
 mod common;
 

@@ -119,7 +119,12 @@ pub fn agenda<'a>(
         } else if let Some(reason) = &skip_reason {
             Decision::Skip(reason.clone())
         } else {
+            // A window that next opens too late to send on time will find it stale.
+            let late = |at: Timestamp| {
+                at.as_second() - capped.as_second() > cadence.max_lateness.seconds()
+            };
             match cadence.opening.next_open(now, &zone) {
+                open if open > now && late(open) => Decision::Skip("stale".into()),
                 open if open > now => Decision::Wait(open),
                 _ => Decision::Send,
             }

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::{Failure, Outcome, load_config, load_templates};
+use crate::compose::check_cadence;
 use crate::config::{Config, Document, PasswordSource, Transport};
 
 pub fn run(path: &Path) -> Outcome {
@@ -12,8 +13,7 @@ pub fn run(path: &Path) -> Outcome {
     let mut errors = Vec::new();
     for (cadence, source) in config.cadences.iter().zip(&config.cadence_sources) {
         errors.extend(
-            templates
-                .check_cadence(&config, cadence, &source.cadence)
+            check_cadence(&config, &templates, cadence, &source.cadence)
                 .iter()
                 .map(ToString::to_string),
         );

@@ -5,11 +5,10 @@ use std::path::Path;
 use jiff::SignedDuration;
 
 use super::{Failure, Outcome, load_config, load_templates, open_store, parse_now};
-use crate::channel::email::{self, Envelope};
 use crate::channel::postcard::{self, Card};
-use crate::domain::{Channel, SendKey};
+use crate::compose::{ComposeError, Composed, Composer, Request};
+use crate::domain::SendKey;
 use crate::plan::{self, Frame};
-use crate::render::MessageData;
 use crate::unsubscribe;
 
 pub async fn run(
@@ -59,49 +58,38 @@ pub async fn run(
             };
             Failure::Errors(vec![format!("cadence `{cadence_id}`: {why}")])
         })?;
-    let event = due
-        .event_id
-        .as_ref()
-        .and_then(|id| history.events.iter().find(|e| &e.id == id));
     let signer = unsubscribe::signer(&config)?;
-    let unsubscribe = unsubscribe::url(&config, signer.as_ref(), &contact.id, cadence.channel);
-    let data = MessageData {
-        config: &config,
-        cadence,
-        contact,
-        event,
-        occurrence: &due.occurrence,
-        now,
-        unsubscribe_url: &unsubscribe,
-    };
-    if cadence.channel == Channel::Postcard {
-        let rendered = templates
-            .render_postcard(&cadence.template, data.to_json())
-            .map_err(|e| Failure::Errors(vec![e.0]))?;
-        let card = postcard::card(&config, cadence, contact, 0, rendered);
-        return write_card(&card, out);
-    }
-    let to = contact.email.as_ref().ok_or_else(|| {
-        Failure::Errors(vec![format!("contact `{contact_id}` has no email address")])
-    })?;
-    let body = templates
-        .render_email(&cadence.template, data.to_json())
-        .map_err(|e| Failure::Errors(vec![e.0]))?;
     let key = SendKey {
         contact: contact.id.clone(),
         cadence: cadence.id.clone(),
         occurrence: due.occurrence.clone(),
     };
     let message_id = key.message_id(config.business.email.domain());
-    let envelope = Envelope {
-        business: &config.business,
-        to_name: &contact.full_name(),
-        to,
-        message_id: &message_id,
-        date: now,
-        unsubscribe_url: &unsubscribe,
+    let composer = Composer {
+        config: &config,
+        templates: &templates,
+        signer: signer.as_ref(),
     };
-    let message = email::build(&envelope, &body).map_err(|m| Failure::Errors(vec![m]))?;
+    let request = Request {
+        cadence,
+        contact,
+        events: &history.events,
+        event_id: due.event_id.as_deref(),
+        occurrence: &due.occurrence,
+        at: now,
+        send_id: 0,
+        message_id: &message_id,
+    };
+    let message = match composer.compose(&request) {
+        Ok(Composed::Email(message)) => message,
+        Ok(Composed::Card(card)) => return write_card(&card, out),
+        Err(ComposeError::NoEmail) => {
+            return Err(Failure::Errors(vec![format!(
+                "contact `{contact_id}` has no email address"
+            )]));
+        }
+        Err(e) => return Err(Failure::Errors(vec![e.to_string()])),
+    };
     let text = String::from_utf8_lossy(&message.formatted()).into_owned();
     match out {
         Some(dir) => {

@@ -1,56 +1,11 @@
-//! How template problems are told: handlebars' errors turned into sentences that name
-//! the template, the variable and the place, and the file each one is in.
+//! How problems found while loading the templates are told: each a sentence at the
+//! file, line and column it is about.
 
 use std::path::Path;
 
-use handlebars::{RenderError, RenderErrorReason, TemplateErrorReason};
+use handlebars::TemplateErrorReason;
 
 use crate::config::{Diagnostic, Location};
-
-/// Turns handlebars' error into a sentence that names the template and the variable.
-pub(super) fn describe(err: &RenderError, fallback: &str) -> String {
-    let name = err
-        .template_name
-        .clone()
-        .unwrap_or_else(|| fallback.to_owned());
-    let at = match (err.line_no, err.column_no) {
-        (Some(l), Some(c)) => format!(" (line {l}, col {c})"),
-        _ => String::new(),
-    };
-    match err.reason() {
-        RenderErrorReason::MissingVariable(Some(path)) => {
-            format!("{name}.hbs{at}: missing variable `{path}`")
-        }
-        other => format!("{name}.hbs{at}: {other}"),
-    }
-}
-
-/// The file, under the templates directory, of the template a message names: `T.txt`
-/// and `layouts/L` are where their names say; any other name is a partial.
-pub(super) fn template_file(message: &str, fallback: &str) -> String {
-    match message.split(".hbs").next() {
-        Some(name) if !name.contains(' ') => {
-            if name.contains('.') || name.starts_with("layouts/") {
-                format!("{name}.hbs")
-            } else {
-                format!("partials/{name}.hbs")
-            }
-        }
-        _ => format!("{fallback}.hbs"),
-    }
-}
-
-pub(super) fn position(message: &str) -> (usize, usize) {
-    let grab = |key: &str| -> Option<usize> {
-        let rest = message.split(key).nth(1)?;
-        rest.trim_start()
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse()
-            .ok()
-    };
-    (grab("(line").unwrap_or(1), grab(", col").unwrap_or(1))
-}
 
 pub(super) fn template_error(file: &Path, err: &handlebars::TemplateError) -> Diagnostic {
     let (line, col) = err.pos().unwrap_or((1, 1));

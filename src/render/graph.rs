@@ -6,10 +6,17 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::limits::{MAX_DEPTH, MAX_EACH};
-use super::partials::Level;
 
 /// More partial expansions than this for one template is a mistake, not a message.
 pub(super) const MAX_EXPANSIONS: u64 = 10_000;
+
+/// How deep a place is: blocks and partial includes around it, and `#each` blocks
+/// among them.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) struct Level {
+    pub depth: usize,
+    pub each: usize,
+}
 
 /// A template, partial or inline partial.
 pub(super) struct Node {

@@ -7,8 +7,7 @@ use std::path::Path;
 
 use handlebars::{Context, Handlebars};
 
-use super::RenderFailure;
-use super::diagnostics::describe;
+use super::failure::{RenderFailure, RenderReason};
 use crate::config::{Diagnostic, Location};
 
 /// A template file larger than this is not a message template.
@@ -141,11 +140,8 @@ impl Write for Capped {
 }
 
 /// The reason a message over budget fails with.
-pub(super) fn too_large() -> String {
-    format!(
-        "the message would be larger than {} MB",
-        MAX_OUTPUT / (1024 * 1024)
-    )
+fn too_large() -> String {
+    RenderReason::TooLarge(MAX_OUTPUT).to_string()
 }
 
 /// Renders template `name` into what is left of the message's `budget` (all parts of
@@ -167,14 +163,14 @@ pub(super) fn render_part(
     match registry.render_with_context_to_write(name, context, &mut out) {
         Ok(()) => {}
         Err(_) if out.over => {
-            return Err(RenderFailure(format!("{name}.hbs: {}", too_large())));
+            return Err(RenderFailure::of(name, RenderReason::TooLarge(MAX_OUTPUT)));
         }
-        Err(e) => return Err(RenderFailure(describe(&e, name))),
+        Err(e) => return Err(RenderFailure::from_handlebars(&e, name)),
     }
     *budget = budget.saturating_sub(out.buf.len());
     String::from_utf8(out.buf)
         .map(Some)
-        .map_err(|_| RenderFailure(format!("{name}.hbs: the output is not UTF-8")))
+        .map_err(|_| RenderFailure::of(name, RenderReason::NotUtf8))
 }
 
 pub(super) fn refused(file: &Path, ((line, col), message): Refusal) -> Diagnostic {

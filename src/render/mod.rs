@@ -7,21 +7,20 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use handlebars::{Context, Handlebars};
-use jiff::Timestamp;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::config::{Config, Diagnostic, Location, PostalAddress};
-use crate::domain::{Cadence, Channel, Contact, Event};
+use crate::config::{Config, Diagnostic};
+use crate::domain::Channel;
 
 mod diagnostics;
+mod failure;
 mod graph;
 mod helpers;
 mod limits;
 mod partials;
-mod sample;
-use diagnostics::{file_error, position, template_error, template_file};
+use diagnostics::{file_error, template_error};
+pub use failure::{RenderFailure, RenderReason};
 use helpers::registry;
-use sample::{custom_field, fill, sample_contact, sample_data};
 
 /// An email, rendered.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,11 +39,6 @@ pub struct RenderedCard {
     /// The front (`T.front.hbs`), when the template has one.
     pub front: Option<String>,
 }
-
-/// Why a message could not be rendered; becomes the send's `failed` reason.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct RenderFailure(pub String);
 
 /// The compiled templates of one configuration.
 pub struct Templates {
@@ -229,11 +223,10 @@ impl Templates {
                 &mut budget,
             )
         };
-        let subject = render(&self.text, "subject")?.ok_or_else(|| {
-            RenderFailure(format!("template {template}.subject.hbs is not loaded"))
-        })?;
-        let text = render(&self.text, "txt")?
-            .ok_or_else(|| RenderFailure(format!("template {template}.txt.hbs is not loaded")))?;
+        let absent =
+            |part: &str| RenderFailure::of(&format!("{template}.{part}"), RenderReason::NotLoaded);
+        let subject = render(&self.text, "subject")?.ok_or_else(|| absent("subject"))?;
+        let text = render(&self.text, "txt")?.ok_or_else(|| absent("txt"))?;
         Ok(RenderedEmail {
             subject: subject.split_whitespace().collect::<Vec<_>>().join(" "),
             text,
@@ -255,94 +248,10 @@ impl Templates {
         };
         Ok(RenderedCard {
             message: render("postcard")?.ok_or_else(|| {
-                RenderFailure(format!("template {template}.postcard.hbs is not loaded"))
+                RenderFailure::of(&format!("{template}.postcard"), RenderReason::NotLoaded)
             })?,
             front: render("front")?,
         })
-    }
-
-    /// Renders every template of `cadence` against a sample contact, as `check` does.
-    /// Custom fields are open (they come from the data), so each one the template asks
-    /// for is filled in with a sample value; any other missing variable is an error.
-    pub fn check_cadence(
-        &self,
-        config: &Config,
-        cadence: &Cadence,
-        at: &Location,
-    ) -> Vec<Diagnostic> {
-        let mut data = sample_data(config, cadence);
-        for _ in 0..64 {
-            let result = match cadence.channel {
-                Channel::Email => self
-                    .render_email(&cadence.template, data.clone())
-                    .map(|email| self.commercial_requirements(config, cadence, &email, at)),
-                Channel::Postcard => self
-                    .render_postcard(&cadence.template, data.clone())
-                    .map(|card| card_layout(config, cadence, card, at)),
-            };
-            let message = match result {
-                Ok(missing) => return missing,
-                Err(RenderFailure(message)) => message,
-            };
-            match custom_field(&message) {
-                Some(path) if fill(&mut data, &path) => continue,
-                _ => {
-                    let file = config
-                        .templates_dir
-                        .join(template_file(&message, &cadence.template));
-                    let (line, col) = position(&message);
-                    return vec![Diagnostic {
-                        location: Location { file, line, col },
-                        message: format!("cadence `{}` (see {at}): {message}", cadence.id),
-                    }];
-                }
-            }
-        }
-        Vec::new()
-    }
-}
-
-impl Templates {
-    /// A commercial email must show the business's postal address and the unsubscribe
-    /// link (in the text body, and in the HTML body when there is one).
-    fn commercial_requirements(
-        &self,
-        config: &Config,
-        cadence: &Cadence,
-        email: &RenderedEmail,
-        at: &Location,
-    ) -> Vec<Diagnostic> {
-        if cadence.transactional {
-            return Vec::new();
-        }
-        let line1 = &config.business.address.line1;
-        let mut bodies = vec![("txt", email.text.as_str())];
-        if let Some(html) = &email.html {
-            bodies.push(("html", html.as_str()));
-        }
-        let mut out = Vec::new();
-        for (part, body) in bodies {
-            let missing: Vec<&str> = [
-                (!body.contains(line1.as_str()))
-                    .then_some("the business's postal address (business.address_line)"),
-                (!body.contains(SAMPLE_UNSUBSCRIBE))
-                    .then_some("the unsubscribe link ({{unsubscribe_url}})"),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            if !missing.is_empty() {
-                out.push(Diagnostic {
-                    location: Location { file: config.templates_dir.join(format!("{}.{part}.hbs", cadence.template)), line: 1, col: 1 },
-                    message: format!(
-                        "cadence `{}` (see {at}): a commercial email must show {}; mark the cadence `transactional: true` if it is not commercial",
-                        cadence.id,
-                        missing.join(" and ")
-                    ),
-                });
-            }
-        }
-        out
     }
 }
 
@@ -370,88 +279,6 @@ fn front_image_ok(dir: &Path, image: &Path) -> Result<(), String> {
     } else {
         Err(format!("{} is not a PNG or JPEG image", path.display()))
     }
-}
-
-/// A postcard must fit its card and use only characters the card's font can print;
-/// `check` sets the sample card to find out.
-fn card_layout(
-    config: &Config,
-    cadence: &Cadence,
-    rendered: RenderedCard,
-    at: &Location,
-) -> Vec<Diagnostic> {
-    let contact = sample_contact(cadence);
-    let card = crate::channel::postcard::card(config, cadence, &contact, 0, rendered);
-    match crate::channel::postcard::pdf::render(&[card]) {
-        Ok(_) => Vec::new(),
-        Err(message) => vec![Diagnostic {
-            location: Location {
-                file: config
-                    .templates_dir
-                    .join(format!("{}.postcard.hbs", cadence.template)),
-                line: 1,
-                col: 1,
-            },
-            message: format!("cadence `{}` (see {at}): {message}", cadence.id),
-        }],
-    }
-}
-
-/// The unsubscribe link `check` renders with.
-const SAMPLE_UNSUBSCRIBE: &str = "https://example.com/unsubscribe/sample";
-
-/// The data a template sees (SPEC section 6).
-pub struct MessageData<'a> {
-    pub config: &'a Config,
-    pub cadence: &'a Cadence,
-    pub contact: &'a Contact,
-    pub event: Option<&'a Event>,
-    pub occurrence: &'a str,
-    pub now: Timestamp,
-    pub unsubscribe_url: &'a str,
-}
-
-impl MessageData<'_> {
-    pub fn to_json(&self) -> Value {
-        let zone = self.contact.zone(&self.config.business.zone);
-        let c = self.contact;
-        let mut data = json!({
-            "contact": {
-                "id": c.id, "first_name": c.first_name, "last_name": c.last_name,
-                "email": c.email.as_ref().map(|e| e.as_str()).unwrap_or_default(),
-                "address_line1": c.address_line1, "address_line2": c.address_line2,
-                "city": c.city, "region": c.region, "postal_code": c.postal_code, "country": c.country,
-                "birthday": c.birthday.map(|b| b.to_string()).unwrap_or_default(),
-                "timezone": c.timezone.clone().unwrap_or_default(),
-                "tags": c.tags,
-                "fields": c.fields,
-            },
-            "business": business_json(self.config),
-            "cadence": { "id": self.cadence.id },
-            "occurrence": self.occurrence,
-            "now": self.now.to_string(),
-            "unsubscribe_url": self.unsubscribe_url,
-            "timezone": zone.iana_name().unwrap_or("UTC"),
-        });
-        if let Some(e) = self.event {
-            data["event"] =
-                json!({ "id": e.id, "kind": e.kind, "at": e.at.to_string(), "fields": e.fields });
-        }
-        data
-    }
-}
-
-fn business_json(config: &Config) -> Value {
-    let b = &config.business;
-    let address: &PostalAddress = &b.address;
-    json!({
-        "name": b.name,
-        "email": b.email.as_str(),
-        "reply_to": b.reply_to.as_ref().map(|e| e.as_str()).unwrap_or_default(),
-        "phone": b.phone,
-        "address": address,
-        "address_line": address.one_line(),
-    })
 }
 
 fn hbs_files(dir: &Path) -> Vec<PathBuf> {

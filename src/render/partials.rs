@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use handlebars::template::{Parameter, Template, TemplateElement};
 use handlebars::{Path, PathSeg};
 
-use super::graph::{self, Node, Problem, Site};
+use super::graph::{self, Level, Node, Problem, Site};
 use super::limits::{MAX_DEPTH, MAX_EACH};
 use crate::config::{Diagnostic, Location};
 
@@ -187,14 +187,6 @@ fn push_new(out: &mut Vec<Diagnostic>, d: Diagnostic) {
     if !out.contains(&d) {
         out.push(d);
     }
-}
-
-/// How deep a place is: blocks and partial includes around it, and `#each` blocks
-/// among them.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(super) struct Level {
-    pub depth: usize,
-    pub each: usize,
 }
 
 /// A partial included by a template: its name, where the `{{>` is (line, column) and

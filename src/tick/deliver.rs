@@ -1,10 +1,10 @@
-//! Delivery: render each claimed send, hand it to the transport (at the rate limit),
+//! Delivery: compose each claimed send, hand it to its channel (at the rate limit),
 //! classify the result, and record outcomes in batches. A setup failure (bad
 //! credentials, TLS) pauses sending for the rest of the pass.
 //!
-//! Delivery runs beside the pass that feeds it: while one page's sends are rendered and
+//! Delivery runs beside the pass that feeds it: while one page's sends are composed and
 //! handed over, the pass plans and claims the next page. Each send is a task of its
-//! own, so that rendering spreads over the runtime's threads and overlaps the waits
+//! own, so that composing spreads over the runtime's threads and overlaps the waits
 //! for the server; outcomes are recorded as they come, each commit taking every
 //! outcome that arrived during the one before.
 
@@ -20,12 +20,9 @@ use tokio::time::Instant;
 
 use super::{Engine, Job, Pass, Summary};
 use crate::channel::DeliveryError;
-use crate::channel::email::{self, Envelope};
-use crate::channel::postcard;
+use crate::compose::{Composed, Composer, Request};
 use crate::domain::{Channel, SendStatus};
-use crate::render::MessageData;
 use crate::store::Outcome;
-use crate::unsubscribe;
 
 /// Sends started and not yet recorded, at most (a few more while the last ones
 /// finish): a crash can resend at most these.
@@ -37,7 +34,7 @@ const COMMIT_AT: usize = RECORD_BATCH / 2;
 const LINGER: Duration = Duration::from_millis(50);
 
 /// Sends under way per connection at once: one talks to the server while the others are
-/// rendered and built, ready for the connection when it is free.
+/// composed, ready for the connection when it is free.
 const PER_CONNECTION: usize = 3;
 
 /// The delivery half of a pass: claimed sends go in, outcomes are recorded.
@@ -237,56 +234,34 @@ impl Engine {
         }
     }
 
-    /// Renders and hands over one message.
+    /// Composes one message and hands it to its channel.
     async fn attempt(&self, job: &Job, now: Timestamp) -> Result<String, DeliveryError> {
         let row = &job.row;
-        let config = &self.config;
-        let cadence = config.cadence(&row.cadence).ok_or_else(|| {
+        let cadence = self.config.cadence(&row.cadence).ok_or_else(|| {
             DeliveryError::Permanent(format!("cadence `{}` is no longer configured", row.cadence))
         })?;
-        let contact = &job.history.contact;
-        let event = row
-            .event_id
-            .as_ref()
-            .and_then(|id| job.history.events.iter().find(|e| &e.id == id));
-        let unsubscribe_url =
-            unsubscribe::url(config, self.signer.as_ref(), &contact.id, cadence.channel);
-        // As of the send's first attempt, so that every attempt renders the same bytes.
-        let data = MessageData {
-            config,
+        let composer = Composer {
+            config: &self.config,
+            templates: &self.templates,
+            signer: self.signer.as_ref(),
+        };
+        let request = Request {
             cadence,
-            contact,
-            event,
+            contact: &job.history.contact,
+            events: &job.history.events,
+            event_id: row.event_id.as_deref(),
             occurrence: &row.occurrence,
-            now: row.created_at,
-            unsubscribe_url: &unsubscribe_url,
-        };
-        if cadence.channel == Channel::Postcard {
-            let rendered = self
-                .templates
-                .render_postcard(&cadence.template, data.to_json())
-                .map_err(|e| DeliveryError::Permanent(e.0))?;
-            let card = postcard::card(config, cadence, contact, row.id, rendered);
-            return self.postcards.write(card, now).await;
-        }
-        let to = contact
-            .email
-            .as_ref()
-            .ok_or_else(|| DeliveryError::Permanent("no_email".into()))?;
-        let body = self
-            .templates
-            .render_email(&cadence.template, data.to_json())
-            .map_err(|e| DeliveryError::Permanent(e.0))?;
-        let envelope = Envelope {
-            business: &config.business,
-            to_name: &contact.full_name(),
-            to,
+            at: row.created_at,
+            send_id: row.id,
             message_id: &row.message_id,
-            date: row.created_at,
-            unsubscribe_url: &unsubscribe_url,
         };
-        let message = email::build(&envelope, &body).map_err(DeliveryError::Permanent)?;
-        self.transport.send(&message, &row.key().digest()).await
+        let composed = composer
+            .compose(&request)
+            .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+        match composed {
+            Composed::Card(card) => self.postcards.write(*card, now).await,
+            Composed::Email(message) => self.transport.send(&message, &row.key().digest()).await,
+        }
     }
 }
 

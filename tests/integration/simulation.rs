@@ -267,93 +267,183 @@ proptest! {
         gaps in gaps(),
         start_offset in 0u32..(3 * 24 * 60),
     ) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let start: Timestamp = "2027-02-01T00:00:00Z".parse().expect("ts");
-        write_world(dir.path(), ZONES[business_zone], feb29, &people, start);
-        let sim = Sim::new(&dir.path().join("tickler.yaml"));
-        import(&sim, dir.path());
+        simulate(business_zone, feb29, &people, &gaps, start_offset)?;
+    }
+}
 
-        let config = sim.engine.config.clone();
-        let mut now = start + SignedDuration::from_mins(i64::from(start_offset));
-        let first = now;
-        let mut ticks = Vec::new();
-        for gap in &gaps {
-            // What plan says goes out at this instant is exactly what the tick sends.
-            let predicted = sim.planned_now(now);
-            let before: BTreeSet<_> = sim.sends().iter().map(key).collect();
-            let summary = sim.tick(now);
-            let after = sim.sends();
-            let sent_now: BTreeSet<_> = after
-                .iter()
-                .filter(|r| r.status == SendStatus::Sent && !before.contains(&key(r)))
-                .map(key)
-                .collect();
-            prop_assert_eq!(&sent_now, &predicted, "at {}", now);
-            prop_assert_eq!(summary.sent, sent_now.len());
-            prop_assert_eq!(summary.failed + summary.retrying, 0);
-            ticks.push(now);
-            now += SignedDuration::from_mins(i64::from(*gap));
-        }
-        let last = *ticks.last().expect("ticks");
+/// A case the simulation found: a purchase's thank-you falls due on a Wednesday, every
+/// tick after it comes in the evening, and on Friday evening the next opening (Monday)
+/// is past `max_lateness`. It must be recorded as stale, not left waiting for Monday.
+#[test]
+fn a_send_whose_next_opening_is_too_late_is_recorded_stale() {
+    let people = [Person {
+        zone: None,
+        birthday: (1, 1),
+        events: vec![(0, 40620)],
+    }];
+    let gaps = [
+        540, 5760, 180, 1440, 180, 5760, 5760, 1440, 2880, 180, 180, 2880, 540, 2880, 1440, 5760,
+        2880, 1440, 1440, 1440, 2880,
+    ];
+    simulate(0, "feb28", &people, &gaps, 3976).expect("simulation");
+}
 
-        let rows = sim.sends();
-        // One row per occurrence (the key is unique), and one message per sent row.
-        let ids: BTreeSet<String> = sim.recorder.ids.lock().expect("lock").iter().cloned().collect();
-        prop_assert_eq!(ids.len(), sim.recorder.ids.lock().expect("lock").len(), "a message went out twice");
-        prop_assert_eq!(ids.len(), rows.iter().filter(|r| r.status == SendStatus::Sent).count());
+/// Imports `people`, ticks after each of `gaps` (minutes) from `start_offset`, and checks
+/// the send log against the planner.
+fn simulate(
+    business_zone: usize,
+    feb29: &str,
+    people: &[Person],
+    gaps: &[u32],
+    start_offset: u32,
+) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let start: Timestamp = "2027-02-01T00:00:00Z".parse().expect("ts");
+    write_world(dir.path(), ZONES[business_zone], feb29, people, start);
+    let sim = Sim::new(&dir.path().join("tickler.yaml"));
+    import(&sim, dir.path());
 
-        // Every occurrence the planner owes, due early enough to have been decided by
-        // the last tick, is in the log; nothing else is.
-        let mut owed: BTreeMap<(String, String, String), Timestamp> = BTreeMap::new();
-        let store = sim.engine.store.clone();
-        let ids: Vec<String> = (0..people.len()).map(|i| format!("P{i}")).collect();
-        let histories = sim.rt.block_on(store.history(&ids)).expect("history");
-        for h in &histories {
-            for cadence in &config.cadences {
-                let frame = tickler::plan::Frame { now: first, until: last, business_zone: &config.business.zone };
-                for due in tickler::plan::occurrences(cadence, &h.contact, &h.events, frame) {
-                    owed.insert((h.contact.id.clone(), cadence.id.clone(), due.occurrence.clone()), due.due_at);
-                }
-            }
-        }
-        let logged: BTreeMap<_, _> = rows.iter().map(|r| (key(r), r)).collect();
-        for (k, due_at) in &owed {
-            let lateness = SignedDuration::from_hours(72);
-            if *due_at + lateness < last {
-                prop_assert!(logged.contains_key(k), "{:?} due {} was never recorded", k, due_at);
-            }
-        }
-        for (k, row) in &logged {
-            prop_assert!(owed.contains_key(k), "{:?} recorded but not owed", k);
-            let due_at: Timestamp = row.due_at;
-            prop_assert_eq!(due_at, owed[k], "{:?}", k);
-            let cadence = config.cadence(&row.cadence).expect("cadence");
-            let contact = &histories.iter().find(|h| h.contact.id == row.contact).expect("contact").contact;
-            let zone = contact.zone(&config.business.zone);
-            let at: Timestamp = row.updated_at;
-            match (row.status.as_str(), row.reason.as_deref()) {
-                ("sent", _) => {
-                    prop_assert!(cadence.opening.is_open(at, &zone), "{:?} sent outside its window at {}", k, at);
-                    prop_assert!(at >= due_at && at.duration_since(due_at) <= SignedDuration::from_hours(72), "{:?} sent at {} due {}", k, at, due_at);
-                }
-                ("skipped", Some("stale")) => {
-                    // Stale only if no tick found the window open while it was on time.
-                    let on_time = ticks.iter().any(|t| *t >= due_at && t.duration_since(due_at) <= SignedDuration::from_hours(72) && cadence.opening.is_open(*t, &zone));
-                    prop_assert!(!on_time, "{:?} due {} went stale though a tick could send it", k, due_at);
-                }
-                ("skipped", Some("superseded")) => {
-                    // Only where a later (or as late) occurrence of the cadence went out
-                    // in the same tick: one message of a cadence at once.
-                    let later_sent = rows.iter().any(|r| r.contact == row.contact && r.cadence == row.cadence
-                        && r.status == SendStatus::Sent && r.updated_at == row.updated_at
-                        && r.due_at >= due_at);
-                    prop_assert!(later_sent, "{:?} superseded by nothing", k);
-                }
-                ("skipped", Some(reason)) => prop_assert!(reason.starts_with("unless:"), "{:?}: {}", k, reason),
-                (status, reason) => prop_assert!(false, "{:?}: unexpected {} {:?}", k, status, reason),
+    let config = sim.engine.config.clone();
+    let mut now = start + SignedDuration::from_mins(i64::from(start_offset));
+    let first = now;
+    let mut ticks = Vec::new();
+    for gap in gaps {
+        // What plan says goes out at this instant is exactly what the tick sends.
+        let predicted = sim.planned_now(now);
+        let before: BTreeSet<_> = sim.sends().iter().map(key).collect();
+        let summary = sim.tick(now);
+        let after = sim.sends();
+        let sent_now: BTreeSet<_> = after
+            .iter()
+            .filter(|r| r.status == SendStatus::Sent && !before.contains(&key(r)))
+            .map(key)
+            .collect();
+        prop_assert_eq!(&sent_now, &predicted, "at {}", now);
+        prop_assert_eq!(summary.sent, sent_now.len());
+        prop_assert_eq!(summary.failed + summary.retrying, 0);
+        ticks.push(now);
+        now += SignedDuration::from_mins(i64::from(*gap));
+    }
+    let last = *ticks.last().expect("ticks");
+
+    let rows = sim.sends();
+    // One row per occurrence (the key is unique), and one message per sent row.
+    let ids: BTreeSet<String> = sim
+        .recorder
+        .ids
+        .lock()
+        .expect("lock")
+        .iter()
+        .cloned()
+        .collect();
+    prop_assert_eq!(
+        ids.len(),
+        sim.recorder.ids.lock().expect("lock").len(),
+        "a message went out twice"
+    );
+    prop_assert_eq!(
+        ids.len(),
+        rows.iter().filter(|r| r.status == SendStatus::Sent).count()
+    );
+
+    // Every occurrence the planner owes, due early enough to have been decided by
+    // the last tick, is in the log; nothing else is.
+    let mut owed: BTreeMap<(String, String, String), Timestamp> = BTreeMap::new();
+    let store = sim.engine.store.clone();
+    let ids: Vec<String> = (0..people.len()).map(|i| format!("P{i}")).collect();
+    let histories = sim.rt.block_on(store.history(&ids)).expect("history");
+    for h in &histories {
+        for cadence in &config.cadences {
+            let frame = tickler::plan::Frame {
+                now: first,
+                until: last,
+                business_zone: &config.business.zone,
+            };
+            for due in tickler::plan::occurrences(cadence, &h.contact, &h.events, frame) {
+                owed.insert(
+                    (
+                        h.contact.id.clone(),
+                        cadence.id.clone(),
+                        due.occurrence.clone(),
+                    ),
+                    due.due_at,
+                );
             }
         }
     }
+    let logged: BTreeMap<_, _> = rows.iter().map(|r| (key(r), r)).collect();
+    for (k, due_at) in &owed {
+        let lateness = SignedDuration::from_hours(72);
+        if *due_at + lateness < last {
+            prop_assert!(
+                logged.contains_key(k),
+                "{:?} due {} was never recorded",
+                k,
+                due_at
+            );
+        }
+    }
+    for (k, row) in &logged {
+        prop_assert!(owed.contains_key(k), "{:?} recorded but not owed", k);
+        let due_at: Timestamp = row.due_at;
+        prop_assert_eq!(due_at, owed[k], "{:?}", k);
+        let cadence = config.cadence(&row.cadence).expect("cadence");
+        let contact = &histories
+            .iter()
+            .find(|h| h.contact.id == row.contact)
+            .expect("contact")
+            .contact;
+        let zone = contact.zone(&config.business.zone);
+        let at: Timestamp = row.updated_at;
+        match (row.status.as_str(), row.reason.as_deref()) {
+            ("sent", _) => {
+                prop_assert!(
+                    cadence.opening.is_open(at, &zone),
+                    "{:?} sent outside its window at {}",
+                    k,
+                    at
+                );
+                prop_assert!(
+                    at >= due_at && at.duration_since(due_at) <= SignedDuration::from_hours(72),
+                    "{:?} sent at {} due {}",
+                    k,
+                    at,
+                    due_at
+                );
+            }
+            ("skipped", Some("stale")) => {
+                // Stale only if no tick found the window open while it was on time.
+                let on_time = ticks.iter().any(|t| {
+                    *t >= due_at
+                        && t.duration_since(due_at) <= SignedDuration::from_hours(72)
+                        && cadence.opening.is_open(*t, &zone)
+                });
+                prop_assert!(
+                    !on_time,
+                    "{:?} due {} went stale though a tick could send it",
+                    k,
+                    due_at
+                );
+            }
+            ("skipped", Some("superseded")) => {
+                // Only where a later (or as late) occurrence of the cadence went out
+                // in the same tick: one message of a cadence at once.
+                let later_sent = rows.iter().any(|r| {
+                    r.contact == row.contact
+                        && r.cadence == row.cadence
+                        && r.status == SendStatus::Sent
+                        && r.updated_at == row.updated_at
+                        && r.due_at >= due_at
+                });
+                prop_assert!(later_sent, "{:?} superseded by nothing", k);
+            }
+            ("skipped", Some(reason)) => {
+                prop_assert!(reason.starts_with("unless:"), "{:?}: {}", k, reason)
+            }
+            (status, reason) => prop_assert!(false, "{:?}: unexpected {} {:?}", k, status, reason),
+        }
+    }
+    Ok(())
 }
 
 #[test]

@@ -8,7 +8,8 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{Card, pdf};
+use super::card::Card;
+use super::pdf;
 use crate::channel::DeliveryError;
 use crate::files::{open_lock_file, write_atomic};
 

@@ -10,7 +10,10 @@
 //! still `pending` and is written again, to the same file and line, on restart.
 
 mod batch;
+mod card;
 pub mod pdf;
+
+pub use card::Card;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -18,111 +21,8 @@ use std::sync::Mutex;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use serde::{Deserialize, Serialize};
 
 use super::DeliveryError;
-use crate::config::{Config, PostalAddress};
-use crate::domain::{Cadence, Contact};
-use crate::render::RenderedCard;
-
-/// Everything printed on one card; also kept as JSON beside the PDF, so that the day's
-/// combined PDF can be set again without the database.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Card {
-    /// The send record's id (0 in previews).
-    pub send_id: i64,
-    pub contact: String,
-    pub cadence: String,
-    pub name: String,
-    pub address: PostalAddress,
-    /// The sender's country: the country line is printed only for cards going abroad.
-    pub home_country: String,
-    pub business: String,
-    pub return_address: Vec<String>,
-    /// The rendered `T.postcard.hbs`.
-    pub message: String,
-    /// The rendered `T.front.hbs`, when the template has one.
-    pub front: Option<String>,
-    /// The cadence's `front_image`, which wins over the front text.
-    pub front_image: Option<PathBuf>,
-}
-
-impl Card {
-    /// The recipient block: name, then the address lines.
-    pub fn address_block(&self) -> Vec<String> {
-        let mut lines = vec![self.name.clone()];
-        lines.extend(self.address.lines(&self.home_country));
-        lines
-    }
-
-    /// All text the card prints, to check that the font can show it.
-    fn all_text(&self) -> String {
-        let mut all = self.address_block().join("\n");
-        for part in [&self.message, &self.business] {
-            all.push('\n');
-            all.push_str(part);
-        }
-        for part in self.return_address.iter().chain(&self.front) {
-            all.push('\n');
-            all.push_str(part);
-        }
-        all
-    }
-
-    /// The PDF's file name: the send id first (unique, and the print order), then
-    /// cadence and contact for the eye.
-    pub fn file_name(&self) -> String {
-        let readable: String = format!("{}-{}", self.cadence, self.contact)
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .take(60)
-            .collect();
-        format!("{:06}-{readable}.pdf", self.send_id)
-    }
-}
-
-/// The card that `contact` gets from `cadence`, with its rendered text.
-pub fn card(
-    config: &Config,
-    cadence: &Cadence,
-    contact: &Contact,
-    send_id: i64,
-    rendered: RenderedCard,
-) -> Card {
-    let business = &config.business;
-    let home = business.address.country.clone();
-    let mut return_address = vec![business.name.clone()];
-    return_address.extend(business.address.lines(&home));
-    Card {
-        send_id,
-        contact: contact.id.clone(),
-        cadence: cadence.id.clone(),
-        name: contact.full_name(),
-        address: PostalAddress {
-            line1: contact.address_line1.clone(),
-            line2: contact.address_line2.clone(),
-            city: contact.city.clone(),
-            region: contact.region.clone(),
-            postal_code: contact.postal_code.clone(),
-            country: contact.country.clone(),
-        },
-        home_country: home,
-        business: business.name.clone(),
-        return_address,
-        message: rendered.message,
-        front: rendered.front,
-        front_image: cadence
-            .front_image
-            .as_ref()
-            .map(|name| config.templates_dir.join(name)),
-    }
-}
 
 /// Writes postcards into daily batches.
 pub struct PostcardOutbox {

@@ -16,7 +16,7 @@ use krilla::paint::Stroke;
 use krilla::surface::Surface;
 use krilla::text::{Font, TextDirection};
 
-use super::Card;
+use super::card::Card;
 
 /// DejaVu Sans (Bitstream Vera licence, assets/fonts/DejaVuSans.LICENSE).
 static FONT_DATA: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");

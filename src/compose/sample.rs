@@ -4,10 +4,13 @@
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::MessageData;
-use super::SAMPLE_UNSUBSCRIBE;
+use super::data::MessageData;
 use crate::config::Config;
 use crate::domain::{Cadence, Contact, Event};
+use crate::render::{RenderFailure, RenderReason};
+
+/// The unsubscribe link `check` renders with.
+pub(super) const SAMPLE_UNSUBSCRIBE: &str = "https://example.com/unsubscribe/sample";
 
 /// A plausible contact (and event, for event triggers) to render `check` against.
 pub(super) fn sample_data(config: &Config, cadence: &Cadence) -> Value {
@@ -57,15 +60,14 @@ pub(super) fn sample_contact(cadence: &Cadence) -> Contact {
     }
 }
 
-/// `contact.fields.NAME` or `event.fields.NAME` named by a missing-variable message.
-pub(super) fn custom_field(message: &str) -> Option<String> {
-    let path = message
-        .split("missing variable `")
-        .nth(1)?
-        .split('`')
-        .next()?;
+/// The custom field, `contact.fields.NAME` or `event.fields.NAME`, whose absence made
+/// rendering fail.
+pub(super) fn custom_field(failure: &RenderFailure) -> Option<&str> {
+    let RenderReason::MissingVariable(path) = &failure.reason else {
+        return None;
+    };
     let open = path.starts_with("contact.fields.") || path.starts_with("event.fields.");
-    (open && path.split('.').count() == 3).then(|| path.to_owned())
+    (open && path.split('.').count() == 3).then_some(path.as_str())
 }
 
 pub(super) fn fill(data: &mut Value, path: &str) -> bool {

@@ -1,0 +1,62 @@
+//! The data a template sees (SPEC section 6), built from the configuration, the
+//! cadence, the contact and the event that triggered the send.
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::domain::{Cadence, Contact, Event, PostalAddress};
+
+/// What one message is rendered from.
+pub struct MessageData<'a> {
+    pub config: &'a Config,
+    pub cadence: &'a Cadence,
+    pub contact: &'a Contact,
+    pub event: Option<&'a Event>,
+    pub occurrence: &'a str,
+    pub now: Timestamp,
+    pub unsubscribe_url: &'a str,
+}
+
+impl MessageData<'_> {
+    pub fn to_json(&self) -> Value {
+        let zone = self.contact.zone(&self.config.business.zone);
+        let c = self.contact;
+        let mut data = json!({
+            "contact": {
+                "id": c.id, "first_name": c.first_name, "last_name": c.last_name,
+                "email": c.email.as_ref().map(|e| e.as_str()).unwrap_or_default(),
+                "address_line1": c.address_line1, "address_line2": c.address_line2,
+                "city": c.city, "region": c.region, "postal_code": c.postal_code, "country": c.country,
+                "birthday": c.birthday.map(|b| b.to_string()).unwrap_or_default(),
+                "timezone": c.timezone.clone().unwrap_or_default(),
+                "tags": c.tags,
+                "fields": c.fields,
+            },
+            "business": business_json(self.config),
+            "cadence": { "id": self.cadence.id },
+            "occurrence": self.occurrence,
+            "now": self.now.to_string(),
+            "unsubscribe_url": self.unsubscribe_url,
+            "timezone": zone.iana_name().unwrap_or("UTC"),
+        });
+        if let Some(e) = self.event {
+            data["event"] =
+                json!({ "id": e.id, "kind": e.kind, "at": e.at.to_string(), "fields": e.fields });
+        }
+        data
+    }
+}
+
+fn business_json(config: &Config) -> Value {
+    let b = &config.business;
+    let address: &PostalAddress = &b.address;
+    json!({
+        "name": b.name,
+        "email": b.email.as_str(),
+        "reply_to": b.reply_to.as_ref().map(|e| e.as_str()).unwrap_or_default(),
+        "phone": b.phone,
+        "address": address,
+        "address_line": address.one_line(),
+    })
+}
