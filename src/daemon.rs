@@ -1,11 +1,13 @@
 //! The daemon: a tick at start, then one every `schedule.tick`, driven by
-//! tokio-cron-scheduler, until SIGTERM or SIGINT; SIGHUP reloads the configuration,
-//! cadences and templates (keeping the old set if the new one is invalid). It tells
-//! systemd when it is ready, reloading and stopping, and pings the watchdog from the
-//! scheduler, but only while ticks are not stuck, so a hung loop gets restarted.
+//! tokio-cron-scheduler, and the HTTP endpoint beside them, until the shutdown token is
+//! cancelled; a reload swaps in a new configuration, cadences and templates (keeping
+//! the old set if the new one is invalid). It tells systemd when it is ready, reloading
+//! and stopping, and pings the watchdog from the scheduler, but only while ticks are
+//! not stuck, so a hung loop gets restarted. The command line binds the endpoint and
+//! turns signals into a reload or the shutdown.
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -13,111 +15,151 @@ use sd_notify::NotifyState;
 use tokio::sync::Mutex;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::http;
 use crate::render::Templates;
+use crate::status::Status;
 use crate::tick::Engine;
 
-/// What the scheduling loop, the signal handlers and the HTTP endpoint share.
-pub struct Shared {
-    /// Swapped whole on reload, so a tick always sees one consistent set.
-    engine: RwLock<Arc<Engine>>,
+/// What the scheduling loop, the reloads and the HTTP endpoint share.
+pub struct Daemon {
+    status: Arc<Status>,
     config_path: PathBuf,
-    /// Held for the length of a tick: ticks never overlap, and shutdown waits for one.
+    /// Held for the length of a tick: ticks never overlap, and a reload waits for one.
     running: Mutex<()>,
     /// When the tick in progress started, for the watchdog.
     tick_started: std::sync::Mutex<Option<Instant>>,
-    pub status: std::sync::Mutex<Status>,
+    /// Stops the transports' own tasks (the SMTP connections), once the last tick has
+    /// ended: not at the shutdown itself, which would hand the sends already given to
+    /// the transport back unsent instead of letting them finish.
+    transports: CancellationToken,
 }
 
-/// What `/healthz` and `/metrics` report.
-#[derive(Clone, Debug, Default)]
-pub struct Status {
-    pub last_tick_at: Option<Timestamp>,
-    pub last_tick_seconds: f64,
-    /// Why the last reload was refused, until one succeeds.
-    pub reload_error: Option<String>,
-    /// Why sending was paused in the last tick.
-    pub paused: Option<String>,
-}
-
-impl Shared {
-    /// A daemon's shared state before its first tick; also lets the HTTP router be
-    /// driven without a daemon (the fuzz targets).
-    pub fn new(config_path: PathBuf, engine: Engine) -> Shared {
-        Shared {
-            engine: RwLock::new(Arc::new(engine)),
+impl Daemon {
+    /// A daemon running `engine`, reloading from `config_path`.
+    pub fn new(config_path: PathBuf, engine: Engine) -> Daemon {
+        let transports = CancellationToken::new();
+        engine.transport.shutdown_on(transports.clone());
+        Daemon {
+            status: Arc::new(Status::new(engine)),
             config_path,
             running: Mutex::new(()),
             tick_started: std::sync::Mutex::new(None),
-            status: std::sync::Mutex::new(Status::default()),
+            transports,
         }
     }
 
-    pub fn engine(&self) -> Arc<Engine> {
-        self.engine
-            .read()
-            .map(|e| e.clone())
-            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    /// Reads the configuration, cadences and templates again; swaps them in only if all
+    /// are valid.
+    pub async fn reload(&self) {
+        let mut states = vec![NotifyState::Reloading];
+        states.extend(NotifyState::monotonic_usec_now().ok());
+        let _ = sd_notify::notify(&states);
+        let result = async {
+            let config = Config::load(&self.config_path).map_err(|d| anyhow::anyhow!("{d}"))?;
+            let templates = Templates::load(&config).map_err(|d| {
+                anyhow::anyhow!(
+                    "{}",
+                    d.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            })?;
+            Engine::build(config, templates).await
+        }
+        .await;
+        match result {
+            Ok(engine) => {
+                engine.transport.shutdown_on(self.transports.clone());
+                // Wait for a tick in progress, so no tick mixes old and new.
+                let _idle = self.running.lock().await;
+                self.status.set_engine(engine);
+                self.status.update(|s| s.reload_error = None);
+                tracing::info!("reloaded the configuration, cadences and templates");
+            }
+            Err(e) => {
+                let reason = format!("{e:#}");
+                tracing::error!(error = %crate::telemetry::redact(&reason), "reload refused; still running the previous configuration");
+                self.status.update(|s| s.reload_error = Some(reason));
+            }
+        }
+        let _ = sd_notify::notify(&[NotifyState::Ready]);
     }
 
-    pub fn status(&self) -> Status {
-        self.status.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-
-    fn set_status(&self, change: impl FnOnce(&mut Status)) {
-        if let Ok(mut status) = self.status.lock() {
-            change(&mut status);
+    async fn tick_once(&self, shutdown: &CancellationToken) {
+        let Ok(_guard) = self.running.try_lock() else {
+            tracing::debug!("previous tick still running");
+            return;
+        };
+        if let Ok(mut started) = self.tick_started.lock() {
+            *started = Some(Instant::now());
+        }
+        let engine = self.status.engine();
+        let started = Instant::now();
+        let now = Timestamp::now();
+        match engine.tick(now, shutdown).await {
+            Ok(summary) => {
+                tracing::info!(%summary, elapsed_ms = started.elapsed().as_millis() as u64, "tick");
+                self.status.update(|s| {
+                    s.last_tick_at = Some(now);
+                    s.last_tick_seconds = started.elapsed().as_secs_f64();
+                    s.paused = summary.paused.clone();
+                });
+            }
+            Err(e) => tracing::error!(error = format!("{e:#}"), "tick failed"),
+        }
+        if let Ok(mut started) = self.tick_started.lock() {
+            *started = None;
         }
     }
 }
 
-pub async fn run(config_path: PathBuf, config: Config, templates: Templates) -> anyhow::Result<()> {
-    let every = config.schedule.tick;
-    let http = config.http.clone();
-    let engine = Engine::build(config, templates).await?;
-    let shared = Arc::new(Shared::new(config_path, engine));
-    let shutdown = CancellationToken::new();
-    let mut tasks = Vec::new();
-    if let Some(http) = http {
-        let listener = tokio::net::TcpListener::bind(http.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("http.listen {}: {e}", http.listen))?;
-        tracing::info!(listen = %listener.local_addr()?, "HTTP endpoint listening");
-        let api_token = read_api_token(http.api_token_file.as_deref())?;
-        let (shared, token) = (shared.clone(), shutdown.clone());
-        tasks.push(tokio::spawn(crate::http::serve(
-            listener, shared, api_token, token,
-        )));
+/// Runs `daemon`, and serves the endpoint on `listener` if there is one, until
+/// `shutdown` is cancelled; then takes no new work, lets the tick in progress finish
+/// what is in flight (it releases the rest) and returns once every task has ended,
+/// the transport's included.
+pub async fn run(
+    daemon: Arc<Daemon>,
+    listener: Option<http::Listener>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let every = daemon.status.engine().config.schedule.tick;
+    let tasks = TaskTracker::new();
+    if let Some(listener) = listener {
+        tasks.spawn(http::serve(
+            listener,
+            daemon.status.clone(),
+            shutdown.clone(),
+        ));
     }
-
-    // Signal handlers first: a SIGTERM during the first tick must stop it cleanly.
-    let signals = Signals::install()?;
-    let first = shared.clone();
-    tasks.push(tokio::spawn(async move { tick_once(&first).await }));
+    let (first, token) = (daemon.clone(), shutdown.clone());
+    tasks.spawn(async move { first.tick_once(&token).await });
     let mut scheduler = JobScheduler::new().await?;
-    let (job_shared, token) = (shared.clone(), shutdown.clone());
+    let (job_daemon, token, job_tasks) = (daemon.clone(), shutdown.clone(), tasks.clone());
     scheduler
         .add(Job::new_repeated_async(every, move |_, _| {
-            let (shared, token) = (job_shared.clone(), token.clone());
-            Box::pin(async move {
+            let (daemon, token) = (job_daemon.clone(), token.clone());
+            Box::pin(job_tasks.track_future(async move {
                 if !token.is_cancelled() {
-                    tick_once(&shared).await;
+                    daemon.tick_once(&token).await;
                 }
-            })
+            }))
         })?)
         .await?;
     if let Some(watchdog) = sd_notify::watchdog_enabled() {
-        let job_shared = shared.clone();
+        let job_daemon = daemon.clone();
         // A tick may take long (a big catch-up); it is stuck past this.
         let stuck_after = watchdog.max(every * 10);
         scheduler
             .add(Job::new_repeated_async(
                 (watchdog / 3).max(Duration::from_secs(1)),
                 move |_, _| {
-                    let shared = job_shared.clone();
+                    let daemon = job_daemon.clone();
                     Box::pin(async move {
-                        let started = shared.tick_started.lock().ok().and_then(|s| *s);
+                        let started = daemon.tick_started.lock().ok().and_then(|s| *s);
                         if started.is_none_or(|s| s.elapsed() < stuck_after) {
                             let _ = sd_notify::notify(&[NotifyState::Watchdog]);
                         } else {
@@ -132,130 +174,97 @@ pub async fn run(config_path: PathBuf, config: Config, templates: Templates) -> 
     let _ = sd_notify::notify(&[NotifyState::Ready]);
     tracing::info!(tick = ?every, "tickler is running");
 
-    signals.wait(&shared).await;
+    shutdown.cancelled().await;
     tracing::info!("stopping: finishing the tick in progress");
     let _ = sd_notify::notify(&[NotifyState::Stopping]);
-    shared.engine().stop();
-    shutdown.cancel();
     scheduler.shutdown().await?;
-    let _idle = shared.running.lock().await;
-    for task in tasks {
-        let _ = task.await;
-    }
+    tasks.close();
+    tasks.wait().await;
+    daemon.transports.cancel();
+    daemon.status.engine().transport.stopped().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// The signals the daemon acts on, registered before any work starts.
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
-}
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
 
-impl Signals {
-    fn install() -> anyhow::Result<Signals> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Signals {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-            hup: signal(SignalKind::hangup())?,
-        })
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
     }
 
-    /// Waits for SIGTERM or SIGINT, reloading on each SIGHUP meanwhile.
-    async fn wait(mut self, shared: &Shared) {
+    /// The status line and body of `GET path`.
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: tickler\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("request");
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).await.expect("reply");
+        reply
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn runs_in_process_answers_healthz_and_returns_when_cancelled() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path();
+        write(
+            root,
+            "tickler.yaml",
+            "business:\n  name: Test Tiles\n  email: hello@tiles.example\n  \
+             address: { line1: 1 Harbour St, city: Troy, postal_code: \"12180\", country: US }\n  \
+             timezone: America/New_York\nstate_dir: state\ntemplates: templates\n\
+             cadences: cadences.yaml\nemail:\n  transport: file\n",
+        );
+        write(
+            root,
+            "cadences.yaml",
+            "cadences:\n  - id: thanks\n    channel: email\n    template: thanks\n    \
+             trigger: { after: purchase, delay: 2d }\n",
+        );
+        write(root, "templates/thanks.subject.hbs", "Thanks");
+        write(root, "templates/thanks.txt.hbs", "Thank you.");
+        let path = root.join("tickler.yaml");
+        let config = Config::load(&path).expect("config");
+        let templates = Templates::load(&config).expect("templates");
+        let engine = Engine::build(config, templates).await.expect("engine");
+        let daemon = Arc::new(Daemon::new(path, engine));
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = tcp.local_addr().expect("address");
+        let listener = http::Listener::new(tcp, None);
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(run(daemon, Some(listener), shutdown.clone()));
+
+        // Healthy once the first tick has run.
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            tokio::select! {
-                _ = self.term.recv() => return,
-                _ = self.int.recv() => return,
-                _ = self.hup.recv() => reload(shared).await,
+            let reply = get(addr, "/healthz").await;
+            if reply.starts_with("HTTP/1.1 200") {
+                assert!(reply.contains(r#""status":"ok""#), "{reply}");
+                break;
             }
+            assert!(reply.contains("starting"), "{reply}");
+            assert!(Instant::now() < deadline, "never healthy: {reply}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-}
 
-/// Reads the configuration, cadences and templates again; swaps them in only if all
-/// are valid.
-async fn reload(shared: &Shared) {
-    let mut states = vec![NotifyState::Reloading];
-    states.extend(NotifyState::monotonic_usec_now().ok());
-    let _ = sd_notify::notify(&states);
-    let result = async {
-        let config = Config::load(&shared.config_path).map_err(|d| anyhow::anyhow!("{d}"))?;
-        let templates = Templates::load(&config).map_err(|d| {
-            anyhow::anyhow!(
-                "{}",
-                d.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
-        })?;
-        Engine::build(config, templates).await
+        shutdown.cancel();
+        let stopped = tokio::time::timeout(Duration::from_secs(10), running)
+            .await
+            .expect("run returns once cancelled")
+            .expect("run did not panic");
+        stopped.expect("run ends cleanly");
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "the endpoint stopped listening"
+        );
     }
-    .await;
-    match result {
-        Ok(engine) => {
-            // Wait for a tick in progress, so no tick mixes old and new.
-            let _idle = shared.running.lock().await;
-            if let Ok(mut current) = shared.engine.write() {
-                *current = Arc::new(engine);
-            }
-            shared.set_status(|s| s.reload_error = None);
-            tracing::info!("reloaded the configuration, cadences and templates");
-        }
-        Err(e) => {
-            let reason = format!("{e:#}");
-            tracing::error!(error = %crate::telemetry::redact(&reason), "reload refused; still running the previous configuration");
-            shared.set_status(|s| s.reload_error = Some(reason));
-        }
-    }
-    let _ = sd_notify::notify(&[NotifyState::Ready]);
-}
-
-async fn tick_once(shared: &Shared) {
-    let Ok(_guard) = shared.running.try_lock() else {
-        tracing::debug!("previous tick still running");
-        return;
-    };
-    if let Ok(mut started) = shared.tick_started.lock() {
-        *started = Some(Instant::now());
-    }
-    let engine = shared.engine();
-    let started = Instant::now();
-    let now = Timestamp::now();
-    match engine.tick(now, false).await {
-        Ok(summary) => {
-            tracing::info!(%summary, elapsed_ms = started.elapsed().as_millis() as u64, "tick");
-            shared.set_status(|s| {
-                s.last_tick_at = Some(now);
-                s.last_tick_seconds = started.elapsed().as_secs_f64();
-                s.paused = summary.paused.clone();
-            });
-        }
-        Err(e) => tracing::error!(error = format!("{e:#}"), "tick failed"),
-    }
-    if let Ok(mut started) = shared.tick_started.lock() {
-        *started = None;
-    }
-}
-
-/// The API's bearer token; the API is off without one.
-fn read_api_token(path: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
-    let Some(path) = path else { return Ok(None) };
-    let token = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("http.api_token_file {}: {e}", path.display()))?;
-    let token = token.trim().to_owned();
-    anyhow::ensure!(
-        token.len() >= 16,
-        "http.api_token_file {}: the token must be at least 16 characters",
-        path.display()
-    );
-    Ok(Some(token))
-}
-
-/// How long a tick may be silent before `/healthz` says so.
-pub fn stale_after(engine: &Engine) -> Duration {
-    engine.config.schedule.tick * 3
 }

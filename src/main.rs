@@ -25,8 +25,7 @@ async fn main() -> ExitCode {
     tickler::telemetry::init(cli.log_format, base + cli.verbose as i8 - cli.quiet as i8);
     // On a worker thread of the runtime, not on this one: there the command's tasks and
     // the I/O they wait for are woken on the same threads, instead of every SMTP reply
-    // or database row crossing to this thread (a third of a tick's CPU went to those
-    // wake-ups).
+    // or database row crossing to this thread.
     let outcome = match tokio::spawn(tickler::cli::execute(cli)).await {
         Ok(outcome) => outcome,
         Err(e) => std::panic::resume_unwind(e.into_panic()),

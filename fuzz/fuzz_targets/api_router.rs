@@ -13,8 +13,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use libfuzzer_sys::fuzz_target;
 use tickler::config::Config;
-use tickler::daemon::Shared;
 use tickler::render::Templates;
+use tickler::status::Status;
 use tickler::tick::Engine;
 use tower::ServiceExt;
 
@@ -67,8 +67,8 @@ fn setup() -> &'static Setup {
         let engine = runtime
             .block_on(Engine::build(config, templates))
             .expect("engine");
-        let shared = Arc::new(Shared::new(path, engine));
-        let router = tickler::http::router(shared, Some(TOKEN.to_owned()));
+        let status = Arc::new(Status::new(engine));
+        let router = tickler::http::router(status, Some(TOKEN.to_owned()));
         // Contacts for the events to name.
         let contacts = br#"[{"id":"1","email":"a@example.com"},{"id":"K-1"}]"#;
         let reply = runtime.block_on(post(&router, "/api/v1/contacts", true, contacts));

@@ -295,7 +295,7 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, Failure> {
 /// `--now`: RFC 3339, a zoned time, or a plain date meaning its start in `zone`.
 /// Refused outside 1970-9000: a pass looks a year and more ahead of `now`, and the
 /// calendar ends in 9999.
-pub fn parse_now(text: Option<&str>, zone: &TimeZone) -> Result<Timestamp, Failure> {
+fn parse_now(text: Option<&str>, zone: &TimeZone) -> Result<Timestamp, Failure> {
     let Some(text) = text else {
         return Ok(Timestamp::now());
     };

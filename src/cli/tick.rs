@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use super::{Failure, Outcome, load_config, load_templates, parse_now};
 use crate::tick::Engine;
 
@@ -11,7 +13,12 @@ pub async fn run(path: &Path, now: Option<&str>, dry_run: bool) -> Outcome {
     let now = parse_now(now, &config.business.zone)?;
     let templates = load_templates(&config)?;
     let engine = Arc::new(Engine::build(config, templates).await?);
-    let summary = engine.tick(now, dry_run).await?;
+    let summary = if dry_run {
+        engine.dry_run(now).await?
+    } else {
+        // One pass to its end: nothing cancels it.
+        engine.tick(now, &CancellationToken::new()).await?
+    };
     super::say!("{summary}");
     if let Some(reason) = summary.paused {
         return Err(Failure::Errors(vec![format!(

@@ -124,7 +124,7 @@ pub async fn contacts(State(state): State<AppState>, request: Request) -> Respon
     if !errors.is_empty() {
         return unprocessable(errors);
     }
-    let engine = state.shared.engine();
+    let engine = state.status.engine();
     let accepted = contacts.len();
     match upsert_contacts(engine.store.as_ref(), contacts).await {
         Ok(changed) => {
@@ -147,7 +147,7 @@ pub async fn events(State(state): State<AppState>, request: Request) -> Response
             Err(reason) => errors.push(FieldError::new(index, &reason)),
         }
     }
-    let engine = state.shared.engine();
+    let engine = state.status.engine();
     let ids: Vec<String> = pending.iter().map(|(_, e)| e.contact_id.clone()).collect();
     let zones = match engine.store.contact_zones(&ids).await {
         Ok(zones) => zones,

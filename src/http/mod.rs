@@ -4,7 +4,7 @@
 pub mod api;
 mod field_errors;
 mod records;
-pub mod server;
+mod server;
 mod unsubscribe;
 
 use std::fmt::Write as _;
@@ -16,32 +16,34 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 
-use crate::daemon::{Shared, stale_after};
+use crate::config::HttpConfig;
+use crate::status::{Status, stale_after};
 
 /// Largest request body the API takes: a thousand records of about a kilobyte.
-pub const API_BODY_LIMIT: usize = 1 << 20;
+const API_BODY_LIMIT: usize = 1 << 20;
 /// Largest body elsewhere (the unsubscribe form is one short field), refused from its
 /// `Content-Length` before any of it is read.
-pub const BODY_LIMIT: usize = 16 * 1024;
+const BODY_LIMIT: usize = 16 * 1024;
 /// API requests handled at once; the others wait with their bodies unread, so that
 /// clients with the token hold a few megabytes, not one for each connection.
-pub const API_CONCURRENCY: usize = 4;
+const API_CONCURRENCY: usize = 4;
 
 #[derive(Clone)]
 pub struct AppState {
-    shared: Arc<Shared>,
+    status: Arc<Status>,
     /// `None`: the API is off.
     api_token: Option<Arc<str>>,
 }
 
-pub fn router(shared: Arc<Shared>, api_token: Option<String>) -> Router {
+pub fn router(status: Arc<Status>, api_token: Option<String>) -> Router {
     let state = AppState {
-        shared,
+        status,
         api_token: api_token.map(Arc::from),
     };
     // Outermost first: the token before anything else, then a turn, then the body. A
@@ -72,20 +74,54 @@ pub fn router(shared: Arc<Shared>, api_token: Option<String>) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` is cancelled, then finishes the requests in progress.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    shared: Arc<Shared>,
+/// The endpoint's socket, bound, with the API token read: ready to serve.
+pub(crate) struct Listener {
+    tcp: TcpListener,
+    /// `None`: the API is off.
     api_token: Option<String>,
-    shutdown: CancellationToken,
-) {
-    server::serve(listener, router(shared, api_token), shutdown).await;
+}
+
+impl Listener {
+    /// Binds `http.listen` and reads `http.api_token_file`.
+    pub async fn bind(http: &HttpConfig) -> anyhow::Result<Listener> {
+        let tcp = TcpListener::bind(http.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("http.listen {}: {e}", http.listen))?;
+        tracing::info!(listen = %tcp.local_addr()?, "HTTP endpoint listening");
+        let api_token = read_api_token(http.api_token_file.as_deref())?;
+        Ok(Listener::new(tcp, api_token))
+    }
+
+    /// A listener already bound, with the API on if `api_token` is given.
+    pub fn new(tcp: TcpListener, api_token: Option<String>) -> Listener {
+        Listener { tcp, api_token }
+    }
+}
+
+/// The API's bearer token; the API is off without one.
+fn read_api_token(path: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
+    let Some(path) = path else { return Ok(None) };
+    let token = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("http.api_token_file {}: {e}", path.display()))?;
+    let token = token.trim().to_owned();
+    anyhow::ensure!(
+        token.len() >= 16,
+        "http.api_token_file {}: the token must be at least 16 characters",
+        path.display()
+    );
+    Ok(Some(token))
+}
+
+/// Serves until `shutdown` is cancelled, then finishes the requests in progress.
+pub(crate) async fn serve(listener: Listener, status: Arc<Status>, shutdown: CancellationToken) {
+    let app = router(status, listener.api_token);
+    server::serve(listener.tcp, app, shutdown).await;
 }
 
 /// 200 while ticks run and the database answers; 503 otherwise.
 async fn healthz(State(state): State<AppState>) -> Response {
-    let engine = state.shared.engine();
-    let status = state.shared.status();
+    let engine = state.status.engine();
+    let status = state.status.report();
     let database = match engine.store.meta("schema").await {
         Ok(_) => "ok".to_owned(),
         Err(e) => format!("unreachable: {e:#}"),
@@ -111,8 +147,8 @@ async fn healthz(State(state): State<AppState>) -> Response {
 
 /// Prometheus text format.
 async fn metrics(State(state): State<AppState>) -> Response {
-    let engine = state.shared.engine();
-    let status = state.shared.status();
+    let engine = state.status.engine();
+    let status = state.status.report();
     let mut out = String::new();
     out.push_str("# HELP tickler_sends Send-log rows by cadence, channel and status.\n# TYPE tickler_sends gauge\n");
     match engine.store.send_counts().await {

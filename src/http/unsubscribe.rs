@@ -18,7 +18,7 @@ fn verify(state: &AppState, token: &Token) -> Option<(String, Channel)> {
     let Ok(Path(token)) = token else {
         return None;
     };
-    state.shared.engine().signer.as_ref()?.verify(token)
+    state.status.engine().signer.as_ref()?.verify(token)
 }
 
 fn not_found() -> Response {
@@ -40,7 +40,7 @@ pub async fn page(State(state): State<AppState>, token: Token) -> Response {
     let Some((_, channel)) = verify(&state, &token) else {
         return not_found();
     };
-    let business = escape(&state.shared.engine().config.business.name);
+    let business = escape(&state.status.engine().config.business.name);
     let what = match channel {
         Channel::Email => "emails",
         Channel::Postcard => "postcards",
@@ -58,7 +58,7 @@ pub async fn confirm(State(state): State<AppState>, token: Token) -> Response {
     let Some((contact, channel)) = verify(&state, &token) else {
         return not_found();
     };
-    let engine = state.shared.engine();
+    let engine = state.status.engine();
     match engine
         .store
         .set_opt_out(&contact, channel, true, jiff::Timestamp::now())

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
-use super::{Engine, Job, Summary};
+use super::{Engine, Job, Pass, Summary};
 use crate::channel::DeliveryError;
 use crate::compose::{Composed, Composer, Request};
 use crate::domain::{Channel, SendStatus};
@@ -56,11 +56,17 @@ type Recording = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 impl Deliveries {
     /// Starts delivering; `queue` sends may wait to start (the pass plans ahead by as
     /// many).
-    pub(super) fn start(engine: &Arc<Engine>, now: Timestamp, queue: usize) -> Deliveries {
+    pub(super) fn start(
+        engine: &Arc<Engine>,
+        pass: &Arc<Pass>,
+        now: Timestamp,
+        queue: usize,
+    ) -> Deliveries {
         let (sender, receiver) = mpsc::channel(queue.max(1));
+        let dispatcher = dispatch(engine.clone(), pass.clone(), receiver, now);
         Deliveries {
             queue: sender,
-            dispatcher: tokio::spawn(dispatch(engine.clone(), receiver, now)),
+            dispatcher: pass.tasks.spawn(dispatcher),
         }
     }
 
@@ -90,6 +96,7 @@ impl Deliveries {
 /// claimed) for the pass to release.
 async fn dispatch(
     engine: Arc<Engine>,
+    pass: Arc<Pass>,
     mut queue: mpsc::Receiver<Job>,
     now: Timestamp,
 ) -> anyhow::Result<Tally> {
@@ -125,9 +132,11 @@ async fn dispatch(
         let room = running.len() < limit && unrecorded < RECORD_BATCH;
         tokio::select! {
             job = queue.recv(), if open && room => match job {
-                Some(job) if !engine.is_stopping() => {
-                    let engine = engine.clone();
-                    running.spawn(async move { engine.deliver(job, now).await });
+                Some(job) if !pass.is_stopping() => {
+                    let (engine, send_pass) = (engine.clone(), pass.clone());
+                    running.spawn(pass.tasks.track_future(async move {
+                        engine.deliver(&send_pass, job, now).await
+                    }));
                 }
                 Some(_) => {}
                 None => open = false,
@@ -162,12 +171,12 @@ async fn dispatch(
 }
 
 impl Engine {
-    async fn deliver(&self, job: Job, now: Timestamp) -> Outcome {
+    async fn deliver(&self, pass: &Pass, job: Job, now: Timestamp) -> Outcome {
         let row = &job.row;
         let email = row.channel == Channel::Email;
-        let result = match self.pause_reason() {
+        let result = match pass.pause_reason() {
             // A pause is about the SMTP server; postcards go on.
-            Some(reason) if email => Err(DeliveryError::Paused(reason)),
+            Some(reason) if email => Err(DeliveryError::Paused(reason.to_owned())),
             _ => {
                 if email && let Some(limiter) = &self.limiter {
                     limiter.until_ready().await;
@@ -181,11 +190,8 @@ impl Engine {
         let paused = matches!(result, Err(DeliveryError::Paused(_)));
         let (status, reason, reply, next_attempt_at) = match result {
             Err(DeliveryError::Paused(reason)) => {
-                if let Ok(mut paused) = self.paused.lock()
-                    && paused.is_none()
-                {
+                if pass.pause(reason.clone()) {
                     tracing::error!(reason = %crate::telemetry::redact(&reason), "sending paused: fix the SMTP settings; sends are kept and retried");
-                    *paused = Some(reason.clone());
                 }
                 let next = now + SignedDuration::from_mins(5);
                 if next.as_second() > give_up {

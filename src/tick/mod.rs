@@ -4,10 +4,10 @@
 //! outcomes after, both in batches; the log's unique key makes overlapping ticks safe.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
+use tokio_util::sync::CancellationToken;
 
 use crate::agenda::{Decision, agenda};
 use crate::channel::EmailTransport;
@@ -17,9 +17,12 @@ use crate::domain::{SendKey, SendStatus};
 use crate::render::Templates;
 use crate::store::{History, NewSend, Outcome, SendRow, Store};
 mod deliver;
+mod pass;
 
 use deliver::Deliveries;
 pub use deliver::RECORD_BATCH;
+use pass::Pass;
+pub use pass::Summary;
 
 use crate::sync;
 use crate::unsubscribe::{self, Signer};
@@ -33,28 +36,6 @@ const LEASE: SignedDuration = SignedDuration::from_mins(10);
 /// How far ahead the planner looks for a contact's next due time.
 const HORIZON: SignedDuration = SignedDuration::from_hours(24 * 400);
 
-/// The counts `tick` prints.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Summary {
-    pub sent: usize,
-    pub failed: usize,
-    pub retrying: usize,
-    pub skipped: usize,
-    pub deferred: usize,
-    /// Why sending stopped as a whole in this pass (bad credentials, TLS failure).
-    pub paused: Option<String>,
-}
-
-impl fmt::Display for Summary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "sent={} failed={} retrying={} skipped={} deferred={}",
-            self.sent, self.failed, self.retrying, self.skipped, self.deferred
-        )
-    }
-}
-
 /// Rows to add to the send log, and each contact's next due time.
 type Evaluation = (Vec<NewSend>, Vec<(String, Option<Timestamp>)>);
 
@@ -64,24 +45,21 @@ pub(crate) struct Job {
     history: Arc<History>,
 }
 
-/// The pipeline with its parts; cheap to share between the daemon's ticks.
+/// The pipeline's parts, fixed for the engine's life; cheap to share between the
+/// daemon's ticks.
 pub struct Engine {
     pub config: Arc<Config>,
-    pub templates: Arc<Templates>,
+    pub(crate) templates: Arc<Templates>,
     pub store: Arc<dyn Store>,
-    pub transport: Arc<dyn EmailTransport>,
+    pub(crate) transport: Arc<dyn EmailTransport>,
     /// Where postcards go: the day's batch under `postcards.dir`.
-    pub postcards: PostcardOutbox,
+    pub(crate) postcards: PostcardOutbox,
     /// Names this process in leases: `HOST:PID:RANDOM`.
-    pub owner: String,
+    pub(crate) owner: String,
     /// Signs unsubscribe links, when the HTTP endpoint is configured.
-    pub signer: Option<Signer>,
+    pub(crate) signer: Option<Signer>,
     /// `email.rate_limit`.
     limiter: Option<DefaultDirectRateLimiter>,
-    /// Set when a setup failure stops sending for the rest of a pass.
-    paused: std::sync::Mutex<Option<String>>,
-    /// Set on SIGTERM: take no new work, finish what is in flight, release the rest.
-    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -112,8 +90,6 @@ impl Engine {
             owner,
             signer: None,
             limiter,
-            paused: std::sync::Mutex::new(None),
-            stopping: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -132,23 +108,9 @@ impl Engine {
     }
 
     /// Signs unsubscribe links with `signer`.
-    pub fn with_signer(mut self, signer: Option<Signer>) -> Engine {
+    fn with_signer(mut self, signer: Option<Signer>) -> Engine {
         self.signer = signer;
         self
-    }
-
-    /// Asks the pass in progress to stop taking new work.
-    pub fn stop(&self) {
-        self.stopping
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    fn is_stopping(&self) -> bool {
-        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    fn pause_reason(&self) -> Option<String> {
-        self.paused.lock().map(|p| p.clone()).unwrap_or(None)
     }
 
     /// Sends claimed by processes of this host that no longer exist (killed, crashed)
@@ -172,10 +134,33 @@ impl Engine {
         Ok(())
     }
 
-    /// One full pass at `now`. With `dry_run`, nothing is synced, written or sent; the
-    /// summary counts what would happen.
-    pub async fn tick(self: &Arc<Self>, now: Timestamp, dry_run: bool) -> anyhow::Result<Summary> {
-        let result = self.pass(now, dry_run).await;
+    /// One full pass at `now`. Once `stop` is cancelled the pass takes no new work,
+    /// finishes what is in flight and releases the rest of its claims.
+    pub async fn tick(
+        self: &Arc<Self>,
+        now: Timestamp,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Summary> {
+        self.run_pass(now, false, stop.clone()).await
+    }
+
+    /// What a pass at `now` would do: nothing is synced, written or sent; the summary
+    /// counts what would happen.
+    pub async fn dry_run(self: &Arc<Self>, now: Timestamp) -> anyhow::Result<Summary> {
+        self.run_pass(now, true, CancellationToken::new()).await
+    }
+
+    async fn run_pass(
+        self: &Arc<Self>,
+        now: Timestamp,
+        dry_run: bool,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Summary> {
+        let pass = Arc::new(Pass::new(stop));
+        let result = self.sync_claim_deliver(&pass, now, dry_run).await;
+        // Every delivery task has ended before the claims are given back.
+        pass.tasks.close();
+        pass.tasks.wait().await;
         // Connections to the SMTP server are not kept between passes.
         self.transport.close_idle().await;
         if result.is_err() && !dry_run {
@@ -189,10 +174,13 @@ impl Engine {
         result
     }
 
-    async fn pass(self: &Arc<Self>, now: Timestamp, dry_run: bool) -> anyhow::Result<Summary> {
-        if let Ok(mut paused) = self.paused.lock() {
-            *paused = None;
-        }
+    /// The steps of a pass: sync, claim and deliver what is due, record the outcomes.
+    async fn sync_claim_deliver(
+        self: &Arc<Self>,
+        pass: &Arc<Pass>,
+        now: Timestamp,
+        dry_run: bool,
+    ) -> anyhow::Result<Summary> {
         if !dry_run {
             self.sync_files(now).await;
             self.notice_cadence_changes().await?;
@@ -200,32 +188,35 @@ impl Engine {
             self.postcards.repair(now).await;
         }
         let mut summary = Summary::default();
-        // Delivery runs beside the planning, which claims at most a page ahead of it.
-        let deliveries = Deliveries::start(self, now, PAGE as usize);
-        let planned = self.plan(now, dry_run, &deliveries, &mut summary).await;
+        // Delivery runs beside the claiming, which stays at most a page ahead of it.
+        let deliveries = Deliveries::start(self, pass, now, PAGE as usize);
+        let claimed = self
+            .claim_and_deliver(pass, now, dry_run, &deliveries, &mut summary)
+            .await;
         // Even after an error, what was handed over is delivered and recorded before
         // the pass gives its remaining claims back.
         let delivered = deliveries.finish(&mut summary).await;
-        planned?;
+        claimed?;
         delivered?;
-        if self.is_stopping() && !dry_run {
+        if pass.is_stopping() && !dry_run {
             self.store.release_leases_of(&self.owner).await?;
         }
-        summary.paused = self.pause_reason();
+        summary.paused = pass.pause_reason().map(str::to_owned);
         Ok(summary)
     }
 
     /// Pages through the due contacts, records what the planner decides, and hands the
     /// claimed sends to `deliveries`; then the same for retries.
-    async fn plan(
+    async fn claim_and_deliver(
         &self,
+        state: &Pass,
         now: Timestamp,
         dry_run: bool,
         deliveries: &Deliveries,
         summary: &mut Summary,
     ) -> anyhow::Result<()> {
         let mut pass = self.store.begin_pass();
-        while !self.is_stopping() {
+        while !state.is_stopping() {
             // Pages in (due time, id) order: a contact handled in this pass is not met
             // again in it.
             let ids = self.store.next_due(&mut pass, now, PAGE).await?;
@@ -274,12 +265,13 @@ impl Engine {
                     }
                 }
             }
-            if self.pause_reason().is_some() {
+            if state.pause_reason().is_some() {
                 break;
             }
         }
-        if self.pause_reason().is_none() && !self.is_stopping() {
-            self.retry_due(now, dry_run, deliveries, summary).await?;
+        if state.pause_reason().is_none() && !state.is_stopping() {
+            self.retry_due(state, now, dry_run, deliveries, summary)
+                .await?;
         }
         Ok(())
     }
@@ -335,6 +327,7 @@ impl Engine {
     /// process died): claimed again and delivered with the same Message-ID.
     async fn retry_due(
         &self,
+        pass: &Pass,
         now: Timestamp,
         dry_run: bool,
         deliveries: &Deliveries,
@@ -386,7 +379,7 @@ impl Engine {
                     return Ok(());
                 }
             }
-            if self.pause_reason().is_some() || self.is_stopping() {
+            if pass.pause_reason().is_some() || pass.is_stopping() {
                 return Ok(());
             }
         }

@@ -16,6 +16,7 @@ use tickler::domain::SendStatus;
 use tickler::render::Templates;
 use tickler::store::{SendFilter, SendRow};
 use tickler::tick::{Engine, Summary};
+use tokio_util::sync::CancellationToken;
 
 /// Records each message's Message-ID.
 #[derive(Default)]
@@ -81,7 +82,7 @@ impl Sim {
 
     fn tick(&self, now: Timestamp) -> Summary {
         self.rt
-            .block_on(self.engine.tick(now, false))
+            .block_on(self.engine.tick(now, &CancellationToken::new()))
             .expect("tick")
     }
 
