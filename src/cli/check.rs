@@ -3,11 +3,11 @@
 
 use std::path::Path;
 
-use super::{Failure, Outcome, load_config, load_templates};
+use super::{CommandResult, Failure, load_config, load_templates};
 use crate::compose::check_cadence;
 use crate::config::{Config, Document, PasswordSource, Transport};
 
-pub fn run(path: &Path) -> Outcome {
+pub fn run(path: &Path) -> CommandResult {
     let config = load_config(path)?;
     let templates = load_templates(&config)?;
     let mut errors = Vec::new();

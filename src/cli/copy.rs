@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use super::{Failure, Outcome, load_config};
+use super::{CommandResult, Failure, load_config};
 
-pub async fn run(path: &Path, to: &str) -> Outcome {
+pub async fn run(path: &Path, to: &str) -> CommandResult {
     let config = load_config(path)?;
     let from = &config.database_url;
     if !from.starts_with("sqlite:") {

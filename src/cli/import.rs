@@ -3,10 +3,10 @@
 use std::io::Read;
 use std::path::Path;
 
-use super::{Failure, ImportKind, Outcome, load_config, open_store};
+use super::{CommandResult, Failure, ImportKind, load_config, open_store};
 use crate::sync::{self, Kind};
 
-pub async fn run(config_path: &Path, what: ImportKind, file: &Path) -> Outcome {
+pub async fn run(config_path: &Path, what: ImportKind, file: &Path) -> CommandResult {
     let config = load_config(config_path)?;
     let (label, input): (String, Box<dyn Read + Send>) = if file == Path::new("-") {
         ("<stdin>".into(), Box::new(std::io::stdin()))

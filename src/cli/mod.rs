@@ -183,7 +183,7 @@ impl From<crate::store::StoreError> for Failure {
     }
 }
 
-pub type Outcome = Result<(), Failure>;
+pub type CommandResult = Result<(), Failure>;
 
 /// Prints a line to standard output, like `println!`, inside a function that returns
 /// `Result<_, Failure>`: a reader that went away ends the command quietly.
@@ -224,7 +224,7 @@ pub fn error_line(text: &str) -> String {
 }
 
 /// Runs the parsed command line.
-pub async fn execute(cli: Cli) -> Outcome {
+pub async fn execute(cli: Cli) -> CommandResult {
     let path = cli.config.clone().unwrap_or_else(Config::default_path);
     match cli.command {
         Command::Check => check::run(&path),

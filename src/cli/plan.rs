@@ -6,7 +6,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use super::{
-    Failure, Format, Outcome, load_config, open_store, parse_now, print_records, print_table,
+    CommandResult, Failure, Format, load_config, open_store, parse_now, print_records, print_table,
 };
 use crate::agenda::{Planned, forecast};
 use crate::config::Config;
@@ -30,7 +30,7 @@ pub async fn run(
     now: Option<&str>,
     format: Format,
     cadences: Option<&Path>,
-) -> Outcome {
+) -> CommandResult {
     let mut config = load_config(path)?;
     if let Some(file) = cadences {
         // Try a cadence file against the real contacts before it goes live.

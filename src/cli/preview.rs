@@ -4,7 +4,7 @@ use std::path::Path;
 
 use jiff::SignedDuration;
 
-use super::{Failure, Outcome, load_config, load_templates, open_store, parse_now};
+use super::{CommandResult, Failure, load_config, load_templates, open_store, parse_now};
 use crate::channel::postcard::{self, Card};
 use crate::compose::{ComposeError, Composed, Composer, Request};
 use crate::domain::SendKey;
@@ -17,7 +17,7 @@ pub async fn run(
     contact_id: &str,
     now: Option<&str>,
     out: Option<&Path>,
-) -> Outcome {
+) -> CommandResult {
     let config = load_config(path)?;
     let now = parse_now(now, &config.business.zone)?;
     let cadence = config.cadence(cadence_id).ok_or_else(|| {
@@ -106,7 +106,7 @@ pub async fn run(
 }
 
 /// A postcard preview: the PDF under `out`, else the card's text.
-fn write_card(card: &Card, out: Option<&Path>) -> Outcome {
+fn write_card(card: &Card, out: Option<&Path>) -> CommandResult {
     let pdf = postcard::pdf::render(std::slice::from_ref(card))
         .map_err(|m| Failure::Errors(vec![format!("cadence `{}`: {m}", card.cadence)]))?;
     let Some(dir) = out else {

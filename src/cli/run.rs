@@ -7,12 +7,12 @@ use std::sync::Arc;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use super::{Failure, Outcome, load_config, load_templates};
+use super::{CommandResult, Failure, load_config, load_templates};
 use crate::daemon::{self, Daemon};
 use crate::http;
 use crate::tick::Engine;
 
-pub async fn run(path: &Path) -> Outcome {
+pub async fn run(path: &Path) -> CommandResult {
     let config = load_config(path)?;
     let templates = load_templates(&config)?;
     let http = config.http.clone();

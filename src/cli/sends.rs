@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::{
-    Failure, Format, Outcome, load_config, open_store, parse_ts, print_records, print_table,
+    CommandResult, Failure, Format, load_config, open_store, parse_ts, print_records, print_table,
 };
 use crate::domain::SendStatus;
 use crate::store::{SendFilter, SendRow};
@@ -53,7 +53,7 @@ pub struct Filter {
     pub limit: Option<u32>,
 }
 
-pub async fn run(path: &Path, filter: Filter, format: Format) -> Outcome {
+pub async fn run(path: &Path, filter: Filter, format: Format) -> CommandResult {
     let config = load_config(path)?;
     let zone = &config.business.zone;
     let when = |name: &str, text: Option<String>| -> Result<Option<jiff::Timestamp>, Failure> {

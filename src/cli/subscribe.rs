@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
-use super::{ChannelArg, Failure, Outcome, load_config, open_store};
+use super::{ChannelArg, CommandResult, Failure, load_config, open_store};
 use crate::domain::Channel;
 
-pub async fn run(path: &Path, contact: &str, channel: ChannelArg, opt_out: bool) -> Outcome {
+pub async fn run(path: &Path, contact: &str, channel: ChannelArg, opt_out: bool) -> CommandResult {
     let config = load_config(path)?;
     let store = open_store(&config).await?;
     let channels: &[Channel] = match channel {

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Failure, Outcome, load_config, load_templates, parse_now};
+use super::{CommandResult, Failure, load_config, load_templates, parse_now};
 use crate::tick::Engine;
 
-pub async fn run(path: &Path, now: Option<&str>, dry_run: bool) -> Outcome {
+pub async fn run(path: &Path, now: Option<&str>, dry_run: bool) -> CommandResult {
     let config = load_config(path)?;
     let now = parse_now(now, &config.business.zone)?;
     let templates = load_templates(&config)?;
