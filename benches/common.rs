@@ -6,8 +6,8 @@ use std::path::Path;
 
 use jiff::{SignedDuration, Timestamp};
 use tickler::config::Config;
-use tickler::domain::{Contact, EmailAddress, Event, MonthDay};
-use tickler::store::History;
+use tickler::domain::History;
+use tickler::domain::{Contact, EmailAddress, Event, MonthDay, PostalAddress};
 
 /// The instant the benches plan at: a Wednesday afternoon inside the send window.
 pub fn now() -> Timestamp {
@@ -32,12 +32,14 @@ pub fn history(n: u64, due: bool) -> History {
         first_name: "Maria".into(),
         last_name: "Alvarez".into(),
         email: EmailAddress::parse(&format!("c{n:07}@example.com")).ok(),
-        address_line1: "48 Delaware Ave".into(),
-        address_line2: String::new(),
-        city: "Albany".into(),
-        region: "NY".into(),
-        postal_code: "12209".into(),
-        country: "US".into(),
+        address: PostalAddress {
+            line1: "48 Delaware Ave".into(),
+            line2: String::new(),
+            city: "Albany".into(),
+            region: "NY".into(),
+            postal_code: "12209".into(),
+            country: "US".into(),
+        },
         birthday: MonthDay::parse("1981-11-24").ok(),
         timezone: None,
         tags: vec!["customer".into()],

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::config::{Config, FrequencyCap};
+use crate::domain::History;
 use crate::domain::{Cadence, Channel, Contact, Trigger};
 use crate::plan::{self, Due, Frame};
-use crate::store::History;
 
 /// What happens to one occurrence.
 #[derive(Clone, Debug, PartialEq)]

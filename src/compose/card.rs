@@ -3,7 +3,7 @@
 
 use crate::channel::postcard::Card;
 use crate::config::Config;
-use crate::domain::{Cadence, Contact, PostalAddress};
+use crate::domain::{Cadence, Contact};
 use crate::render::RenderedCard;
 
 /// The card that `contact` gets from `cadence`, with its rendered text.
@@ -23,14 +23,7 @@ pub(crate) fn card(
         contact: contact.id.clone(),
         cadence: cadence.id.clone(),
         name: contact.full_name(),
-        address: PostalAddress {
-            line1: contact.address_line1.clone(),
-            line2: contact.address_line2.clone(),
-            city: contact.city.clone(),
-            region: contact.region.clone(),
-            postal_code: contact.postal_code.clone(),
-            country: contact.country.clone(),
-        },
+        address: contact.address.clone(),
         home_country: home,
         business: business.name.clone(),
         return_address,

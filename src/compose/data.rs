@@ -26,8 +26,8 @@ impl MessageData<'_> {
             "contact": {
                 "id": c.id, "first_name": c.first_name, "last_name": c.last_name,
                 "email": c.email.as_ref().map(|e| e.as_str()).unwrap_or_default(),
-                "address_line1": c.address_line1, "address_line2": c.address_line2,
-                "city": c.city, "region": c.region, "postal_code": c.postal_code, "country": c.country,
+                "address_line1": c.address.line1, "address_line2": c.address.line2,
+                "city": c.address.city, "region": c.address.region, "postal_code": c.address.postal_code, "country": c.address.country,
                 "birthday": c.birthday.map(|b| b.to_string()).unwrap_or_default(),
                 "timezone": c.timezone.clone().unwrap_or_default(),
                 "tags": c.tags,

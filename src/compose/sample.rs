@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::data::MessageData;
 use crate::config::Config;
-use crate::domain::{Cadence, Contact, Event};
+use crate::domain::{Cadence, Contact, Event, PostalAddress};
 use crate::render::{RenderFailure, RenderReason};
 
 /// The unsubscribe link `check` renders with.
@@ -44,12 +44,14 @@ pub(super) fn sample_contact(cadence: &Cadence) -> Contact {
         first_name: "Sam".into(),
         last_name: "Sample".into(),
         email: crate::domain::EmailAddress::parse("sam.sample@example.com").ok(),
-        address_line1: "1 Sample St".into(),
-        address_line2: String::new(),
-        city: "Albany".into(),
-        region: "NY".into(),
-        postal_code: "12207".into(),
-        country: "US".into(),
+        address: PostalAddress {
+            line1: "1 Sample St".into(),
+            line2: String::new(),
+            city: "Albany".into(),
+            region: "NY".into(),
+            postal_code: "12207".into(),
+            country: "US".into(),
+        },
         birthday: crate::domain::MonthDay::parse("1980-06-15").ok(),
         timezone: None,
         tags: cadence.tags.clone(),

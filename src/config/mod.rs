@@ -13,8 +13,7 @@ use std::path::{Path, PathBuf};
 
 use jiff::tz::TimeZone;
 
-pub use crate::domain::PostalAddress;
-use crate::domain::{Cadence, EmailAddress, Opening, Period};
+use crate::domain::{Cadence, EmailAddress, Opening, Period, PostalAddress};
 use raw::RawConfig;
 use sections::{Base, Validator, database_url, email, schedule};
 pub use yaml::{Diagnostic, Document, Location};

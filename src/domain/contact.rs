@@ -11,6 +11,8 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
+use super::PostalAddress;
+
 /// An email address that lettre accepts as a mailbox, with no control characters.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -120,12 +122,7 @@ pub struct Contact {
     pub first_name: String,
     pub last_name: String,
     pub email: Option<EmailAddress>,
-    pub address_line1: String,
-    pub address_line2: String,
-    pub city: String,
-    pub region: String,
-    pub postal_code: String,
-    pub country: String,
+    pub address: PostalAddress,
     pub birthday: Option<MonthDay>,
     /// IANA name; `None` means the business's zone.
     pub timezone: Option<String>,
@@ -157,9 +154,9 @@ impl Contact {
     }
 
     pub fn has_postal_address(&self) -> bool {
-        !self.address_line1.trim().is_empty()
-            && !self.city.trim().is_empty()
-            && !self.postal_code.trim().is_empty()
+        !self.address.line1.trim().is_empty()
+            && !self.address.city.trim().is_empty()
+            && !self.address.postal_code.trim().is_empty()
     }
 }
 

@@ -209,7 +209,7 @@ fn newer_cancelling_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Channel, Days, Opening, Window};
+    use crate::domain::{Channel, Days, Opening, PostalAddress, Window};
     use std::collections::BTreeMap;
 
     fn ts(s: &str) -> Timestamp {
@@ -233,12 +233,14 @@ mod tests {
             first_name: "Ana".into(),
             last_name: "Lima".into(),
             email: crate::domain::EmailAddress::parse("ana@example.com").ok(),
-            address_line1: String::new(),
-            address_line2: String::new(),
-            city: String::new(),
-            region: String::new(),
-            postal_code: String::new(),
-            country: String::new(),
+            address: PostalAddress {
+                line1: String::new(),
+                line2: String::new(),
+                city: String::new(),
+                region: String::new(),
+                postal_code: String::new(),
+                country: String::new(),
+            },
             birthday: None,
             timezone: None,
             tags: vec!["customer".into()],

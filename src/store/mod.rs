@@ -36,7 +36,7 @@ pub use error::StoreError;
 pub(crate) use error::ts;
 pub use log::{NewSend, Outcome, SendFilter, SendLog, SendRow};
 use postgres::PostgresStore;
-pub use queue::{DueQueue, History, NextDue, PassToken};
+pub use queue::{DueQueue, NextDue, PassToken};
 use sqlite::SqliteStore;
 
 /// Writes contacts and events, and reads what an import needs to know of them.

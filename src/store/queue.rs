@@ -13,18 +13,7 @@ use super::sql::{
     Bind, CONTACT_COLUMNS, EVENT_COLUMNS, Sql, contact_from_row, due_from_row, event_from_row,
     in_list, rows, status, time,
 };
-use crate::domain::{Contact, Event, SendStatus};
-
-/// A contact with everything the planner needs to know about it.
-#[derive(Clone, Debug)]
-pub struct History {
-    pub contact: Contact,
-    pub events: Vec<Event>,
-    /// (cadence, occurrence) of every send-log row of the contact.
-    pub logged: HashSet<(String, String)>,
-    /// (cadence, when) of each send sent or being sent, for the frequency cap.
-    pub delivered: Vec<(String, Timestamp)>,
-}
+use crate::domain::{Contact, Event, History, SendStatus};
 
 /// A contact and when a pass should look at it again (`None`: never).
 pub type NextDue = (String, Option<Timestamp>);

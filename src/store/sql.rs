@@ -9,7 +9,7 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::queue::DuePosition;
 use super::{SendRow, StoreError, ts};
-use crate::domain::{Channel, Contact, EmailAddress, Event, MonthDay, SendStatus};
+use crate::domain::{Channel, Contact, EmailAddress, Event, MonthDay, PostalAddress, SendStatus};
 
 pub(crate) type SqlResult<T> = Result<T, sqlx::Error>;
 
@@ -183,12 +183,14 @@ pub(crate) fn contact_from_row<DB: Sql>(row: &DB::Row) -> Result<Contact, StoreE
         first_name: owned::<DB>(row, "first_name")?,
         last_name: owned::<DB>(row, "last_name")?,
         email: DB::opt_text(row, "email")?.and_then(|e| EmailAddress::parse(e).ok()),
-        address_line1: owned::<DB>(row, "address_line1")?,
-        address_line2: owned::<DB>(row, "address_line2")?,
-        city: owned::<DB>(row, "city")?,
-        region: owned::<DB>(row, "region")?,
-        postal_code: owned::<DB>(row, "postal_code")?,
-        country: owned::<DB>(row, "country")?,
+        address: PostalAddress {
+            line1: owned::<DB>(row, "address_line1")?,
+            line2: owned::<DB>(row, "address_line2")?,
+            city: owned::<DB>(row, "city")?,
+            region: owned::<DB>(row, "region")?,
+            postal_code: owned::<DB>(row, "postal_code")?,
+            country: owned::<DB>(row, "country")?,
+        },
         birthday: DB::opt_text(row, "birthday")?.and_then(|b| MonthDay::parse(b).ok()),
         timezone: opt_owned::<DB>(row, "timezone")?,
         tags: tags

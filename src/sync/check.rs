@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use jiff::tz::TimeZone;
 
 use crate::domain::contact::{parse_instant, parse_zone};
-use crate::domain::{Contact, EmailAddress, Event, MonthDay};
+use crate::domain::{Contact, EmailAddress, Event, MonthDay, PostalAddress};
 use crate::store::{ContactUpsert, EventUpsert};
 
 /// The contacts CSV columns tickler knows; any other column is a custom field.
@@ -162,12 +162,14 @@ pub fn contact_from_record(record: &impl Fields) -> Result<ContactUpsert, String
             first_name: text("first_name"),
             last_name: text("last_name"),
             email,
-            address_line1: text("address_line1"),
-            address_line2: text("address_line2"),
-            city: text("city"),
-            region: text("region"),
-            postal_code: text("postal_code"),
-            country: text("country"),
+            address: PostalAddress {
+                line1: text("address_line1"),
+                line2: text("address_line2"),
+                city: text("city"),
+                region: text("region"),
+                postal_code: text("postal_code"),
+                country: text("country"),
+            },
             birthday,
             timezone,
             tags,

@@ -13,9 +13,10 @@ use crate::agenda::{Decision, agenda};
 use crate::channel::EmailTransport;
 use crate::channel::postcard::PostcardOutbox;
 use crate::config::Config;
+use crate::domain::History;
 use crate::domain::{SendKey, SendStatus};
 use crate::render::Templates;
-use crate::store::{History, NewSend, Outcome, SendRow, Store};
+use crate::store::{NewSend, Outcome, SendRow, Store};
 mod deliver;
 mod pass;
 

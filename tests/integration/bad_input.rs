@@ -18,7 +18,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use tickler::store::History;
+use tickler::domain::History;
 
 use crate::helpers::{Run, Workspace, copy_dir, tickler_in};
 
