@@ -74,16 +74,6 @@ impl KeyTable {
         Some(value_at(&self.blocks, at, len))
     }
 
-    /// Changes the value of the key made of `parts`, if it is there.
-    pub fn update(&mut self, parts: &[&str], change: impl FnOnce(u32) -> u32) {
-        if let Some((at, len)) = self.find(parts) {
-            let value = change(value_at(&self.blocks, at, len));
-            let block = &mut self.blocks[(at >> BLOCK_BITS) as usize];
-            let start = (at & (BLOCK as u32 - 1)) as usize + len;
-            block[start..start + VALUE].copy_from_slice(&value.to_le_bytes());
-        }
-    }
-
     /// Where the key made of `parts` starts, and its length with the closing byte.
     fn find(&mut self, parts: &[&str]) -> Option<(u32, usize)> {
         let key = self.join(parts);
@@ -112,12 +102,9 @@ impl KeyTable {
         key
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.table.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
     }
 
     fn store(&mut self, key: &[u8], value: u32) -> Result<u32, String> {
@@ -189,19 +176,5 @@ mod tests {
         assert_eq!(keys.insert(&["K-99999"], 1), Ok(Some(100_009)));
         assert_eq!(keys.insert(&["C-1E-1"], 7), Ok(Some(4)));
         assert_eq!(keys.len(), 100_003);
-    }
-
-    #[test]
-    fn values_can_be_changed_in_place() {
-        let mut keys = KeyTable::default();
-        keys.insert(&["C-1"], 1).unwrap();
-        keys.insert(&["C-12"], 0xFFFF_FFFF).unwrap();
-        keys.update(&["C-1"], |v| v | 0x8000);
-        keys.update(&["C-3"], |_| 7);
-        assert_eq!(keys.get(&["C-1"]), Some(0x8001));
-        assert_eq!(keys.get(&["C-12"]), Some(0xFFFF_FFFF));
-        assert_eq!(keys.get(&["C-2"]), None);
-        assert_eq!(keys.get(&["C-3"]), None);
-        assert_eq!(keys.get(&["C-1", ""]), None);
     }
 }
