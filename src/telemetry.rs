@@ -5,9 +5,15 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::LogFormat;
-
 /// Installs the global subscriber. `verbosity` is -v count minus -q count.
+/// How log lines are written: `--log-format`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+    Journald,
+}
+
 pub fn init(format: Option<LogFormat>, verbosity: i8) {
     let level = match verbosity {
         i8::MIN..=-2 => "error",

@@ -36,7 +36,7 @@ pub struct Cli {
     pub config: Option<PathBuf>,
     /// Log format [default: journald under systemd, else text]
     #[arg(long, global = true, value_enum)]
-    pub log_format: Option<LogFormat>,
+    pub log_format: Option<crate::telemetry::LogFormat>,
     /// More log output (-v, -vv).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -45,13 +45,6 @@ pub struct Cli {
     pub quiet: u8,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-    Journald,
 }
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]

@@ -10,8 +10,8 @@ use sqlx::QueryBuilder;
 use super::StoreError;
 use super::backend::{BATCH, Backend};
 use super::sql::{
-    Bind, CONTACT_COLUMNS, EVENT_COLUMNS, Sql, contact_from_row, due_from_row, event_from_row,
-    in_list, rows, status, time,
+    Bind, CONTACT_COLUMNS, EVENT_COLUMNS, Sql, contact_from_row, event_from_row, in_list, owned,
+    rows, status, time,
 };
 use crate::domain::{Contact, Event, History, SendStatus};
 
@@ -258,4 +258,12 @@ impl<'a> Gathering<'a> {
     pub(crate) fn finish(self) -> impl Iterator<Item = History> {
         self.found.into_iter().flatten()
     }
+}
+
+/// A row of `next_due_at, id`.
+fn due_from_row<DB: Sql>(row: &DB::Row) -> Result<DuePosition, StoreError> {
+    Ok(DuePosition {
+        next_due_at: DB::int(row, "next_due_at")?,
+        id: owned::<DB>(row, "id")?,
+    })
 }

@@ -7,7 +7,6 @@ use jiff::Timestamp;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, QueryBuilder, Type};
 use tokio::sync::OwnedMutexGuard;
 
-use super::queue::DuePosition;
 use super::{SendRow, StoreError, ts};
 use crate::domain::{Channel, Contact, EmailAddress, Event, MonthDay, PostalAddress, SendStatus};
 
@@ -147,7 +146,7 @@ pub(crate) const EVENT_COLUMNS: &str = "contact_id, id, kind, at, fields, armed_
 pub(crate) const SEND_COLUMNS: &str = "id, contact_id, cadence, occurrence, channel, status, reason, event_id, due_at, \
      attempts, next_attempt_at, message_id, reply, created_at, updated_at";
 
-fn owned<DB: Sql>(row: &DB::Row, column: &str) -> SqlResult<String> {
+pub(crate) fn owned<DB: Sql>(row: &DB::Row, column: &str) -> SqlResult<String> {
     DB::text(row, column).map(str::to_owned)
 }
 
@@ -243,12 +242,4 @@ pub(crate) fn rows<DB: Sql, T>(
     from_row: fn(&DB::Row) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
     rows.iter().map(from_row).collect()
-}
-
-/// A row of `next_due_at, id`.
-pub(crate) fn due_from_row<DB: Sql>(row: &DB::Row) -> Result<DuePosition, StoreError> {
-    Ok(DuePosition {
-        next_due_at: DB::int(row, "next_due_at")?,
-        id: owned::<DB>(row, "id")?,
-    })
 }
