@@ -31,8 +31,8 @@ fuzz_target!(|data: &[u8]| {
                     &c.id,
                     &c.first_name,
                     &c.last_name,
-                    &c.city,
-                    &c.address_line1,
+                    &c.address.city,
+                    &c.address.line1,
                 ] {
                     assert!(clean(value), "control character accepted: {value:?}");
                 }

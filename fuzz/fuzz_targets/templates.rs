@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 use tickler::channel::email::{Envelope, build};
-use tickler::config::{Business, PostalAddress};
+use tickler::config::Business;
+use tickler::domain::PostalAddress;
 use tickler::domain::EmailAddress;
 use tickler::render::Templates;
 
