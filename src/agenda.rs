@@ -112,21 +112,20 @@ pub fn agenda<'a>(
             _ => due.due_at,
         };
         let deferred_from = (capped > due.due_at).then_some(due.due_at);
+        // Stale: past `max_lateness` now, or by the time its window next opens.
+        let late =
+            |at: Timestamp| at.as_second() - capped.as_second() > cadence.max_lateness.seconds();
         let decision = if capped > now {
             Decision::Later(capped)
-        } else if now.as_second() - capped.as_second() > cadence.max_lateness.seconds() {
+        } else if late(now) {
             Decision::Skip("stale".into())
         } else if let Some(reason) = &skip_reason {
             Decision::Skip(reason.clone())
         } else {
-            // A window that next opens too late to send on time will find it stale.
-            let late = |at: Timestamp| {
-                at.as_second() - capped.as_second() > cadence.max_lateness.seconds()
-            };
             match cadence.opening.next_open(now, &zone) {
-                open if open > now && late(open) => Decision::Skip("stale".into()),
-                open if open > now => Decision::Wait(open),
-                _ => Decision::Send,
+                open if open <= now => Decision::Send,
+                open if late(open) => Decision::Skip("stale".into()),
+                open => Decision::Wait(open),
             }
         };
         if skip_reason.is_none() && !cadence.transactional {
