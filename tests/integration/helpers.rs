@@ -251,9 +251,11 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-/// The date two days ago in New York: purchases then are due for a thank-you now.
+/// The date two days ago on the last calendar to reach today (UTC-12): a purchase that
+/// day, at the start of the day in any contact's zone, is due for a thank-you now. Taken
+/// in New York instead, contacts west of it had nothing due for hours after its midnight.
 pub fn two_days_ago() -> jiff::civil::Date {
-    let zone = jiff::tz::TimeZone::get("America/New_York").expect("zone");
+    let zone = jiff::tz::TimeZone::get("Etc/GMT+12").expect("zone");
     jiff::Zoned::now()
         .with_time_zone(zone)
         .date()
