@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 
+use super::StoreError;
 use crate::domain::Contact;
 
 /// A contact as a CSV row or an API call gives it: empty opt-out columns leave the
@@ -110,7 +111,7 @@ pub struct KnownContact {
 /// beside the writer that gave it, and sees the contacts as that writer does.
 pub trait ContactLookup: Send {
     /// Those of `ids` (distinct, in order) that exist, in that order.
-    fn find(&mut self, ids: &[&str]) -> anyhow::Result<Vec<(String, KnownContact)>>;
+    fn find(&mut self, ids: &[&str]) -> Result<Vec<(String, KnownContact)>, StoreError>;
 }
 
 /// Writes of contacts and events in one transaction: nothing is visible before
@@ -119,7 +120,11 @@ pub trait ContactLookup: Send {
 #[async_trait]
 pub trait BulkWriter: Send {
     /// Upserts contacts; returns how many rows changed.
-    async fn contacts(&mut self, rows: Vec<ContactUpsert>, now: Timestamp) -> anyhow::Result<u64>;
+    async fn contacts(
+        &mut self,
+        rows: Vec<ContactUpsert>,
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
     /// Upserts events, given in (contact, id) order; returns how many rows changed.
     /// `known` holds their contacts as this writer's lookup found them, in id order (or
     /// nothing, when they were not looked up).
@@ -128,14 +133,14 @@ pub trait BulkWriter: Send {
         events: Vec<EventUpsert>,
         known: Vec<(String, KnownContact)>,
         now: Timestamp,
-    ) -> anyhow::Result<u64>;
+    ) -> Result<u64, StoreError>;
     /// Says that `rows` event rows of an import will be looked up: a backend for which
     /// reading every contact then costs less than finding each may start reading now.
-    async fn expect_lookups(&mut self, rows: usize) -> anyhow::Result<()> {
+    async fn expect_lookups(&mut self, rows: usize) -> Result<(), StoreError> {
         let _ = rows;
         Ok(())
     }
     /// Where the contacts of this writer's events are found.
-    async fn lookup(&mut self) -> anyhow::Result<Box<dyn ContactLookup>>;
-    async fn commit(self: Box<Self>) -> anyhow::Result<()>;
+    async fn lookup(&mut self) -> Result<Box<dyn ContactLookup>, StoreError>;
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row, Transaction};
 
 use super::upsert_sql::{CONTACT_INSERT, EVENT_CONFLICT, EVENT_INSERT, SHAPES, contact_conflict};
-use super::{BulkWriter, ContactLookup, ContactUpsert, EventUpsert, KnownContact};
+use super::{BulkWriter, ContactLookup, ContactUpsert, EventUpsert, KnownContact, StoreError};
 use crate::domain::EmailAddress;
 
 /// Contacts per statement: 20 values a row, and PostgreSQL allows 65535.
@@ -23,7 +23,7 @@ pub(super) struct PostgresWriter {
 }
 
 impl PostgresWriter {
-    pub(super) async fn begin(pool: &PgPool) -> anyhow::Result<PostgresWriter> {
+    pub(super) async fn begin(pool: &PgPool) -> Result<PostgresWriter, StoreError> {
         Ok(PostgresWriter {
             tx: pool.begin().await?,
             pool: pool.clone(),
@@ -33,7 +33,11 @@ impl PostgresWriter {
 
 #[async_trait]
 impl BulkWriter for PostgresWriter {
-    async fn contacts(&mut self, rows: Vec<ContactUpsert>, now: Timestamp) -> anyhow::Result<u64> {
+    async fn contacts(
+        &mut self,
+        rows: Vec<ContactUpsert>,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
         let mut changed = 0;
         for run in runs(&rows, CONTACT_ROWS, |c| c.contact.id.as_str()) {
             for shape in SHAPES {
@@ -57,7 +61,7 @@ impl BulkWriter for PostgresWriter {
         events: Vec<EventUpsert>,
         _known: Vec<(String, KnownContact)>,
         now: Timestamp,
-    ) -> anyhow::Result<u64> {
+    ) -> Result<u64, StoreError> {
         let mut changed = 0;
         let mut touched: Vec<String> = Vec::new();
         for run in runs(&events, EVENT_ROWS, |e| {
@@ -89,14 +93,14 @@ impl BulkWriter for PostgresWriter {
         Ok(changed)
     }
 
-    async fn lookup(&mut self) -> anyhow::Result<Box<dyn ContactLookup>> {
+    async fn lookup(&mut self) -> Result<Box<dyn ContactLookup>, StoreError> {
         Ok(Box::new(Lookup {
             pool: self.pool.clone(),
             runtime: tokio::runtime::Handle::current(),
         }))
     }
 
-    async fn commit(self: Box<Self>) -> anyhow::Result<()> {
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         self.tx.commit().await?;
         Ok(())
     }
@@ -110,7 +114,7 @@ struct Lookup {
 }
 
 impl ContactLookup for Lookup {
-    fn find(&mut self, ids: &[&str]) -> anyhow::Result<Vec<(String, KnownContact)>> {
+    fn find(&mut self, ids: &[&str]) -> Result<Vec<(String, KnownContact)>, StoreError> {
         let ids: Vec<String> = ids.iter().map(|&id| id.to_owned()).collect();
         let mut zones = self.runtime.block_on(async {
             let mut conn = self.pool.acquire().await?;
@@ -131,7 +135,7 @@ async fn upsert_contact_rows(
     rows: &[&ContactUpsert],
     (email_given, postcard_given): (bool, bool),
     now: Timestamp,
-) -> anyhow::Result<u64> {
+) -> Result<u64, StoreError> {
     let mut q = QueryBuilder::<Postgres>::new(CONTACT_INSERT);
     q.push_values(rows, |mut b, row| {
         let c = &row.contact;
@@ -170,7 +174,7 @@ async fn upsert_contact_rows(
 pub(super) async fn zones(
     conn: &mut PgConnection,
     ids: &[String],
-) -> anyhow::Result<HashMap<String, Option<String>>> {
+) -> Result<HashMap<String, Option<String>>, StoreError> {
     let rows = sqlx::query("SELECT id, timezone FROM contacts WHERE id = ANY($1)")
         .bind(ids)
         .fetch_all(&mut *conn)

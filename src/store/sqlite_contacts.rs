@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension};
 
 use super::sqlite_conn::{self, Access};
-use super::{ContactLookup, KnownContact};
+use super::{ContactLookup, KnownContact, StoreError};
 use crate::keys::KeyTable;
 
 /// Page cache of the connection that looks contacts up one by one, in KiB.
@@ -41,7 +41,7 @@ impl Lookup {
 }
 
 impl ContactLookup for Lookup {
-    fn find(&mut self, ids: &[&str]) -> anyhow::Result<Vec<(String, KnownContact)>> {
+    fn find(&mut self, ids: &[&str]) -> Result<Vec<(String, KnownContact)>, StoreError> {
         let mut found = Vec::with_capacity(ids.len());
         match self {
             Lookup::Each { path, conn } => {
@@ -100,27 +100,30 @@ pub(super) struct AllContacts {
 
 impl AllContacts {
     /// Reads every contact on `conn`, in one pass over the table.
-    pub(super) fn read(conn: &Connection) -> anyhow::Result<AllContacts> {
+    pub(super) fn read(conn: &Connection) -> Result<AllContacts, StoreError> {
         let (count, id_len): (i64, f64) = conn.query_row(
             "SELECT count(*), coalesce(avg(length(id)), 0) FROM contacts",
             [],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )?;
         let mut all = AllContacts {
-            ids: KeyTable::with_capacity(usize::try_from(count)?, id_len.ceil() as usize),
+            ids: KeyTable::with_capacity(
+                usize::try_from(count).unwrap_or(0),
+                id_len.ceil() as usize,
+            ),
             zones: vec![String::new()],
         };
         let mut numbers: HashMap<String, u32> = HashMap::new();
         let mut statement = conn.prepare("SELECT id, timezone, next_due_at IS 0 FROM contacts")?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
-            let id: &str = row.get_ref(0)?.as_str()?;
-            let zone = match row.get_ref(1)?.as_str_or_null()? {
+            let id: &str = row.get_ref(0)?.as_str().map_err(corrupt)?;
+            let zone = match row.get_ref(1)?.as_str_or_null().map_err(corrupt)? {
                 None => 0,
                 Some(name) => match numbers.get(name) {
                     Some(&n) => n,
                     None => {
-                        let n = u32::try_from(all.zones.len())?;
+                        let n = u32::try_from(all.zones.len()).map_err(anyhow::Error::from)?;
                         all.zones.push(name.to_owned());
                         numbers.insert(name.to_owned(), n);
                         n
@@ -134,4 +137,8 @@ impl AllContacts {
         }
         Ok(all)
     }
+}
+
+fn corrupt(e: rusqlite::types::FromSqlError) -> StoreError {
+    StoreError::Corrupt(format!("contacts: {e}"))
 }

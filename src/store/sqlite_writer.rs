@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use super::sqlite_conn::{self, Access, BUSY_TIMEOUT};
 use super::sqlite_contacts::{AllContacts, Lookup};
 use super::upsert_sql::{CONTACT_INSERT, EVENT_CONFLICT, EVENT_INSERT, SHAPES, contact_conflict};
-use super::{BulkWriter, ContactLookup, ContactUpsert, EventUpsert, KnownContact};
+use super::{BulkWriter, ContactLookup, ContactUpsert, EventUpsert, KnownContact, StoreError};
 use crate::domain::EmailAddress;
 
 /// Page cache of the bulk writer's connection, in KiB (SQLite's default is 2 MiB); also
@@ -73,7 +73,7 @@ pub(super) struct SqliteWriter {
     /// `None` while work on it runs on a blocking thread, or once that failed.
     held: Option<Held>,
     /// Every contact being read on the writer's connection while a file is staged.
-    reading: Option<JoinHandle<(Held, anyhow::Result<AllContacts>)>>,
+    reading: Option<JoinHandle<(Held, Result<AllContacts, StoreError>)>>,
     all: Option<AllContacts>,
     /// About how many contacts exist, once asked.
     contacts: Option<usize>,
@@ -84,14 +84,16 @@ impl SqliteWriter {
     /// Waits for the write turn (as long as SQLite would wait for its lock), then begins
     /// a transaction on the kept connection to the database at `path` (opened the
     /// first time).
-    pub(super) async fn begin(turn: &WriteTurn, path: &Path) -> anyhow::Result<SqliteWriter> {
+    pub(super) async fn begin(turn: &WriteTurn, path: &Path) -> Result<SqliteWriter, StoreError> {
         let held_turn = tokio::time::timeout(BUSY_TIMEOUT, turn.hold())
             .await
-            .map_err(|_| anyhow::anyhow!("database is locked: another write went on too long"))?;
+            .map_err(|_| {
+                StoreError::Unavailable("database is locked: another write went on too long".into())
+            })?;
         let kept = turn.kept().take();
         let write_turn = turn.clone();
         let opening = path.to_owned();
-        let held = tokio::task::spawn_blocking(move || -> anyhow::Result<Held> {
+        let held = tokio::task::spawn_blocking(move || -> Result<Held, StoreError> {
             let conn = match kept {
                 Some(conn) => conn,
                 None => {
@@ -119,7 +121,7 @@ impl SqliteWriter {
     }
 
     /// Waits for any reading of every contact to end.
-    async fn finish_reading(&mut self) -> anyhow::Result<()> {
+    async fn finish_reading(&mut self) -> Result<(), StoreError> {
         if let Some(reading) = self.reading.take() {
             let (held, all) = reading.await.map_err(stopped)?;
             self.held = Some(held);
@@ -129,18 +131,18 @@ impl SqliteWriter {
     }
 
     /// The connection, taken out for work on another thread.
-    async fn take(&mut self) -> anyhow::Result<Held> {
+    async fn take(&mut self) -> Result<Held, StoreError> {
         self.finish_reading().await?;
-        self.held
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("the database writer's connection was lost"))
+        self.held.take().ok_or_else(|| {
+            StoreError::Other(anyhow::anyhow!("the database writer's connection was lost"))
+        })
     }
 
     /// Runs `work` on the connection, on a blocking thread.
     async fn run<T: Send + 'static>(
         &mut self,
-        work: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
-    ) -> anyhow::Result<T> {
+        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let held = self.take().await?;
         let (held, result) = tokio::task::spawn_blocking(move || {
             let result = work(&held.conn);
@@ -153,13 +155,17 @@ impl SqliteWriter {
     }
 }
 
-fn stopped(e: tokio::task::JoinError) -> anyhow::Error {
-    anyhow::anyhow!("the database writer stopped: {e}")
+fn stopped(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Other(anyhow::anyhow!("the database writer stopped: {e}"))
 }
 
 #[async_trait]
 impl BulkWriter for SqliteWriter {
-    async fn contacts(&mut self, rows: Vec<ContactUpsert>, now: Timestamp) -> anyhow::Result<u64> {
+    async fn contacts(
+        &mut self,
+        rows: Vec<ContactUpsert>,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
         self.contacts = None;
         self.run(move |conn| upsert_contacts(conn, &rows, now))
             .await
@@ -170,12 +176,12 @@ impl BulkWriter for SqliteWriter {
         events: Vec<EventUpsert>,
         mut known: Vec<(String, KnownContact)>,
         now: Timestamp,
-    ) -> anyhow::Result<u64> {
+    ) -> Result<u64, StoreError> {
         self.run(move |conn| write_events(conn, &events, &mut known, now))
             .await
     }
 
-    async fn expect_lookups(&mut self, rows: usize) -> anyhow::Result<()> {
+    async fn expect_lookups(&mut self, rows: usize) -> Result<(), StoreError> {
         if rows < READ_ALL_FROM || self.reading.is_some() || self.all.is_some() {
             return Ok(());
         }
@@ -207,7 +213,7 @@ impl BulkWriter for SqliteWriter {
         Ok(())
     }
 
-    async fn lookup(&mut self) -> anyhow::Result<Box<dyn ContactLookup>> {
+    async fn lookup(&mut self) -> Result<Box<dyn ContactLookup>, StoreError> {
         self.finish_reading().await?;
         Ok(Box::new(match self.all.take() {
             Some(all) => Lookup::All(all),
@@ -215,10 +221,10 @@ impl BulkWriter for SqliteWriter {
         }))
     }
 
-    async fn commit(self: Box<Self>) -> anyhow::Result<()> {
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         let mut writer = *self;
         let held = writer.take().await?;
-        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
             held.conn.execute_batch("COMMIT")?;
             // The cache is of no use to the next transaction, which another connection's
             // writes may have made stale: the memory goes back until then.
@@ -235,7 +241,7 @@ fn upsert_contacts(
     conn: &Connection,
     contacts: &[ContactUpsert],
     now: Timestamp,
-) -> anyhow::Result<u64> {
+) -> Result<u64, StoreError> {
     let mut changed = 0;
     // Looked up in the statement cache once a call, not once a row (the key is the
     // whole statement's text).
@@ -280,7 +286,7 @@ fn write_events(
     events: &[EventUpsert],
     known: &mut [(String, KnownContact)],
     now: Timestamp,
-) -> anyhow::Result<u64> {
+) -> Result<u64, StoreError> {
     let mut upsert = conn.prepare_cached(&EVENT_UPSERT)?;
     let mut wake = conn.prepare_cached(
         "UPDATE contacts SET next_due_at = 0 WHERE id = ?1 AND next_due_at IS NOT 0",
@@ -331,3 +337,23 @@ static CONTACT_UPSERTS: LazyLock<[String; 4]> = LazyLock::new(|| {
 
 static EVENT_UPSERT: LazyLock<String> =
     LazyLock::new(|| format!("{EVENT_INSERT}VALUES (?1, ?2, ?3, ?4, ?5, ?6){EVENT_CONFLICT}"));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_turn_not_free_in_time_is_unavailable() {
+        let turn = WriteTurn::default();
+        let _other_write = turn.hold().await;
+        let dir = tempfile::tempdir().unwrap();
+        let Err(e) = SqliteWriter::begin(&turn, &dir.path().join("t.db")).await else {
+            panic!("began while another write held the turn");
+        };
+        assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "database is locked: another write went on too long"
+        );
+    }
+}

@@ -216,7 +216,7 @@ impl Writer<'_> {
         };
         staging.add(pending).await?;
         let tx = self.tx.as_mut().expect("begun above");
-        tx.expect_lookups(self.staged).await
+        Ok(tx.expect_lookups(self.staged).await?)
     }
 
     /// Writes the staged events, if any.

@@ -59,7 +59,7 @@ pub(super) async fn write_staged(
         .await
         .map_err(|e| anyhow::anyhow!("the reader of staged events stopped: {e}"))?;
     if let Some(e) = failed {
-        return Err(e);
+        return Err(e.into());
     }
     Ok(Resolution { changed, ..read? })
 }
