@@ -2,6 +2,7 @@
 //! the terminal happens in this module.
 
 mod check;
+mod console;
 mod copy;
 mod import;
 mod plan;
@@ -53,6 +54,12 @@ pub enum Format {
     Table,
     Json,
     Csv,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsoleAction {
+    /// Set the console's password (read from standard input).
+    Passwd,
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +136,11 @@ pub enum Command {
         contact: String,
         #[arg(long, value_enum, default_value_t = ChannelArg::All)]
         channel: ChannelArg,
+    },
+    /// The owner's web console.
+    Console {
+        #[command(subcommand)]
+        action: ConsoleAction,
     },
     /// Copy the configured SQLite database (send log included) into an empty PostgreSQL one.
     CopyDb {
@@ -262,6 +274,9 @@ pub async fn execute(cli: Cli) -> CommandResult {
             subscribe::run(&path, &contact, channel, false).await
         }
         Command::CopyDb { to } => copy::run(&path, &to).await,
+        Command::Console {
+            action: ConsoleAction::Passwd,
+        } => console::passwd(&path).await,
     }
 }
 

@@ -70,6 +70,7 @@ pub async fn run(path: &Path, filter: Filter, format: Format) -> CommandResult {
             .map(|s| SendStatus::parse(&s).map_err(|m| Failure::Usage(format!("--status: {m}"))))
             .transpose()?,
         limit: filter.limit,
+        ..SendFilter::default()
     };
     let store = open_store(&config).await?;
     let rows = store.sends(&filter).await?;

@@ -118,6 +118,8 @@ pub struct HttpConfig {
     pub public_url: Option<String>,
     pub secret_file: PathBuf,
     pub api_token_file: Option<PathBuf>,
+    /// Whether `/console/` serves the owner's console.
+    pub console: bool,
 }
 
 /// Everything wrong with a configuration, in file order.
@@ -257,6 +259,7 @@ impl Config {
                     .secret_file
                     .map_or_else(|| state_dir.join("secret"), |f| base.join(f)),
                 api_token_file: h.api_token_file.map(|f| base.join(f)),
+                console: h.console.unwrap_or(false),
             })
         });
         let templates_dir = base.join(raw.templates.as_deref().unwrap_or("templates"));

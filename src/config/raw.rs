@@ -117,6 +117,7 @@ pub struct RawHttp {
     pub public_url: Option<String>,
     pub secret_file: Option<String>,
     pub api_token_file: Option<String>,
+    pub console: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

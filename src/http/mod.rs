@@ -2,6 +2,7 @@
 //! links for customers, and the bearer-token API for point-of-sale and CRM systems.
 
 pub mod api;
+pub mod console;
 mod field_errors;
 mod records;
 mod server;
@@ -39,12 +40,21 @@ pub struct AppState {
     status: Arc<Status>,
     /// `None`: the API is off.
     api_token: Option<Arc<str>>,
+    /// `None`: the console is off (`http.console`).
+    console: Option<Arc<console::Console>>,
 }
 
 pub fn router(status: Arc<Status>, api_token: Option<String>) -> Router {
+    let console_on = status
+        .engine()
+        .config
+        .http
+        .as_ref()
+        .is_some_and(|h| h.console);
     let state = AppState {
         status,
         api_token: api_token.map(Arc::from),
+        console: console_on.then(Arc::default),
     };
     // Outermost first: the token before anything else, then a turn, then the body. A
     // body over the limit is read up to it before the 413, not refused from its headers
@@ -62,6 +72,10 @@ pub fn router(status: Arc<Status>, api_token: Option<String>) -> Router {
                 .layer(GlobalConcurrencyLimitLayer::new(API_CONCURRENCY))
                 .layer(DefaultBodyLimit::max(API_BODY_LIMIT)),
         );
+    let console = match state.console {
+        Some(_) => console::routes(state.clone()),
+        None => Router::new(),
+    };
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -71,6 +85,7 @@ pub fn router(status: Arc<Status>, api_token: Option<String>) -> Router {
         )
         .route_layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .merge(api)
+        .merge(console.route_layer(RequestBodyLimitLayer::new(BODY_LIMIT)))
         .with_state(state)
 }
 

@@ -74,6 +74,11 @@ pub struct SendFilter {
     pub contact: Option<String>,
     pub cadence: Option<String>,
     pub status: Option<SendStatus>,
+    pub channel: Option<Channel>,
+    /// Only the rows of these contacts (a search's result).
+    pub contacts: Option<Vec<String>>,
+    /// Only rows older than this (`updated_at`, id): the page after one that ended there.
+    pub before: Option<(Timestamp, i64)>,
     pub limit: Option<u32>,
 }
 
@@ -110,6 +115,11 @@ pub trait SendLog: Send + Sync {
     async fn send_counts(&self) -> Result<Vec<(String, String, String, i64)>, StoreError>;
     /// Sends pending or retrying, plus contacts with work due at `now`.
     async fn queue_depth(&self, now: Timestamp) -> Result<i64, StoreError>;
+    /// Rows by status, of those updated since `since` (all: `None`).
+    async fn status_counts(
+        &self,
+        since: Option<Timestamp>,
+    ) -> Result<Vec<(SendStatus, i64)>, StoreError>;
 }
 
 /// The send log's statements that read the same on every backend; inserting,
@@ -196,6 +206,27 @@ impl<B: Backend> SendLog for B {
         if let Some(status) = filter.status {
             q.push(" AND status = ").text(status.as_str());
         }
+        if let Some(channel) = filter.channel {
+            q.push(" AND channel = ").text(channel.as_str());
+        }
+        if let Some(contacts) = &filter.contacts {
+            if contacts.is_empty() {
+                return Ok(Vec::new());
+            }
+            q.push(" AND contact_id IN (");
+            for (i, id) in contacts.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.text(id);
+            }
+            q.push(")");
+        }
+        if let Some((at, id)) = filter.before {
+            q.push(" AND (updated_at < ").int(at.as_second());
+            q.push(" OR (updated_at = ").int(at.as_second());
+            q.push(" AND id < ").int(id).push("))");
+        }
         q.push(" ORDER BY updated_at DESC, id DESC");
         if let Some(limit) = filter.limit {
             q.push(" LIMIT ").int(i64::from(limit));
@@ -223,6 +254,27 @@ impl<B: Backend> SendLog for B {
                 ))
             })
             .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    async fn status_counts(
+        &self,
+        since: Option<Timestamp>,
+    ) -> Result<Vec<(SendStatus, i64)>, StoreError> {
+        let mut q = QueryBuilder::new("SELECT status, COUNT(*) AS n FROM sends");
+        if let Some(since) = since {
+            q.push(" WHERE updated_at >= ").int(since.as_second());
+        }
+        q.push(" GROUP BY status");
+        let mut conn = self.pool().acquire().await?;
+        let found = B::Db::fetch_all(&mut conn, &mut q).await?;
+        found
+            .iter()
+            .map(|r| {
+                let status =
+                    SendStatus::parse(B::Db::text(r, "status")?).map_err(StoreError::Corrupt)?;
+                Ok((status, B::Db::int(r, "n")?))
+            })
+            .collect()
     }
 
     async fn queue_depth(&self, now: Timestamp) -> Result<i64, StoreError> {

@@ -9,6 +9,7 @@ mod bulk;
 pub mod copy;
 mod error;
 mod log;
+mod people;
 mod postgres;
 mod postgres_writer;
 mod queue;
@@ -35,6 +36,7 @@ pub use bulk::{
 pub use error::StoreError;
 pub(crate) use error::ts;
 pub use log::{NewSend, Outcome, SendFilter, SendLog, SendRow};
+pub use people::People;
 use postgres::PostgresStore;
 pub use queue::{DueQueue, NextDue, PassToken};
 use sqlite::SqliteStore;
@@ -64,7 +66,7 @@ pub trait Contacts: Send + Sync {
 /// `Arc<dyn Store>`: the send log, the due queue and the contacts, plus a few settings
 /// and the group lock.
 #[async_trait]
-pub trait Store: SendLog + DueQueue + Contacts {
+pub trait Store: SendLog + DueQueue + Contacts + People {
     async fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
     /// Work that one process of the group does at a time (a CSV sync): `None` when
