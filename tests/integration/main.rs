@@ -5,6 +5,7 @@ mod adaptive;
 mod backends;
 mod bad_input;
 mod calendar;
+mod console;
 mod core;
 mod daemon;
 mod delivery;

@@ -1,0 +1,302 @@
+//! The owner's console as a browser without JavaScript uses it, against `tickler run`:
+//! nothing without a session, sign-in and its lockout, the pages' contents, CSRF on
+//! every action, and customers' data shown as text.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::Workspace;
+
+const PASSWORD: &str = "correct horse battery";
+
+struct Answer {
+    code: u16,
+    head: String,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+fn http(port: u16, method: &str, path: &str, cookie: Option<&str>, form: &str) -> Answer {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\n",
+        form.len()
+    );
+    if let Some(cookie) = cookie {
+        request.push_str(&format!("Cookie: tickler_session={cookie}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(form);
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Answer {
+        code,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn csrf_of(page: &str) -> String {
+    let at = page
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token")
+        + 19;
+    page[at..at + 64].to_owned()
+}
+
+fn form_value(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => (b as char).to_string(),
+            b' ' => "+".to_owned(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn the_console_shows_a_customer_only_to_the_owner() {
+    let ws = Workspace::new(None);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
+    ws.write(
+        "tickler.yaml",
+        &format!("{config}http:\n  listen: 127.0.0.1:{port}\n  console: true\n"),
+    );
+    ws.write(
+        "contacts.csv",
+        "id,first_name,last_name,email,tags,email_opt_out\n\
+         K-1,Ingrid,Berg,ingrid@example.org,customer,\n\
+         K-6,<script>alert(1)</script>,Hacker,x@example.org,customer,\n\
+         K-5,Mei,Chen,mei@example.com,customer,true\n",
+    );
+    let day = crate::helpers::two_days_ago();
+    ws.write(
+        "events.csv",
+        &format!("id,contact_id,kind,at\nP-1,K-1,purchase,{day}\nP-5,K-5,purchase,{day}\n"),
+    );
+    ws.import_all();
+    ws.tickler(&["tick", "--now", &format!("{day}T12:00:00-05:00")])
+        .ok();
+    ws.tickler(&[
+        "tick",
+        "--now",
+        &format!(
+            "{}T12:00:00-05:00",
+            day.tomorrow().unwrap().tomorrow().unwrap()
+        ),
+    ])
+    .ok();
+    let set = ws.tickler_with_input(&["console", "passwd"], Some(&format!("{PASSWORD}\n")));
+    assert!(
+        set.stdout.contains("console password set"),
+        "{}",
+        set.stderr
+    );
+    let short = ws.tickler_with_input(&["console", "passwd"], Some("short\n"));
+    assert_eq!(short.code, 1, "{}", short.stderr);
+
+    let child = Command::new(env!("CARGO_BIN_EXE_tickler"))
+        .args(["--config", "tickler.yaml", "run"])
+        .current_dir(ws.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("daemon starts");
+    let _daemon = Daemon(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the console never listened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Nothing without a session: pages redirect, actions change nothing.
+    for path in [
+        "/console/",
+        "/console/sends",
+        "/console/contacts/K-1",
+        "/console/sends.csv",
+    ] {
+        let a = http(port, "GET", path, None, "");
+        assert_eq!(a.code, 303, "{path}: {}", a.head);
+        assert_eq!(a.header("location"), Some("/console/signin"), "{path}");
+    }
+    let a = http(
+        port,
+        "POST",
+        "/console/contacts/K-1/opt-out",
+        Some("forged"),
+        "channel=email&opted_out=true",
+    );
+    assert_eq!(a.code, 303);
+
+    // A wrong password, then the right one.
+    let a = http(port, "POST", "/console/signin", None, "password=guess");
+    assert_eq!(a.code, 401);
+    assert!(a.body.contains("That password is not right."), "{}", a.body);
+    let a = http(
+        port,
+        "POST",
+        "/console/signin",
+        None,
+        &format!("password={}", form_value(PASSWORD)),
+    );
+    assert_eq!(a.code, 303, "{}", a.head);
+    let set_cookie = a.header("set-cookie").expect("a session cookie").to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
+    let session = set_cookie["tickler_session=".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let me = Some(session.as_str());
+
+    // The send log, searched by a part of a name; the CSV of the same filter.
+    let a = http(port, "GET", "/console/sends?q=ingr", me, "");
+    assert_eq!(a.code, 200);
+    assert!(
+        a.header("content-security-policy")
+            .is_some_and(|c| c.contains("default-src 'none'"))
+    );
+    assert!(
+        a.body.contains("Ingrid Berg") && a.body.contains("s-sent"),
+        "{}",
+        a.body
+    );
+    assert!(
+        !a.body.contains("Mei Chen"),
+        "the search matched only Ingrid"
+    );
+    let a = http(port, "GET", "/console/sends?status=skipped", me, "");
+    assert!(
+        a.body.contains("Mei Chen") && a.body.contains("opted_out"),
+        "{}",
+        a.body
+    );
+    let a = http(port, "GET", "/console/sends.csv?q=ingr", me, "");
+    assert_eq!(a.code, 200);
+    assert!(
+        a.body.starts_with("updated_at,contact,cadence"),
+        "{}",
+        a.body
+    );
+    assert!(a.body.contains(",K-1,thanks,P-1,email,sent,"), "{}", a.body);
+
+    // A customer's page: a sent row, and the page of a hostile name shows it as text.
+    let page = http(port, "GET", "/console/contacts/K-1", me, "").body;
+    assert!(
+        page.contains("Ingrid Berg")
+            && page.contains("thanks")
+            && page.contains("email: subscribed"),
+        "{page}"
+    );
+    let hostile = http(port, "GET", "/console/contacts/K-6", me, "").body;
+    assert!(
+        hostile.contains("&lt;script&gt;alert(1)&lt;/script&gt; Hacker"),
+        "{hostile}"
+    );
+    assert!(!hostile.contains("<script>"), "{hostile}");
+    assert_eq!(
+        http(port, "GET", "/console/contacts/nobody", me, "").code,
+        404
+    );
+
+    // An action without the page's CSRF token is refused and changes nothing; with it,
+    // the customer is unsubscribed.
+    let a = http(
+        port,
+        "POST",
+        "/console/contacts/K-1/opt-out",
+        me,
+        "channel=email&opted_out=true",
+    );
+    assert_eq!(a.code, 403);
+    let a = http(
+        port,
+        "POST",
+        "/console/contacts/K-1/opt-out",
+        me,
+        "csrf=00&channel=email&opted_out=true",
+    );
+    assert_eq!(a.code, 403);
+    assert!(
+        http(port, "GET", "/console/contacts/K-1", me, "")
+            .body
+            .contains("email: subscribed")
+    );
+    let csrf = csrf_of(&page);
+    let a = http(
+        port,
+        "POST",
+        "/console/contacts/K-1/opt-out",
+        me,
+        &format!("csrf={csrf}&channel=email&opted_out=true"),
+    );
+    assert_eq!(a.code, 303, "{}", a.body);
+    assert!(
+        http(port, "GET", "/console/contacts/K-1", me, "")
+            .body
+            .contains("email: opted out")
+    );
+
+    // Signing out ends the session.
+    let a = http(
+        port,
+        "POST",
+        "/console/signout",
+        me,
+        &format!("csrf={csrf}"),
+    );
+    assert_eq!(a.code, 303);
+    assert_eq!(http(port, "GET", "/console/", me, "").code, 303);
+
+    // Five wrong passwords in a minute lock sign-in, even for the right one.
+    for _ in 0..5 {
+        http(port, "POST", "/console/signin", None, "password=guess");
+    }
+    let a = http(
+        port,
+        "POST",
+        "/console/signin",
+        None,
+        &format!("password={}", form_value(PASSWORD)),
+    );
+    assert_eq!(a.code, 429, "{}", a.body);
+    assert!(a.header("set-cookie").is_none());
+}
