@@ -115,6 +115,11 @@ pub trait SendLog: Send + Sync {
     async fn send_counts(&self) -> Result<Vec<(String, String, String, i64)>, StoreError>;
     /// Sends pending or retrying, plus contacts with work due at `now`.
     async fn queue_depth(&self, now: Timestamp) -> Result<i64, StoreError>;
+    /// (cadence, status, count) of the rows updated since `since`.
+    async fn cadence_counts(
+        &self,
+        since: Timestamp,
+    ) -> Result<Vec<(String, SendStatus, i64)>, StoreError>;
     /// Rows by status, of those updated since `since` (all: `None`).
     async fn status_counts(
         &self,
@@ -254,6 +259,31 @@ impl<B: Backend> SendLog for B {
                 ))
             })
             .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    async fn cadence_counts(
+        &self,
+        since: Timestamp,
+    ) -> Result<Vec<(String, SendStatus, i64)>, StoreError> {
+        let mut q = QueryBuilder::new(
+            "SELECT cadence, status, COUNT(*) AS n FROM sends WHERE updated_at >= ",
+        );
+        q.int(since.as_second());
+        q.push(" GROUP BY cadence, status");
+        let mut conn = self.pool().acquire().await?;
+        let found = B::Db::fetch_all(&mut conn, &mut q).await?;
+        found
+            .iter()
+            .map(|r| {
+                let status =
+                    SendStatus::parse(B::Db::text(r, "status")?).map_err(StoreError::Corrupt)?;
+                Ok((
+                    B::Db::text(r, "cadence")?.to_owned(),
+                    status,
+                    B::Db::int(r, "n")?,
+                ))
+            })
+            .collect()
     }
 
     async fn status_counts(

@@ -2,6 +2,7 @@
 //! behind a page of rows, and the contacts a search names.
 
 use async_trait::async_trait;
+use jiff::Timestamp;
 use sqlx::QueryBuilder;
 
 use super::StoreError;
@@ -19,6 +20,14 @@ pub trait People: Send + Sync {
     /// Ids of at most `limit` contacts whose id or email is `text`, or whose name or
     /// email contains it (letter case aside), by id.
     async fn search(&self, text: &str, limit: u32) -> Result<Vec<String>, StoreError>;
+    /// Ids of at most `limit` contacts that may need a decision by `until` (by the due
+    /// index), after `after` (next_due_at, id) in that order: those a look ahead reads.
+    async fn due_by(
+        &self,
+        until: Timestamp,
+        after: (i64, &str),
+        limit: u32,
+    ) -> Result<Vec<(i64, String)>, StoreError>;
 }
 
 #[async_trait]
@@ -52,6 +61,31 @@ impl<B: Backend> People for B {
         Ok(found
             .iter()
             .map(|r| B::Db::text(r, "id").map(str::to_owned))
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    async fn due_by(
+        &self,
+        until: Timestamp,
+        (after_due, after_id): (i64, &str),
+        limit: u32,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut q = QueryBuilder::new("SELECT next_due_at, id FROM contacts WHERE next_due_at <= ");
+        q.int(until.as_second());
+        q.push(" AND (next_due_at, id) > (").int(after_due);
+        q.push(", ").text(after_id);
+        q.push(") ORDER BY next_due_at, id LIMIT ")
+            .int(i64::from(limit));
+        let mut conn = self.pool().acquire().await?;
+        let found = B::Db::fetch_all(&mut conn, &mut q).await?;
+        Ok(found
+            .iter()
+            .map(|r| {
+                Ok((
+                    B::Db::int(r, "next_due_at")?,
+                    B::Db::text(r, "id")?.to_owned(),
+                ))
+            })
             .collect::<Result<_, sqlx::Error>>()?)
     }
 }

@@ -275,6 +275,23 @@ fn the_console_shows_a_customer_only_to_the_owner() {
             .contains("email: opted out")
     );
 
+    // What goes out next, and each follow-up's month.
+    let a = http(port, "GET", "/console/plan?days=30", me, "");
+    assert_eq!(a.code, 200);
+    assert!(
+        a.body
+            .contains("follow-ups would go out in the next 30 days"),
+        "{}",
+        a.body
+    );
+    let a = http(port, "GET", "/console/cadences", me, "");
+    assert_eq!(a.code, 200);
+    assert!(
+        a.body.contains("2d after each purchase event"),
+        "{}",
+        a.body
+    );
+
     // Signing out ends the session.
     let a = http(
         port,

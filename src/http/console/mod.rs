@@ -5,6 +5,7 @@
 mod auth;
 mod customer;
 mod door;
+mod outlook;
 mod pages;
 mod view;
 
@@ -41,6 +42,8 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
         .route("/console/", get(pages::summary))
         .route("/console/sends", get(pages::sends))
         .route("/console/sends.csv", get(pages::sends_csv))
+        .route("/console/plan", get(outlook::plan))
+        .route("/console/cadences", get(outlook::cadences))
         .route("/console/contacts/{id}", get(customer::contact))
         .route("/console/contacts/{id}/opt-out", post(customer::opt_out))
         .route("/console/signout", post(door::sign_out))

@@ -133,7 +133,7 @@ fn explained(reason: &str) -> String {
         "no_email" => "no email address".to_owned(),
         "no_address" => "no postal address".to_owned(),
         other => match other.strip_prefix("unless:") {
-            Some(kind) => format!("a `{kind}` event came first"),
+            Some(kind) => format!("a {kind} event came first"),
             None => return other.to_owned(),
         },
     };

@@ -19,6 +19,8 @@ static VIEWS: LazyLock<Handlebars<'static>> = LazyLock::new(|| {
         ("contact", include_str!("views/contact.hbs")),
         ("rows", include_str!("views/rows.hbs")),
         ("missing", include_str!("views/missing.hbs")),
+        ("plan", include_str!("views/plan.hbs")),
+        ("cadences", include_str!("views/cadences.hbs")),
     ] {
         h.register_template_string(name, source)
             .unwrap_or_else(|e| panic!("console view {name}: {e}"));
