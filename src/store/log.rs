@@ -115,6 +115,9 @@ pub trait SendLog: Send + Sync {
     async fn send_counts(&self) -> Result<Vec<(String, String, String, i64)>, StoreError>;
     /// Sends pending or retrying, plus contacts with work due at `now`.
     async fn queue_depth(&self, now: Timestamp) -> Result<i64, StoreError>;
+    /// Makes a `failed` or `retrying` row claimable at once (an owner's "retry now");
+    /// `false` when the row is in neither state.
+    async fn retry_now(&self, id: i64, now: Timestamp) -> Result<bool, StoreError>;
     /// (cadence, status, count) of the rows updated since `since`.
     async fn cadence_counts(
         &self,
@@ -259,6 +262,18 @@ impl<B: Backend> SendLog for B {
                 ))
             })
             .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    async fn retry_now(&self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
+        let mut q = QueryBuilder::new("UPDATE sends SET status = 'retrying', next_attempt_at = ");
+        q.int(now.as_second());
+        q.push(", updated_at = ").int(now.as_second());
+        q.push(" WHERE id = ").int(id);
+        q.push(" AND status IN ('failed', 'retrying') RETURNING id");
+        let mut tx = self.write().await?;
+        let found = B::Db::fetch_optional(&mut tx.tx, &mut q).await?;
+        tx.commit().await?;
+        Ok(found.is_some())
     }
 
     async fn cadence_counts(

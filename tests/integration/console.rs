@@ -142,6 +142,11 @@ fn the_console_shows_a_customer_only_to_the_owner() {
         assert!(Instant::now() < deadline, "the console never listened");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The daemon's first tick is over before the send log is looked at.
+    while !http(port, "GET", "/healthz", None, "").body.contains("\"last_tick_at\":\"") {
+        assert!(Instant::now() < deadline, "the daemon never ticked");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // Nothing without a session: pages redirect, actions change nothing.
     for path in [
@@ -274,6 +279,24 @@ fn the_console_shows_a_customer_only_to_the_owner() {
             .body
             .contains("email: opted out")
     );
+
+    // Sent and skipped rows cannot be retried, and a retry needs the token too.
+    let before = ws.sends();
+    assert!(!before.is_empty());
+    let a = http(port, "POST", "/console/sends/1/retry", me, "back=/console/");
+    assert_eq!(a.code, 403);
+    for id in 1..=before.len() {
+        let form = format!("csrf={csrf}&back=/console/");
+        let a = http(
+            port,
+            "POST",
+            &format!("/console/sends/{id}/retry"),
+            me,
+            &form,
+        );
+        assert_eq!(a.code, 409, "row {id}: {}", a.body);
+    }
+    assert_eq!(ws.sends(), before);
 
     // What goes out next, and each follow-up's month.
     let a = http(port, "GET", "/console/plan?days=30", me, "");

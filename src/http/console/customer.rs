@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::SignedIn;
-use super::pages::{frame, link, shaped_rows, unavailable, when, zone_name};
+use super::pages::{frame, frame_at, link, shaped_rows, unavailable, when, zone_name};
 use super::{forbidden, view};
 use crate::domain::Channel;
 use crate::http::AppState;
@@ -72,7 +72,8 @@ pub async fn contact(
         (Channel::Postcard, c.postcard_opt_out),
     ]
     .map(|(channel, opted_out)| json!({"name": channel.to_string(), "opted_out": opted_out}));
-    let mut data = frame(&engine, &c.full_name(), "", &me.csrf);
+    let here = format!("/console/contacts/{}", link(&c.id));
+    let mut data = frame_at(&engine, &c.full_name(), "", &me.csrf, &here);
     data.insert(
         "c".into(),
         json!({
@@ -89,6 +90,47 @@ pub async fn contact(
     data.insert("events".into(), events.into());
     data.insert("rows".into(), shaped.into());
     view::page("contact", &Value::Object(data))
+}
+
+#[derive(Deserialize)]
+pub struct RetryForm {
+    #[serde(default)]
+    csrf: String,
+    /// The console page to go back to.
+    #[serde(default)]
+    back: String,
+}
+
+/// Puts a failed or retrying send back in the queue for the next tick.
+pub async fn retry(
+    State(state): State<AppState>,
+    Extension(me): Extension<SignedIn>,
+    Path(id): Path<i64>,
+    Form(form): Form<RetryForm>,
+) -> Response {
+    if !me.allows(&form.csrf) {
+        return forbidden();
+    }
+    let engine = state.status.engine();
+    match engine.store.retry_now(id, Timestamp::now()).await {
+        Ok(true) => {
+            tracing::info!(send = id, "console: retry now");
+            // Only back into the console, never to another site.
+            let back = if form.back.starts_with("/console/") && !form.back.starts_with("/console//")
+            {
+                form.back
+            } else {
+                "/console/sends".to_owned()
+            };
+            Redirect::to(&back).into_response()
+        }
+        Ok(false) => (
+            StatusCode::CONFLICT,
+            "That send is neither failed nor retrying.\n",
+        )
+            .into_response(),
+        Err(e) => unavailable(e),
+    }
 }
 
 #[derive(Deserialize)]

@@ -42,6 +42,7 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
         .route("/console/", get(pages::summary))
         .route("/console/sends", get(pages::sends))
         .route("/console/sends.csv", get(pages::sends_csv))
+        .route("/console/sends/{id}/retry", post(customer::retry))
         .route("/console/plan", get(outlook::plan))
         .route("/console/cadences", get(outlook::cadences))
         .route("/console/contacts/{id}", get(customer::contact))

@@ -57,6 +57,17 @@ pub(super) fn frame(
     nav: &str,
     csrf: &str,
 ) -> serde_json::Map<String, Value> {
+    frame_at(engine, title, nav, csrf, "/console/")
+}
+
+/// The layout's data for a page at `here` (where its forms come back to).
+pub(super) fn frame_at(
+    engine: &Engine,
+    title: &str,
+    nav: &str,
+    csrf: &str,
+    here: &str,
+) -> serde_json::Map<String, Value> {
     let mut m = serde_json::Map::new();
     m.insert("title".into(), title.into());
     m.insert(
@@ -69,6 +80,7 @@ pub(super) fn frame(
     );
     m.insert("nav".into(), nav.into());
     m.insert("csrf".into(), csrf.into());
+    m.insert("here".into(), here.into());
     m
 }
 
@@ -117,6 +129,8 @@ pub(super) async fn shaped_rows(
                 "reason": r.reason.as_deref().map(explained),
                 "reply": r.reply,
                 "attempts": r.attempts,
+                "id": r.id,
+                "retry": matches!(r.status, SendStatus::Failed | SendStatus::Retrying),
                 "due": when(r.due_at, zone),
                 "updated": when(r.updated_at, zone),
             })
@@ -326,7 +340,8 @@ pub async fn sends(
     let engine = state.status.engine();
     let zone = &engine.config.business.zone;
     let store = engine.store.as_ref();
-    let mut data = frame(&engine, "Send log", "sends", &me.csrf);
+    let here = format!("/console/sends?{}", f.query());
+    let mut data = frame_at(&engine, "Send log", "sends", &me.csrf, &here);
     let (rows, error) = match f.to_filter(store, zone, PAGE + 1).await {
         Ok(filter) => match store.sends(&filter).await {
             Ok(rows) => (rows, String::new()),
