@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::Workspace;
 
-const PASSWORD: &str = "correct horse battery";
+pub const PASSWORD: &str = "correct horse battery";
 
 struct Answer {
     code: u16,
@@ -84,8 +84,15 @@ fn form_value(text: &str) -> String {
         .collect()
 }
 
-#[test]
-fn the_console_shows_a_customer_only_to_the_owner() {
+/// A workspace with the console on, a few customers (one with a hostile name, one opted
+/// out of email) after two ticks, the password set, and `tickler run` serving it.
+pub struct Console {
+    pub ws: Workspace,
+    pub port: u16,
+    _daemon: Daemon,
+}
+
+pub fn start_console() -> Console {
     let ws = Workspace::new(None);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -136,18 +143,31 @@ fn the_console_shows_a_customer_only_to_the_owner() {
         .stderr(Stdio::null())
         .spawn()
         .expect("daemon starts");
-    let _daemon = Daemon(child);
+    let daemon = Daemon(child);
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "the console never listened");
         std::thread::sleep(Duration::from_millis(100));
     }
     // The daemon's first tick is over before the send log is looked at.
-    while !http(port, "GET", "/healthz", None, "").body.contains("\"last_tick_at\":\"") {
+    while !http(port, "GET", "/healthz", None, "")
+        .body
+        .contains("\"last_tick_at\":\"")
+    {
         assert!(Instant::now() < deadline, "the daemon never ticked");
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    Console {
+        ws,
+        port,
+        _daemon: daemon,
+    }
+}
+
+#[test]
+fn the_console_shows_a_customer_only_to_the_owner() {
+    let Console { ws, port, _daemon } = start_console();
     // Nothing without a session: pages redirect, actions change nothing.
     for path in [
         "/console/",

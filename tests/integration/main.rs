@@ -4,6 +4,7 @@
 mod adaptive;
 mod backends;
 mod bad_input;
+mod browser;
 mod calendar;
 mod console;
 mod core;

@@ -1,0 +1,170 @@
+//! The console in a real browser (Debian's chromium through chromedriver, over
+//! WebDriver): an owner signs in, finds a customer by part of a name, reads the
+//! timeline, unsubscribes them and signs out. Screenshots of each page at 1280 and 375
+//! px go to `target/console-shots/`, to be looked at.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{ClientBuilder, Locator};
+
+use crate::console::{PASSWORD, start_console};
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port()
+}
+
+/// chromedriver on a port of its own, or `None` (and a note) where it is not installed
+/// outside CI; under CI its absence fails the test.
+fn chromedriver() -> Option<(Driver, u16)> {
+    if !std::path::Path::new("/usr/bin/chromedriver").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs chromium and chromium-driver"
+        );
+        crate::helpers::skipping("the browser test: no /usr/bin/chromedriver");
+        return None;
+    }
+    let port = free_port();
+    let child = Command::new("/usr/bin/chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver never listened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Some((Driver(child), port))
+}
+
+fn shots_dir() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("console-shots");
+    std::fs::create_dir_all(&dir).expect("shots dir");
+    dir
+}
+
+/// Saves the page at both widths, then leaves the window wide.
+async fn shoot(browser: &fantoccini::Client, name: &str) {
+    for width in [1280, 375] {
+        browser.set_window_size(width, 1000).await.expect("resize");
+        let png = browser.screenshot().await.expect("screenshot");
+        std::fs::write(shots_dir().join(format!("{name}-{width}.png")), png).expect("save");
+    }
+    browser.set_window_size(1280, 1000).await.expect("resize");
+}
+
+/// The text of `css` once `ready` says it is what was waited for (a click's page may
+/// still be loading), or as it is after 10 s.
+async fn text_when(
+    browser: &fantoccini::Client,
+    css: &str,
+    ready: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = match browser.find(Locator::Css(css)).await {
+            Ok(element) => element.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if ready(&found) || Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn an_owner_answers_what_happened_with_a_customer_in_a_browser() {
+    let Some((_driver, driver_port)) = chromedriver() else {
+        return;
+    };
+    let console = start_console();
+    let port = console.port;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"],
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let browser = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{driver_port}"))
+            .await
+            .expect("a browser session");
+        let base = format!("http://127.0.0.1:{port}");
+
+        // No session: the console sends the browser to sign in.
+        browser.goto(&format!("{base}/console/")).await.expect("goto");
+        assert!(browser.current_url().await.unwrap().path().ends_with("/console/signin"));
+        shoot(&browser, "signin").await;
+        browser.find(Locator::Id("password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
+        browser.find(Locator::Css("main button[type=submit]")).await.unwrap().click().await.unwrap();
+        assert_eq!(text_when(&browser, "h1", |t| t == "Summary").await, "Summary");
+        shoot(&browser, "summary").await;
+
+        // Find the customer by a part of her name, from the send log.
+        browser.find(Locator::LinkText("Send log")).await.unwrap().click().await.unwrap();
+        let search = browser.find(Locator::Css("input[name=q]")).await.unwrap();
+        search.send_keys("ingr").await.unwrap();
+        browser.find(Locator::Css("form.filters button")).await.unwrap().click().await.unwrap();
+        let table = text_when(&browser, "table", |t| !t.contains("Mei Chen")).await;
+        assert!(table.contains("Ingrid Berg") && table.contains("sent"), "{table}");
+        assert!(!table.contains("Mei Chen"), "{table}");
+        shoot(&browser, "sends").await;
+
+        // Her page: the thank-you that went out, her events, her channels.
+        browser.find(Locator::LinkText("Ingrid Berg")).await.unwrap().click().await.unwrap();
+        assert_eq!(text_when(&browser, "h1", |t| t == "Ingrid Berg").await, "Ingrid Berg");
+        let log = text_when(&browser, "#log + .table-wrap", |t| t.contains("thanks")).await;
+        assert!(log.contains("thanks") && log.contains("sent"), "{log}");
+        shoot(&browser, "contact").await;
+
+        // Unsubscribe her from email, with the page's own button.
+        browser.find(Locator::XPath("//button[text()='Unsubscribe']")).await.unwrap().click().await.unwrap();
+        let channels = text_when(&browser, ".channels", |t| t.contains("opted out")).await;
+        assert!(channels.contains("email: opted out"), "{channels}");
+
+        // The skipped row of another customer says why.
+        browser.goto(&format!("{base}/console/sends?status=skipped")).await.unwrap();
+        let skipped = text_when(&browser, "table", |t| t.contains("Mei Chen")).await;
+        assert!(skipped.contains("Mei Chen") && skipped.contains("opted out of this channel"), "{skipped}");
+
+        for (name, path) in [("plan", "/console/plan?days=30"), ("cadences", "/console/cadences")] {
+            browser.goto(&format!("{base}{path}")).await.unwrap();
+            shoot(&browser, name).await;
+        }
+
+        // Signing out: the console is closed again.
+        browser.find(Locator::Css(".signout button")).await.unwrap().click().await.unwrap();
+        text_when(&browser, "h1", |t| t == "Sign in").await;
+        browser.goto(&format!("{base}/console/sends")).await.unwrap();
+        assert!(browser.current_url().await.unwrap().path().ends_with("/console/signin"));
+        browser.close().await.expect("close");
+    });
+}
