@@ -251,6 +251,10 @@ fn the_console_shows_a_customer_only_to_the_owner() {
             && page.contains("email: subscribed"),
         "{page}"
     );
+    assert!(
+        page.contains("nudge") && page.contains("not for this customer: needs the tag prospect"),
+        "{page}"
+    );
     let hostile = http(port, "GET", "/console/contacts/K-6", me, "").body;
     assert!(
         hostile.contains("&lt;script&gt;alert(1)&lt;/script&gt; Hacker"),

@@ -110,7 +110,7 @@ pub async fn plan(
 }
 
 /// A cadence's trigger in words.
-fn trigger_words(c: &Cadence) -> String {
+pub(super) fn trigger_words(c: &Cadence) -> String {
     let mut words = match &c.trigger {
         Trigger::After { kind, delay } => format!("{delay} after each {kind} event"),
         Trigger::Every { every, since } => {

@@ -139,7 +139,7 @@ pub(super) async fn shaped_rows(
 }
 
 /// A send-log reason in words, its code after it (what `tickler sends` shows).
-fn explained(reason: &str) -> String {
+pub(super) fn explained(reason: &str) -> String {
     let words = match reason {
         "stale" => "too late to send: past max_lateness".to_owned(),
         "superseded" => "a newer occurrence of the same follow-up took its place".to_owned(),
