@@ -72,11 +72,7 @@ pub fn router(status: Arc<Status>, api_token: Option<String>) -> Router {
                 .layer(GlobalConcurrencyLimitLayer::new(API_CONCURRENCY))
                 .layer(DefaultBodyLimit::max(API_BODY_LIMIT)),
         );
-    let console = match state.console {
-        Some(_) => console::routes(state.clone()),
-        None => Router::new(),
-    };
-    Router::new()
+    let mut router = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route(
@@ -84,9 +80,13 @@ pub fn router(status: Arc<Status>, api_token: Option<String>) -> Router {
             get(unsubscribe::page).post(unsubscribe::confirm),
         )
         .route_layer(RequestBodyLimitLayer::new(BODY_LIMIT))
-        .merge(api)
-        .merge(console.route_layer(RequestBodyLimitLayer::new(BODY_LIMIT)))
-        .with_state(state)
+        .merge(api);
+    if state.console.is_some() {
+        router = router.merge(
+            console::routes(state.clone()).route_layer(RequestBodyLimitLayer::new(BODY_LIMIT)),
+        );
+    }
+    router.with_state(state)
 }
 
 /// The endpoint's socket, bound, with the API token read: ready to serve.
