@@ -129,24 +129,27 @@ fn an_owner_answers_what_happened_with_a_customer_in_a_browser() {
         shoot(&browser, "summary").await;
 
         // Find the customer by a part of her name, from the send log.
-        browser.find(Locator::LinkText("Send log")).await.unwrap().click().await.unwrap();
-        let search = browser.find(Locator::Css("input[name=q]")).await.unwrap();
+        browser.wait().for_element(Locator::LinkText("Send log")).await.unwrap().click().await.unwrap();
+        let search = browser.wait().for_element(Locator::Css("input[name=q]")).await.unwrap();
         search.send_keys("ingr").await.unwrap();
         browser.find(Locator::Css("form.filters button")).await.unwrap().click().await.unwrap();
-        let table = text_when(&browser, "table", |t| !t.contains("Mei Chen")).await;
+        let table = text_when(&browser, "table", |t| {
+            t.contains("Ingrid Berg") && !t.contains("Mei Chen")
+        })
+        .await;
         assert!(table.contains("Ingrid Berg") && table.contains("sent"), "{table}");
         assert!(!table.contains("Mei Chen"), "{table}");
         shoot(&browser, "sends").await;
 
         // Her page: the thank-you that went out, her events, her channels.
-        browser.find(Locator::LinkText("Ingrid Berg")).await.unwrap().click().await.unwrap();
+        browser.wait().for_element(Locator::LinkText("Ingrid Berg")).await.unwrap().click().await.unwrap();
         assert_eq!(text_when(&browser, "h1", |t| t == "Ingrid Berg").await, "Ingrid Berg");
         let log = text_when(&browser, "#log + .table-wrap", |t| t.contains("thanks")).await;
         assert!(log.contains("thanks") && log.contains("sent"), "{log}");
         shoot(&browser, "contact").await;
 
         // Unsubscribe her from email, with the page's own button.
-        browser.find(Locator::XPath("//button[text()='Unsubscribe']")).await.unwrap().click().await.unwrap();
+        browser.wait().for_element(Locator::XPath("//button[text()='Unsubscribe']")).await.unwrap().click().await.unwrap();
         let channels = text_when(&browser, ".channels", |t| t.contains("opted out")).await;
         assert!(channels.contains("email: opted out"), "{channels}");
 
@@ -157,11 +160,13 @@ fn an_owner_answers_what_happened_with_a_customer_in_a_browser() {
 
         for (name, path) in [("plan", "/console/plan?days=30"), ("cadences", "/console/cadences")] {
             browser.goto(&format!("{base}{path}")).await.unwrap();
+            let heading = text_when(&browser, "h1", |t| !t.is_empty()).await;
+            assert!(heading == "Plan" || heading == "Follow-ups", "{path}: {heading}");
             shoot(&browser, name).await;
         }
 
         // Signing out: the console is closed again.
-        browser.find(Locator::Css(".signout button")).await.unwrap().click().await.unwrap();
+        browser.wait().for_element(Locator::Css(".signout button")).await.unwrap().click().await.unwrap();
         text_when(&browser, "h1", |t| t == "Sign in").await;
         browser.goto(&format!("{base}/console/sends")).await.unwrap();
         assert!(browser.current_url().await.unwrap().path().ends_with("/console/signin"));

@@ -113,7 +113,10 @@ pub fn start_console() -> Console {
     let day = crate::helpers::two_days_ago();
     ws.write(
         "events.csv",
-        &format!("id,contact_id,kind,at\nP-1,K-1,purchase,{day}\nP-5,K-5,purchase,{day}\n"),
+        &format!(
+            "id,contact_id,kind,at\nP-1,K-1,purchase,{day}\nP-5,K-5,purchase,{day}\nP-6,K-6,purchase,{}\n",
+            jiff::Zoned::now().date()
+        ),
     );
     ws.import_all();
     ws.tickler(&["tick", "--now", &format!("{day}T12:00:00-05:00")])
@@ -328,6 +331,12 @@ fn the_console_shows_a_customer_only_to_the_owner() {
     assert!(
         a.body
             .contains("follow-ups would go out in the next 30 days"),
+        "{}",
+        a.body
+    );
+    // K-6's purchase today: a thank-you in two days, counted on its day.
+    assert!(
+        a.body.contains("<td data-label=\"thanks\">1</td>"),
         "{}",
         a.body
     );

@@ -77,11 +77,11 @@ pub async fn plan(
     let day_rows: Vec<Value> = by_day
         .iter()
         .map(|(day, counts)| {
-            let cells: Vec<u64> = cadence_ids
+            let cells: Vec<Value> = cadence_ids
                 .iter()
-                .map(|c| counts.get(c).copied().unwrap_or(0))
+                .map(|c| json!({"label": c, "n": counts.get(c).copied().unwrap_or(0)}))
                 .collect();
-            json!({"day": day, "cells": cells, "total": cells.iter().sum::<u64>()})
+            json!({"day": day, "cells": cells, "total": counts.values().sum::<u64>()})
         })
         .collect();
     let listed: Vec<Value> = planned
