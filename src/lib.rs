@@ -27,4 +27,5 @@ pub mod store;
 pub mod sync;
 pub mod telemetry;
 pub mod tick;
+pub mod timeline;
 pub mod unsubscribe;

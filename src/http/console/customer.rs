@@ -10,14 +10,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::SignedIn;
-use super::outlook::trigger_words;
-use super::pages::{explained, frame, frame_at, link, shaped_rows, unavailable, when, zone_name};
+use super::pages::{frame, frame_at, link, shaped_rows, unavailable, when, zone_name};
 use super::{forbidden, view};
-use crate::agenda::{Decision, agenda};
 use crate::config::Config;
 use crate::domain::{Channel, History};
 use crate::http::AppState;
 use crate::store::SendFilter;
+use crate::timeline;
 
 /// Send-log rows a customer's page lists (newest first).
 const ROWS: u32 = 500;
@@ -99,51 +98,18 @@ pub async fn contact(
     view::page("contact", &Value::Object(data))
 }
 
-/// How far ahead a customer's page looks for each follow-up's next send.
-const AHEAD_DAYS: i64 = 400;
-
-/// For each cadence, what it sends this customer next and when, or why nothing.
+/// Each cadence's next send for the page, its time in the customer's zone.
 fn next_sends(config: &Config, history: &History, now: Timestamp) -> Vec<Value> {
-    let contact = &history.contact;
-    let zone = contact.zone(&config.business.zone);
-    let until = now + jiff::SignedDuration::from_hours(24 * AHEAD_DAYS);
-    let verdicts = agenda(config, history, now, until);
-    config
-        .cadences
-        .iter()
-        .map(|cadence| {
-            let first = verdicts.iter().find(|v| v.cadence.id == cadence.id);
-            let (when, what) = match first {
-                _ if !cadence.enabled => (String::new(), "this follow-up is off".to_owned()),
-                _ if !cadence.tags.iter().all(|t| contact.has_tag(t)) => (
-                    String::new(),
-                    format!("not for this customer: needs the tag {}", cadence.tags.join(", ")),
-                ),
-                None => (
-                    String::new(),
-                    format!(
-                        "nothing due in the next {AHEAD_DAYS} days (it goes out {})",
-                        trigger_words(cadence)
-                    ),
-                ),
-                Some(v) => {
-                    let at = match v.decision {
-                        Decision::Send => now,
-                        Decision::Wait(at) | Decision::Later(at) => at,
-                        Decision::Skip(_) => v.due.due_at,
-                    };
-                    let skip = match &v.decision {
-                        Decision::Skip(reason) => Some(reason.clone()),
-                        _ => v.skip_reason.clone(),
-                    };
-                    let what = match skip {
-                        Some(reason) => format!("{} would be skipped: {}", v.due.occurrence, explained(&reason)),
-                        None => format!("{} goes out", v.due.occurrence),
-                    };
-                    (when(at, &zone), what)
-                }
-            };
-            json!({"cadence": cadence.id, "channel": cadence.channel.to_string(), "when": when, "what": what})
+    let zone = history.contact.zone(&config.business.zone);
+    timeline::next_sends(config, history, now)
+        .into_iter()
+        .map(|n| {
+            json!({
+                "cadence": n.cadence,
+                "channel": n.channel.to_string(),
+                "when": n.at.map(|at| when(at, &zone)).unwrap_or_default(),
+                "what": n.what,
+            })
         })
         .collect()
 }

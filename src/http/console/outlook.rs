@@ -14,9 +14,10 @@ use super::auth::SignedIn;
 use super::pages::{frame, link, unavailable, when};
 use super::view;
 use crate::agenda::forecast;
-use crate::domain::{Cadence, SendStatus, Trigger};
+use crate::domain::SendStatus;
 use crate::http::AppState;
 use crate::store::SendFilter;
+use crate::timeline::trigger_in_words;
 
 /// Contacts read from the due index at a time.
 const PAGE: u32 = 1000;
@@ -109,30 +110,6 @@ pub async fn plan(
     view::page("plan", &Value::Object(data))
 }
 
-/// A cadence's trigger in words.
-pub(super) fn trigger_words(c: &Cadence) -> String {
-    let mut words = match &c.trigger {
-        Trigger::After { kind, delay } => format!("{delay} after each {kind} event"),
-        Trigger::Every { every, since } => {
-            format!("every {every} since the latest {since} event")
-        }
-        Trigger::Yearly { field, lead, .. } if lead.is_zero() => {
-            format!("each year on the {field} date")
-        }
-        Trigger::Yearly { field, lead, .. } => {
-            format!("each year, {lead} before the {field} date")
-        }
-        Trigger::Cron { expr } => format!("on the schedule {expr}"),
-    };
-    if !c.tags.is_empty() {
-        words.push_str(&format!("; to contacts tagged {}", c.tags.join(", ")));
-    }
-    if !c.unless.is_empty() {
-        words.push_str(&format!("; not after a later {}", c.unless.join(" or ")));
-    }
-    words
-}
-
 pub async fn cadences(
     State(state): State<AppState>,
     Extension(me): Extension<SignedIn>,
@@ -179,7 +156,7 @@ pub async fn cadences(
         rows.push(json!({
             "id": c.id,
             "channel": c.channel.to_string(),
-            "trigger": trigger_words(c),
+            "trigger": trigger_in_words(c),
             "enabled": c.enabled,
             "cells": cells,
             "last_error": last_failed.as_ref().map(|r| format!(

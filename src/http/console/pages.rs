@@ -19,6 +19,7 @@ use crate::domain::{Channel, Contact, SendStatus};
 use crate::http::AppState;
 use crate::store::{SendFilter, SendRow, Store};
 use crate::tick::Engine;
+use crate::timeline::reason_in_words;
 
 /// Rows on a page of the send log.
 const PAGE: u32 = 50;
@@ -126,7 +127,7 @@ pub(super) async fn shaped_rows(
                 "occurrence": r.occurrence,
                 "channel": r.channel.to_string(),
                 "status": r.status.as_str(),
-                "reason": r.reason.as_deref().map(explained),
+                "reason": r.reason.as_deref().map(reason_in_words),
                 "reply": r.reply,
                 "attempts": r.attempts,
                 "id": r.id,
@@ -136,22 +137,6 @@ pub(super) async fn shaped_rows(
             })
         })
         .collect())
-}
-
-/// A send-log reason in words, its code after it (what `tickler sends` shows).
-pub(super) fn explained(reason: &str) -> String {
-    let words = match reason {
-        "stale" => "too late to send: past max_lateness".to_owned(),
-        "superseded" => "a newer occurrence of the same follow-up took its place".to_owned(),
-        "opted_out" => "the customer opted out of this channel".to_owned(),
-        "no_email" => "no email address".to_owned(),
-        "no_address" => "no postal address".to_owned(),
-        other => match other.strip_prefix("unless:") {
-            Some(kind) => format!("a {kind} event came first"),
-            None => return other.to_owned(),
-        },
-    };
-    format!("{words} ({reason})")
 }
 
 /// Where a contact is, shortly: the email, else the town.
