@@ -3,6 +3,7 @@
 
 mod check;
 mod console;
+mod contact;
 mod copy;
 mod import;
 mod plan;
@@ -137,6 +138,15 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ChannelArg::All)]
         channel: ChannelArg,
     },
+    /// One customer: details, events, every send with its reason, and what comes next.
+    Contact {
+        id: String,
+        #[arg(long, value_name = "TS")]
+        now: Option<String>,
+        /// table or json
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// The owner's web console.
     Console {
         #[command(subcommand)]
@@ -217,15 +227,21 @@ pub(crate) fn write_stdout(bytes: &[u8]) -> Result<(), Failure> {
 /// hold line breaks or terminal escapes; shown escaped, they can neither split the
 /// message into lines that lack the `error:` prefix nor drive the terminal.
 pub fn error_line(text: &str) -> String {
-    let mut line = String::from("error: ");
+    format!("error: {}", plain(text))
+}
+
+/// `text` with line breaks and terminal escapes shown escaped: what a table cell or a
+/// message quotes from the data cannot drive the terminal or break the layout.
+pub(crate) fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_control() && c != '\t' {
-            line.extend(c.escape_default());
+            out.extend(c.escape_default());
         } else {
-            line.push(c);
+            out.push(c);
         }
     }
-    line
+    out
 }
 
 /// Runs the parsed command line.
@@ -272,6 +288,9 @@ pub async fn execute(cli: Cli) -> CommandResult {
         }
         Command::Resubscribe { contact, channel } => {
             subscribe::run(&path, &contact, channel, false).await
+        }
+        Command::Contact { id, now, format } => {
+            contact::run(&path, &id, now.as_deref(), format).await
         }
         Command::CopyDb { to } => copy::run(&path, &to).await,
         Command::Console {
@@ -338,7 +357,11 @@ fn print_records<T: serde::Serialize>(format: Format, records: &[T]) -> Result<(
 /// Prints rows as an aligned table.
 fn print_table(headers: &[&str], rows: &[Vec<String>]) -> Result<(), Failure> {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in rows {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| plain(cell)).collect())
+        .collect();
+    for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -355,7 +378,7 @@ fn print_table(headers: &[&str], rows: &[Vec<String>]) -> Result<(), Failure> {
     };
     line(headers.iter().map(|h| h.to_uppercase()).collect());
     for row in rows {
-        line(row.clone());
+        line(row);
     }
     write_stdout(text.as_bytes())
 }

@@ -10,6 +10,7 @@ use super::{
 };
 use crate::agenda::{Planned, forecast};
 use crate::config::Config;
+use crate::domain::time::rfc3339;
 use crate::store::Store;
 
 #[derive(Debug, Serialize)]
@@ -144,11 +145,4 @@ pub async fn upcoming(
         (a.send_at, &a.contact, &a.cadence).cmp(&(b.send_at, &b.contact, &b.cadence))
     });
     Ok(planned)
-}
-
-/// RFC 3339 with the offset of `zone`, e.g. `2026-03-03T09:00:00-05:00`.
-pub fn rfc3339(at: Timestamp, zone: &jiff::tz::TimeZone) -> String {
-    at.to_zoned(zone.clone())
-        .strftime("%Y-%m-%dT%H:%M:%S%:z")
-        .to_string()
 }

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{CommandResult, Failure, load_config, load_templates, parse_now};
-use crate::tick::Engine;
+use super::{CommandResult, Failure, load_config, load_templates, parse_now, print_table};
+use crate::tick::{Engine, Would};
+use crate::timeline::reason_in_words;
 
 pub async fn run(path: &Path, now: Option<&str>, dry_run: bool) -> CommandResult {
     let config = load_config(path)?;
@@ -19,7 +20,12 @@ pub async fn run(path: &Path, now: Option<&str>, dry_run: bool) -> CommandResult
         // One pass to its end: nothing cancels it.
         engine.tick(now, &CancellationToken::new()).await?
     };
-    super::say!("{summary}");
+    if dry_run {
+        print_would(&summary.would)?;
+        super::say!("would: {summary}");
+    } else {
+        super::say!("{summary}");
+    }
     if let Some(reason) = summary.paused {
         return Err(Failure::Errors(vec![format!(
             "sending paused: {reason}; the sends are kept and retried once the SMTP settings work"
@@ -30,4 +36,38 @@ pub async fn run(path: &Path, now: Option<&str>, dry_run: bool) -> CommandResult
     } else {
         Ok(())
     }
+}
+
+/// Each send a dry run would make or skip, as `plan` lists them, with the skip's reason.
+fn print_would(would: &[Would]) -> CommandResult {
+    if would.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = would
+        .iter()
+        .map(|w| {
+            vec![
+                w.due_at.clone(),
+                w.contact.clone(),
+                w.cadence.clone(),
+                w.channel.clone(),
+                w.occurrence.clone(),
+                match &w.skip {
+                    None => "send".to_owned(),
+                    Some(reason) => format!("skip: {}", reason_in_words(reason)),
+                },
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "due_at",
+            "contact",
+            "cadence",
+            "channel",
+            "occurrence",
+            "would",
+        ],
+        &rows,
+    )
 }

@@ -287,6 +287,13 @@ fn local_instant(day: Date, minutes: i32, zone: &TimeZone) -> Timestamp {
 pub const LAST_INSTANT: i64 = 221_845_392_000;
 
 /// The first instant of `day` in `zone` (a day whose midnight is skipped starts later).
+/// RFC 3339 with the offset of `zone`, e.g. `2026-03-03T09:00:00-05:00`.
+pub fn rfc3339(at: Timestamp, zone: &TimeZone) -> String {
+    at.to_zoned(zone.clone())
+        .strftime("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string()
+}
+
 pub fn start_of_day(day: Date, zone: &TimeZone) -> Timestamp {
     day.to_zoned(zone.clone())
         .map(|z: Zoned| z.timestamp())

@@ -23,7 +23,7 @@ mod pass;
 use deliver::Deliveries;
 pub use deliver::RECORD_BATCH;
 use pass::Pass;
-pub use pass::Summary;
+pub use pass::{Summary, Would};
 
 use crate::sync;
 use crate::unsubscribe::{self, Signer};
@@ -230,14 +230,7 @@ impl Engine {
             let histories = self.store.history(&ids).await?;
             let (sends, next_due) = self.evaluate(&histories, now, summary);
             if dry_run {
-                summary.sent += sends
-                    .iter()
-                    .filter(|s| s.status == SendStatus::Pending)
-                    .count();
-                summary.skipped += sends
-                    .iter()
-                    .filter(|s| s.status == SendStatus::Skipped)
-                    .count();
+                self.list_would(&histories, sends, summary);
                 continue;
             }
             let lease_until = now + LEASE;
@@ -275,6 +268,41 @@ impl Engine {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Counts and lists what a dry run would send or skip.
+    fn list_would(&self, histories: &[History], sends: Vec<NewSend>, summary: &mut Summary) {
+        let zones: HashMap<&str, jiff::tz::TimeZone> = histories
+            .iter()
+            .map(|h| {
+                (
+                    h.contact.id.as_str(),
+                    h.contact.zone(&self.config.business.zone),
+                )
+            })
+            .collect();
+        for send in sends {
+            let skip = match send.status {
+                SendStatus::Skipped => send.reason.or_else(|| Some(String::new())),
+                _ => None,
+            };
+            match skip {
+                Some(_) => summary.skipped += 1,
+                None => summary.sent += 1,
+            }
+            let zone = zones
+                .get(send.key.contact.as_str())
+                .cloned()
+                .unwrap_or_else(|| self.config.business.zone.clone());
+            summary.would.push(Would {
+                due_at: crate::domain::time::rfc3339(send.due_at, &zone),
+                contact: send.key.contact,
+                cadence: send.key.cadence,
+                channel: send.channel.to_string(),
+                occurrence: send.key.occurrence,
+                skip,
+            });
+        }
     }
 
     /// For each contact: the rows to add to the send log now, and when to look again.

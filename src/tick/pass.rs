@@ -17,6 +17,21 @@ pub struct Summary {
     pub deferred: usize,
     /// Why sending stopped as a whole in this pass (bad credentials, TLS failure).
     pub paused: Option<String>,
+    /// In a dry run, each send the pass would make or skip, in the order it met them.
+    pub would: Vec<Would>,
+}
+
+/// One send a dry run would make, or skip and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Would {
+    /// RFC 3339 in the contact's zone.
+    pub due_at: String,
+    pub contact: String,
+    pub cadence: String,
+    pub channel: String,
+    pub occurrence: String,
+    /// Why it would be skipped; `None` when it would be sent.
+    pub skip: Option<String>,
 }
 
 impl fmt::Display for Summary {

@@ -139,15 +139,56 @@ fn dry_run_sends_and_records_nothing() {
     let ws = Workspace::new(Some(&server.url()));
     ws.import_all();
     let run = ws.tickler(&["tick", "--now", NOW, "--dry-run"]).ok();
+    let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(
-        run.stdout.trim(),
-        "sent=3 failed=0 retrying=0 skipped=2 deferred=0"
+        lines.last().copied(),
+        Some("would: sent=3 failed=0 retrying=0 skipped=2 deferred=0"),
+        "{}",
+        run.stdout
     );
+    // A header, then one line for each send it would make or skip, reasons in words.
+    assert!(lines[0].starts_with("DUE_AT"), "{}", run.stdout);
+    let listed = &lines[1..lines.len() - 1];
+    assert_eq!(listed.len(), 5, "{}", run.stdout);
+    assert_eq!(listed.iter().filter(|l| l.ends_with(" send")).count(), 3);
+    let skips: Vec<&&str> = listed.iter().filter(|l| l.contains(" skip: ")).collect();
+    assert_eq!(skips.len(), 2, "{}", run.stdout);
+    assert!(skips.iter().all(|l| l.contains('(') && l.ends_with(')')));
     assert!(server.messages().is_empty());
     assert!(ws.sends().is_empty());
-    // The real tick afterwards does what the dry run said.
+    // The real tick afterwards does what the dry run said, send by send.
     let real = ws.tickler(&["tick", "--now", NOW]).ok();
-    assert_eq!(real.stdout, run.stdout);
+    assert_eq!(
+        real.stdout.trim(),
+        "sent=3 failed=0 retrying=0 skipped=2 deferred=0"
+    );
+    let mut done: Vec<(String, String, String)> = ws
+        .sends()
+        .iter()
+        .map(|r| {
+            let word = if r["status"] == "skipped" {
+                "skip:"
+            } else {
+                "send"
+            };
+            let text = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+            (text("contact"), text("cadence"), word.to_owned())
+        })
+        .collect();
+    let mut said: Vec<(String, String, String)> = listed
+        .iter()
+        .map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            (
+                cells[1].to_owned(),
+                cells[2].to_owned(),
+                cells[5].to_owned(),
+            )
+        })
+        .collect();
+    done.sort();
+    said.sort();
+    assert_eq!(done, said);
 }
 
 #[test]

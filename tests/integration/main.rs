@@ -23,3 +23,4 @@ mod simulation;
 mod smtp;
 mod smtp_shutdown;
 mod strict_server;
+mod timeline;

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::auth::SignedIn;
 use super::view;
+use crate::domain::time::rfc3339;
 use crate::domain::{Channel, Contact, SendStatus};
 use crate::http::AppState;
 use crate::store::{SendFilter, SendRow, Store};
@@ -31,12 +32,6 @@ const SEARCH_CONTACTS: u32 = 500;
 pub(super) fn when(at: Timestamp, zone: &TimeZone) -> String {
     at.to_zoned(zone.clone())
         .strftime("%Y-%m-%d %H:%M")
-        .to_string()
-}
-
-fn rfc3339(at: Timestamp, zone: &TimeZone) -> String {
-    at.to_zoned(zone.clone())
-        .strftime("%Y-%m-%dT%H:%M:%S%:z")
         .to_string()
 }
 
