@@ -35,7 +35,12 @@ pub struct Daemon {
     /// ended: not at the shutdown itself, which would hand the sends already given to
     /// the transport back unsent instead of letting them finish.
     transports: CancellationToken,
+    /// When kept messages were last pruned.
+    pruned_at: std::sync::Mutex<Option<Instant>>,
 }
+
+/// How often the daemon forgets the kept messages older than `console.keep_messages`.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 impl Daemon {
     /// A daemon running `engine`, reloading from `config_path`.
@@ -48,6 +53,7 @@ impl Daemon {
             running: Mutex::new(()),
             tick_started: std::sync::Mutex::new(None),
             transports,
+            pruned_at: std::sync::Mutex::new(None),
         }
     }
 
@@ -111,8 +117,30 @@ impl Daemon {
             }
             Err(e) => tracing::error!(error = format!("{e:#}"), "tick failed"),
         }
+        self.prune_kept(&engine, now).await;
         if let Ok(mut started) = self.tick_started.lock() {
             *started = None;
+        }
+    }
+}
+
+impl Daemon {
+    /// Forgets the kept messages older than `console.keep_messages`, once an hour.
+    async fn prune_kept(&self, engine: &Engine, now: Timestamp) {
+        let due = match self.pruned_at.lock() {
+            Ok(mut at) if at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) => {
+                *at = Some(Instant::now());
+                true
+            }
+            _ => false,
+        };
+        if !due {
+            return;
+        }
+        let keep = jiff::SignedDuration::from_secs(engine.config.keep_messages.seconds());
+        let before = now.checked_sub(keep).unwrap_or(Timestamp::MIN);
+        if let Err(e) = engine.store.prune_kept(before).await {
+            tracing::warn!(error = %e, "could not prune the kept messages");
         }
     }
 }

@@ -2,13 +2,10 @@
 
 use std::path::Path;
 
-use jiff::SignedDuration;
-
 use super::{CommandResult, Failure, load_config, load_templates, open_store, parse_now};
 use crate::channel::postcard::{self, Card};
-use crate::compose::{ComposeError, Composed, Composer, Request};
+use crate::compose::{ComposeError, Composed, Composer, Request, shown_occurrence};
 use crate::domain::SendKey;
-use crate::plan::{self, Frame};
 use crate::unsubscribe;
 
 pub async fn run(
@@ -34,30 +31,8 @@ pub async fn run(
         .pop()
         .ok_or_else(|| Failure::Errors(vec![format!("no contact `{contact_id}`")]))?;
     let contact = &history.contact;
-    // The occurrence the contact would get next; else the latest one it had.
-    let frame = Frame {
-        now,
-        until: now + SignedDuration::from_hours(24 * 800),
-        business_zone: &config.business.zone,
-    };
-    // Look at the whole history, not only what is still owed.
-    let mut everything = history.clone();
-    everything.contact.armed_at = Some(jiff::Timestamp::UNIX_EPOCH);
-    for e in &mut everything.events {
-        e.armed_at = Some(jiff::Timestamp::UNIX_EPOCH);
-    }
-    let all = plan::occurrences(cadence, &everything.contact, &everything.events, frame);
-    let due = all
-        .iter()
-        .find(|d| d.due_at >= now)
-        .or(all.last())
-        .ok_or_else(|| {
-            let why = match cadence.trigger.event_kind() {
-                Some(kind) => format!("contact `{contact_id}` has no `{kind}` event, or does not match the cadence's `where`"),
-                None => format!("contact `{contact_id}` has no occurrence of this cadence (no birthday, or `where` does not match)"),
-            };
-            Failure::Errors(vec![format!("cadence `{cadence_id}`: {why}")])
-        })?;
+    let due = shown_occurrence(&config, cadence, &history, now)
+        .map_err(|why| Failure::Errors(vec![format!("cadence `{cadence_id}`: {why}")]))?;
     let signer = unsubscribe::signer(&config)?;
     let key = SendKey {
         contact: contact.id.clone(),
@@ -81,7 +56,7 @@ pub async fn run(
         message_id: &message_id,
     };
     let message = match composer.compose(&request) {
-        Ok(Composed::Email(message)) => message,
+        Ok(Composed::Email(message, _)) => message,
         Ok(Composed::Card(card)) => return write_card(&card, out),
         Err(ComposeError::NoEmail) => {
             return Err(Failure::Errors(vec![format!(

@@ -6,6 +6,8 @@
 mod card;
 mod check;
 mod data;
+mod kept;
+mod pick;
 mod sample;
 
 use jiff::Timestamp;
@@ -19,6 +21,8 @@ use crate::unsubscribe::{self, Signer};
 
 pub use check::check_cadence;
 pub use data::MessageData;
+pub use kept::KeptMessage;
+pub use pick::shown_occurrence;
 
 /// What composing needs besides the message itself: the same for every message.
 pub struct Composer<'a> {
@@ -46,7 +50,8 @@ pub struct Request<'a> {
 
 /// A message ready for its channel.
 pub enum Composed {
-    Email(lettre::Message),
+    /// The message for the transport, and its rendered parts as the console keeps them.
+    Email(lettre::Message, Box<KeptMessage>),
     /// Boxed: a card is more than twice an email's size.
     Card(Box<Card>),
 }
@@ -67,6 +72,27 @@ pub enum ComposeError {
 impl Composer<'_> {
     /// Renders the message `request` names and builds it for the cadence's channel.
     pub fn compose(&self, request: &Request<'_>) -> Result<Composed, ComposeError> {
+        self.compose_for(request, false)
+    }
+
+    /// The same email as a test for the owner: to the business's own address, the
+    /// subject marked `[TEST]`, and an unsubscribe link that reaches the business, not
+    /// one that would opt the customer out.
+    pub fn compose_test(
+        &self,
+        request: &Request<'_>,
+    ) -> Result<(lettre::Message, KeptMessage), ComposeError> {
+        let inert = Composer {
+            signer: None,
+            ..*self
+        };
+        match inert.compose_for(request, true)? {
+            Composed::Email(message, kept) => Ok((message, *kept)),
+            Composed::Card(_) => Err(ComposeError::Build("a postcard has no test email".into())),
+        }
+    }
+
+    fn compose_for(&self, request: &Request<'_>, test: bool) -> Result<Composed, ComposeError> {
         let Composer {
             config,
             templates,
@@ -88,21 +114,44 @@ impl Composer<'_> {
             unsubscribe_url: &unsubscribe_url,
         };
         if cadence.channel == Channel::Postcard {
+            if test {
+                return Err(ComposeError::Build(
+                    "a postcard is not sent as a test; `tickler preview --out DIR` draws it".into(),
+                ));
+            }
             let rendered = templates.render_postcard(&cadence.template, data.to_json())?;
             let card = card::card(config, cadence, contact, request.send_id, rendered);
             return Ok(Composed::Card(Box::new(card)));
         }
-        let to = contact.email.as_ref().ok_or(ComposeError::NoEmail)?;
-        let body = templates.render_email(&cadence.template, data.to_json())?;
+        let mut body = templates.render_email(&cadence.template, data.to_json())?;
+        let (to_name, to) = match test {
+            true => {
+                body.subject = format!("[TEST] {}", body.subject);
+                (config.business.name.clone(), &config.business.email)
+            }
+            false => (
+                contact.full_name(),
+                contact.email.as_ref().ok_or(ComposeError::NoEmail)?,
+            ),
+        };
         let envelope = Envelope {
             business: &config.business,
-            to_name: &contact.full_name(),
+            to_name: &to_name,
             to,
             message_id: request.message_id,
             date: request.at,
             unsubscribe_url: &unsubscribe_url,
         };
         let message = email::build(&envelope, &body).map_err(ComposeError::Build)?;
-        Ok(Composed::Email(message))
+        let kept = KeptMessage {
+            subject: body.subject,
+            to: match to_name.is_empty() {
+                true => to.to_string(),
+                false => format!("{to_name} <{to}>"),
+            },
+            text: body.text,
+            html: body.html,
+        };
+        Ok(Composed::Email(message, Box::new(kept)))
     }
 }

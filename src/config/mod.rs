@@ -35,6 +35,8 @@ pub struct Config {
     pub postcards_dir: PathBuf,
     pub schedule: Schedule,
     pub http: Option<HttpConfig>,
+    /// How long each sent email's rendered text is kept for the console (`0d`: not kept).
+    pub keep_messages: Period,
 }
 
 #[derive(Clone, Debug)]
@@ -262,6 +264,11 @@ impl Config {
                 console: h.console.unwrap_or(false),
             })
         });
+        let keep_messages = v.period(
+            "console.keep_messages",
+            raw.console.and_then(|c| c.keep_messages).as_deref(),
+            Period::days(90),
+        );
         let templates_dir = base.join(raw.templates.as_deref().unwrap_or("templates"));
         let cadence_path = match cadences {
             Some(path) => path.to_owned(),
@@ -273,8 +280,8 @@ impl Config {
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
         }
-        let (Some(zone), Some(business_email), Some(schedule), Some(email)) =
-            (zone, business_email, schedule, email)
+        let (Some(zone), Some(business_email), Some(schedule), Some(email), Some(keep_messages)) =
+            (zone, business_email, schedule, email, keep_messages)
         else {
             // Every missing value comes with an error above; this is a safety net.
             return Err(Diagnostics(vec![
@@ -305,6 +312,7 @@ impl Config {
             email,
             schedule,
             http,
+            keep_messages,
         })
     }
 

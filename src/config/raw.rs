@@ -17,6 +17,13 @@ pub struct RawConfig {
     pub postcards: Option<RawPostcards>,
     pub schedule: Option<RawSchedule>,
     pub http: Option<RawHttp>,
+    pub console: Option<RawConsole>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsole {
+    pub keep_messages: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,6 +8,7 @@ mod backend;
 mod bulk;
 pub mod copy;
 mod error;
+mod kept;
 mod log;
 mod people;
 mod postgres;
@@ -35,6 +36,7 @@ pub use bulk::{
 };
 pub use error::StoreError;
 pub(crate) use error::ts;
+pub use kept::{Kept, TestSend};
 pub use log::{NewSend, Outcome, SendFilter, SendLog, SendRow};
 pub use people::People;
 use postgres::PostgresStore;
@@ -66,7 +68,7 @@ pub trait Contacts: Send + Sync {
 /// `Arc<dyn Store>`: the send log, the due queue and the contacts, plus a few settings
 /// and the group lock.
 #[async_trait]
-pub trait Store: SendLog + DueQueue + Contacts + People {
+pub trait Store: SendLog + DueQueue + Contacts + People + Kept {
     async fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
     /// Work that one process of the group does at a time (a CSV sync): `None` when

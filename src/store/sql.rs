@@ -18,11 +18,13 @@ pub(crate) trait Sql: Database {
     fn bind_int(q: &mut QueryBuilder<Self>, value: i64);
     fn bind_text(q: &mut QueryBuilder<Self>, value: &str);
     fn bind_flag(q: &mut QueryBuilder<Self>, value: bool);
+    fn bind_bytes(q: &mut QueryBuilder<Self>, value: Vec<u8>);
     fn int(row: &Self::Row, column: &str) -> SqlResult<i64>;
     fn opt_int(row: &Self::Row, column: &str) -> SqlResult<Option<i64>>;
     fn text<'r>(row: &'r Self::Row, column: &str) -> SqlResult<&'r str>;
     fn opt_text<'r>(row: &'r Self::Row, column: &str) -> SqlResult<Option<&'r str>>;
     fn flag(row: &Self::Row, column: &str) -> SqlResult<bool>;
+    fn bytes(row: &Self::Row, column: &str) -> SqlResult<Vec<u8>>;
     fn fetch_all<'a>(
         conn: &'a mut Self::Connection,
         q: &'a mut QueryBuilder<Self>,
@@ -44,6 +46,7 @@ where
     DB::Arguments: IntoArguments<DB>,
     for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Vec<u8>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Decode<'q, DB> + Type<DB> + ColumnIndex<DB::Row>,
 {
     fn bind_int(q: &mut QueryBuilder<DB>, value: i64) {
@@ -53,6 +56,9 @@ where
         q.push_bind(value);
     }
     fn bind_flag(q: &mut QueryBuilder<DB>, value: bool) {
+        q.push_bind(value);
+    }
+    fn bind_bytes(q: &mut QueryBuilder<DB>, value: Vec<u8>) {
         q.push_bind(value);
     }
     fn int(row: &DB::Row, column: &str) -> SqlResult<i64> {
@@ -68,6 +74,9 @@ where
         sqlx::Row::try_get(row, column)
     }
     fn flag(row: &DB::Row, column: &str) -> SqlResult<bool> {
+        sqlx::Row::try_get(row, column)
+    }
+    fn bytes(row: &DB::Row, column: &str) -> SqlResult<Vec<u8>> {
         sqlx::Row::try_get(row, column)
     }
     fn fetch_all<'a>(
@@ -95,6 +104,7 @@ pub(crate) trait Bind {
     fn int(&mut self, value: i64) -> &mut Self;
     fn text(&mut self, value: &str) -> &mut Self;
     fn flag(&mut self, value: bool) -> &mut Self;
+    fn bytes(&mut self, value: Vec<u8>) -> &mut Self;
 }
 
 impl<DB: Sql> Bind for QueryBuilder<DB> {
@@ -108,6 +118,10 @@ impl<DB: Sql> Bind for QueryBuilder<DB> {
     }
     fn flag(&mut self, value: bool) -> &mut Self {
         DB::bind_flag(self, value);
+        self
+    }
+    fn bytes(&mut self, value: Vec<u8>) -> &mut Self {
+        DB::bind_bytes(self, value);
         self
     }
 }

@@ -51,6 +51,9 @@ struct Tally {
     failed: usize,
 }
 
+/// A send's outcome, and its message packed for keeping (id, bytes) when it was sent.
+type Delivered = (Outcome, Option<(i64, Vec<u8>)>);
+
 type Recording = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 
 impl Deliveries {
@@ -102,7 +105,7 @@ async fn dispatch(
 ) -> anyhow::Result<Tally> {
     let limit = PER_CONNECTION * engine.transport.concurrency().max(1);
     let mut running = JoinSet::new();
-    let mut finished: Vec<Outcome> = Vec::new();
+    let mut finished: Vec<Delivered> = Vec::new();
     let mut recording: Option<Recording> = None;
     let mut recording_len = 0;
     // When the oldest unrecorded outcome came.
@@ -116,13 +119,17 @@ async fn dispatch(
                 || running.is_empty()
                 || waiting_since.elapsed() >= LINGER)
         {
-            let batch = std::mem::take(&mut finished);
+            let (batch, kept): (Vec<Outcome>, Vec<_>) =
+                std::mem::take(&mut finished).into_iter().unzip();
             recording_len = batch.len();
             let engine = engine.clone();
             recording = Some(Box::pin(async move {
                 // A card's manifest line is written before its send is recorded `sent`.
                 engine.postcards.commit().await?;
-                Ok(engine.store.record(&batch, now).await?)
+                engine.store.record(&batch, now).await?;
+                // Kept for the owner to read; losing them to a crash loses no send.
+                let kept: Vec<(i64, Vec<u8>)> = kept.into_iter().flatten().collect();
+                Ok(engine.store.keep(kept, now).await?)
             }));
         }
         if !open && running.is_empty() && recording.is_none() {
@@ -142,12 +149,12 @@ async fn dispatch(
                 None => open = false,
             },
             Some(joined) = running.join_next() => {
-                let outcome = match joined {
-                    Ok(outcome) => outcome,
+                let delivered = match joined {
+                    Ok(delivered) => delivered,
                     Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                     Err(e) => anyhow::bail!("a send was cancelled: {e}"),
                 };
-                match outcome.status {
+                match delivered.0.status {
                     SendStatus::Sent => tally.sent += 1,
                     SendStatus::Retrying => tally.retrying += 1,
                     SendStatus::Failed => tally.failed += 1,
@@ -156,7 +163,7 @@ async fn dispatch(
                 if finished.is_empty() {
                     waiting_since = Instant::now();
                 }
-                finished.push(outcome);
+                finished.push(delivered);
             }
             () = tokio::time::sleep_until(waiting_since + LINGER), if recording.is_none() && !finished.is_empty() => {}
             recorded = async { recording.as_mut().expect("guarded").await }, if recording.is_some() => {
@@ -171,7 +178,7 @@ async fn dispatch(
 }
 
 impl Engine {
-    async fn deliver(&self, pass: &Pass, job: Job, now: Timestamp) -> Outcome {
+    async fn deliver(&self, pass: &Pass, job: Job, now: Timestamp) -> Delivered {
         let row = &job.row;
         let email = row.channel == Channel::Email;
         let result = match pass.pause_reason() {
@@ -183,6 +190,10 @@ impl Engine {
                 }
                 self.attempt(&job, now).await
             }
+        };
+        let (result, kept) = match result {
+            Ok((reply, kept)) => (Ok(reply), kept),
+            Err(e) => (Err(e), None),
         };
         // Counted from the first attempt, not the due time: a send that fell due during
         // downtime gets its whole retry period.
@@ -223,7 +234,7 @@ impl Engine {
         };
         tracing::info!(contact = %row.contact, cadence = %row.cadence, occurrence = %row.occurrence,
             status = status.as_str(), reason = %crate::telemetry::redact(reason.as_deref().unwrap_or_default()), "send");
-        Outcome {
+        let outcome = Outcome {
             id: row.id,
             // A pause is about the server or the setup, not this message.
             attempted: !paused,
@@ -231,11 +242,18 @@ impl Engine {
             reason,
             reply,
             next_attempt_at,
-        }
+        };
+        let kept = kept.filter(|_| status == SendStatus::Sent);
+        (outcome, kept.map(|message| (row.id, message)))
     }
 
-    /// Composes one message and hands it to its channel.
-    async fn attempt(&self, job: &Job, now: Timestamp) -> Result<String, DeliveryError> {
+    /// Composes one message and hands it to its channel: the server's reply, and the
+    /// message packed for keeping when the console keeps messages.
+    async fn attempt(
+        &self,
+        job: &Job,
+        now: Timestamp,
+    ) -> Result<(String, Option<Vec<u8>>), DeliveryError> {
         let row = &job.row;
         let cadence = self.config.cadence(&row.cadence).ok_or_else(|| {
             DeliveryError::Permanent(format!("cadence `{}` is no longer configured", row.cadence))
@@ -259,8 +277,11 @@ impl Engine {
             .compose(&request)
             .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
         match composed {
-            Composed::Card(card) => self.postcards.write(*card, now).await,
-            Composed::Email(message) => self.transport.send(&message, &row.key().digest()).await,
+            Composed::Card(card) => Ok((self.postcards.write(*card, now).await?, None)),
+            Composed::Email(message, kept) => {
+                let reply = self.transport.send(&message, &row.key().digest()).await?;
+                Ok((reply, self.keeps_messages().then(|| kept.pack())))
+            }
         }
     }
 }

@@ -108,6 +108,12 @@ impl Engine {
         .with_signer(signer))
     }
 
+    /// Whether sent emails are kept for the console to show (`console.keep_messages`).
+    pub fn keeps_messages(&self) -> bool {
+        let console = self.config.http.as_ref().is_some_and(|h| h.console);
+        console && !self.config.keep_messages.is_zero()
+    }
+
     /// Signs unsubscribe links with `signer`.
     fn with_signer(mut self, signer: Option<Signer>) -> Engine {
         self.signer = signer;

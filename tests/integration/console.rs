@@ -7,6 +7,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::backends::TempDb;
 use crate::helpers::Workspace;
 
 pub const PASSWORD: &str = "correct horse battery";
@@ -84,6 +85,22 @@ fn form_value(text: &str) -> String {
         .collect()
 }
 
+fn session_of(set_cookie: &str) -> String {
+    set_cookie["tickler_session=".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// Signs in with the right password; the session id.
+fn sign_in(port: u16) -> String {
+    let form = format!("password={}", form_value(PASSWORD));
+    let a = http(port, "POST", "/console/signin", None, &form);
+    assert_eq!(a.code, 303, "{}", a.head);
+    session_of(a.header("set-cookie").expect("a session cookie"))
+}
+
 /// A workspace with the console on, a few customers (one with a hostile name, one opted
 /// out of email) after two ticks, the password set, and `tickler run` serving it.
 pub struct Console {
@@ -93,7 +110,19 @@ pub struct Console {
 }
 
 pub fn start_console() -> Console {
+    start_console_on(None)
+}
+
+/// As [`start_console`], with the database at `database_url` (else SQLite).
+fn start_console_on(database_url: Option<&str>) -> Console {
     let ws = Workspace::new(None);
+    if let Some(url) = database_url {
+        let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
+        ws.write(
+            "tickler.yaml",
+            &format!("{config}database:\n  url: \"{url}\"\n"),
+        );
+    }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port")
@@ -208,11 +237,7 @@ fn the_console_shows_a_customer_only_to_the_owner() {
         set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
         "{set_cookie}"
     );
-    let session = set_cookie["tickler_session=".len()..]
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let session = session_of(&set_cookie);
     let me = Some(session.as_str());
 
     // The send log, searched by a part of a name; the CSV of the same filter.
@@ -372,4 +397,136 @@ fn the_console_shows_a_customer_only_to_the_owner() {
     );
     assert_eq!(a.code, 429, "{}", a.body);
     assert!(a.header("set-cookie").is_none());
+}
+
+#[test]
+fn the_owner_reads_a_sent_message_and_sends_a_test_to_themselves() {
+    let Console { ws, port, _daemon } = start_console();
+    let session = sign_in(port);
+    let me = Some(session.as_str());
+
+    // Ingrid's thank-you, as it was sent.
+    let page = http(port, "GET", "/console/contacts/K-1", me, "").body;
+    let at = page
+        .find("/message\">The message as sent")
+        .expect("a link to the kept message");
+    let href_start = page[..at].rfind("href=\"").unwrap() + 6;
+    let href = format!("{}/message", &page[href_start..at]);
+    let a = http(port, "GET", &href, me, "");
+    assert_eq!(a.code, 200, "{}", a.body);
+    assert!(
+        a.body.contains("Thanks for the order, Ingrid!"),
+        "{}",
+        a.body
+    );
+    assert!(
+        a.body.contains("Ingrid Berg &lt;ingrid@example.org&gt;"),
+        "{}",
+        a.body
+    );
+    assert!(
+        a.body.contains("Hello Ingrid, &amp; thank you."),
+        "{}",
+        a.body
+    );
+    let a = http(port, "GET", &format!("{href}.html"), me, "");
+    assert_eq!(a.code, 200);
+    assert!(
+        a.body.contains("<p>Hello Ingrid &amp; welcome</p>"),
+        "{}",
+        a.body
+    );
+    let csp = a.header("content-security-policy").unwrap_or_default();
+    assert!(
+        csp.starts_with("sandbox;") && !csp.contains("script"),
+        "{csp}"
+    );
+    // Not without a session, and nothing for a send that kept none.
+    assert_eq!(http(port, "GET", &href, None, "").code, 303);
+    assert_eq!(
+        http(port, "GET", "/console/sends/9999/message", me, "").code,
+        404
+    );
+
+    // "Send me a test": to the business's address, marked [TEST], not in the send log.
+    let before = ws.sends();
+    let outbox = ws.path("state/outbox");
+    let count = || std::fs::read_dir(&outbox).map_or(0, |d| d.count());
+    let emails = count();
+    let a = http(
+        port,
+        "POST",
+        "/console/contacts/K-1/test",
+        me,
+        "cadence=thanks",
+    );
+    assert_eq!(a.code, 403);
+    let form = format!("csrf={}&cadence=thanks", csrf_of(&page));
+    let a = http(port, "POST", "/console/contacts/K-1/test", me, &form);
+    assert_eq!(a.code, 303, "{}", a.body);
+    assert_eq!(count(), emails + 1);
+    let newest = std::fs::read_dir(&outbox)
+        .unwrap()
+        .filter_map(Result::ok)
+        .max_by_key(|e| e.metadata().unwrap().modified().unwrap())
+        .unwrap();
+    let test = std::fs::read_to_string(newest.path()).unwrap();
+    assert!(
+        test.contains("Subject: [TEST] Thanks for the order, Ingrid!"),
+        "{test}"
+    );
+    let to = test
+        .lines()
+        .find(|l| l.starts_with("To: "))
+        .unwrap_or_default();
+    assert!(to.ends_with(" <hello@fjord.example>"), "{test}");
+    // Its unsubscribe link reaches the business, not the customer's opt-out.
+    assert!(
+        test.contains("List-Unsubscribe: <mailto:hello@fjord.example"),
+        "{test}"
+    );
+    assert!(!test.contains("ingrid@example.org"), "{test}");
+    assert_eq!(ws.sends(), before, "a test is not a send");
+    let page = http(port, "GET", "/console/contacts/K-1", me, "").body;
+    assert!(
+        page.contains("thanks to hello@fjord.example: sent:"),
+        "{page}"
+    );
+}
+
+#[test]
+fn the_console_serves_the_same_pages_on_postgresql() {
+    let Some(db) = TempDb::create() else { return };
+    let Console { ws, port, _daemon } = start_console_on(Some(&db.url()));
+    let session = sign_in(port);
+    let me = Some(session.as_str());
+    let page = |path: &str| {
+        let a = http(port, "GET", path, me, "");
+        assert_eq!(a.code, 200, "{path}: {}", a.body);
+        a.body
+    };
+    assert!(page("/console/").contains("sent today"));
+    let found = page("/console/sends?q=ingr");
+    assert!(
+        found.contains("Ingrid Berg") && !found.contains("Mei Chen"),
+        "{found}"
+    );
+    assert!(page("/console/sends?status=skipped&channel=email").contains("opted_out"));
+    let ingrid = page("/console/contacts/K-1");
+    assert!(ingrid.contains("The message as sent"), "{ingrid}");
+    assert!(page("/console/plan?days=30").contains("in the next 30 days"));
+    assert!(page("/console/cadences").contains("2d after each purchase event"));
+    let csv = page("/console/sends.csv?status=sent");
+    assert!(csv.contains(",K-1,thanks,P-1,email,sent,"), "{csv}");
+    // An action writes to PostgreSQL like to SQLite.
+    let form = format!("csrf={}&channel=email&opted_out=true", csrf_of(&ingrid));
+    let a = http(port, "POST", "/console/contacts/K-1/opt-out", me, &form);
+    assert_eq!(a.code, 303, "{}", a.body);
+    assert!(page("/console/contacts/K-1").contains("email: opted out"));
+    let contact = ws.tickler(&["contact", "K-1", "--format", "json"]).ok();
+    assert!(
+        contact.stdout.contains("\"email\": true"),
+        "{}",
+        contact.stdout
+    );
 }

@@ -95,6 +95,30 @@ pub async fn contact(
         next_sends(&engine.config, &history, Timestamp::now()).into(),
     );
     data.insert("rows".into(), shaped.into());
+    let tests = match store.tests_of(&c.id).await {
+        Ok(tests) => tests,
+        Err(e) => return unavailable(e),
+    };
+    let tests: Vec<Value> = tests
+        .iter()
+        .map(|t| {
+            json!({"at": when(t.sent_at, business_zone), "cadence": t.cadence,
+                   "sent_to": t.sent_to, "outcome": t.outcome})
+        })
+        .collect();
+    data.insert("tests".into(), tests.into());
+    let email_cadences: Vec<&str> = engine
+        .config
+        .cadences
+        .iter()
+        .filter(|c| c.channel == Channel::Email)
+        .map(|c| c.id.as_str())
+        .collect();
+    data.insert("email_cadences".into(), email_cadences.into());
+    data.insert(
+        "business_email".into(),
+        engine.config.business.email.to_string().into(),
+    );
     view::page("contact", &Value::Object(data))
 }
 

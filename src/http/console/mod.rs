@@ -5,6 +5,7 @@
 mod auth;
 mod customer;
 mod door;
+mod message;
 mod outlook;
 mod pages;
 mod view;
@@ -43,6 +44,12 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
         .route("/console/sends", get(pages::sends))
         .route("/console/sends.csv", get(pages::sends_csv))
         .route("/console/sends/{id}/retry", post(customer::retry))
+        .route("/console/sends/{id}/message", get(message::message))
+        .route(
+            "/console/sends/{id}/message.html",
+            get(message::message_html),
+        )
+        .route("/console/contacts/{id}/test", post(message::send_test))
         .route("/console/plan", get(outlook::plan))
         .route("/console/cadences", get(outlook::cadences))
         .route("/console/contacts/{id}", get(customer::contact))
@@ -100,10 +107,9 @@ async fn require_session(
 async fn headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    // A page may carry a stricter policy of its own (a kept message's sandbox).
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(CSP));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

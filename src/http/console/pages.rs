@@ -1,7 +1,7 @@
 //! The console's pages and actions: each reads the store through the engine in use,
 //! shapes plain JSON for its view, and shows times in the business's zone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use axum::Extension;
 use axum::extract::{Query, State};
@@ -109,6 +109,17 @@ pub(super) async fn shaped_rows(
         .into_iter()
         .map(|c| (c.id.clone(), c))
         .collect();
+    let sent: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.status == SendStatus::Sent && r.channel == Channel::Email)
+        .map(|r| r.id)
+        .collect();
+    let kept: HashSet<i64> = store
+        .kept_among(&sent)
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .collect();
     Ok(rows
         .iter()
         .map(|r| {
@@ -127,6 +138,7 @@ pub(super) async fn shaped_rows(
                 "attempts": r.attempts,
                 "id": r.id,
                 "retry": matches!(r.status, SendStatus::Failed | SendStatus::Retrying),
+                "kept": kept.contains(&r.id),
                 "due": when(r.due_at, zone),
                 "updated": when(r.updated_at, zone),
             })

@@ -21,6 +21,7 @@ static VIEWS: LazyLock<Handlebars<'static>> = LazyLock::new(|| {
         ("missing", include_str!("views/missing.hbs")),
         ("plan", include_str!("views/plan.hbs")),
         ("cadences", include_str!("views/cadences.hbs")),
+        ("message", include_str!("views/message.hbs")),
     ] {
         h.register_template_string(name, source)
             .unwrap_or_else(|e| panic!("console view {name}: {e}"));
