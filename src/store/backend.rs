@@ -22,6 +22,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// What follows the claim's row selection: PostgreSQL skips rows another instance
     /// is claiming instead of waiting for them.
     const CLAIM_LOCK: &'static str;
+    /// Follows a text expression to compare it in byte order (as the search indexes
+    /// are built), where that is not the database's default.
+    const TEXT_ORDER: &'static str;
     fn pool(&self) -> &Pool<Self::Db>;
     /// Starts a write transaction.
     async fn write(&self) -> Result<Write<Self::Db>, StoreError>;

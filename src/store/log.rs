@@ -118,17 +118,18 @@ pub trait SendLog: Send + Sync {
     /// Makes a `failed` or `retrying` row claimable at once (an owner's "retry now");
     /// `false` when the row is in neither state.
     async fn retry_now(&self, id: i64, now: Timestamp) -> Result<bool, StoreError>;
-    /// (cadence, status, count) of the rows updated since `since`.
+    /// (cadence, status, count) of `cadences`' rows updated since `since` (all: `None`).
+    /// Each count is a range of the (cadence, status, updated_at) index, so it costs the
+    /// rows counted and never a pass over the log.
     async fn cadence_counts(
         &self,
-        since: Timestamp,
-    ) -> Result<Vec<(String, SendStatus, i64)>, StoreError>;
-    /// Rows by status, of those updated since `since` (all: `None`).
-    async fn status_counts(
-        &self,
+        cadences: &[String],
         since: Option<Timestamp>,
-    ) -> Result<Vec<(SendStatus, i64)>, StoreError>;
+    ) -> Result<Vec<(String, SendStatus, i64)>, StoreError>;
 }
+
+/// Cadences counted by one statement (five statuses each).
+const COUNTED_CADENCES: usize = 50;
 
 /// The send log's statements that read the same on every backend; inserting,
 /// claiming and recording are the backend's own where they differ.
@@ -278,48 +279,41 @@ impl<B: Backend> SendLog for B {
 
     async fn cadence_counts(
         &self,
-        since: Timestamp,
-    ) -> Result<Vec<(String, SendStatus, i64)>, StoreError> {
-        let mut q = QueryBuilder::new(
-            "SELECT cadence, status, COUNT(*) AS n FROM sends WHERE updated_at >= ",
-        );
-        q.int(since.as_second());
-        q.push(" GROUP BY cadence, status");
-        let mut conn = self.pool().acquire().await?;
-        let found = B::Db::fetch_all(&mut conn, &mut q).await?;
-        found
-            .iter()
-            .map(|r| {
-                let status =
-                    SendStatus::parse(B::Db::text(r, "status")?).map_err(StoreError::Corrupt)?;
-                Ok((
-                    B::Db::text(r, "cadence")?.to_owned(),
-                    status,
-                    B::Db::int(r, "n")?,
-                ))
-            })
-            .collect()
-    }
-
-    async fn status_counts(
-        &self,
+        cadences: &[String],
         since: Option<Timestamp>,
-    ) -> Result<Vec<(SendStatus, i64)>, StoreError> {
-        let mut q = QueryBuilder::new("SELECT status, COUNT(*) AS n FROM sends");
-        if let Some(since) = since {
-            q.push(" WHERE updated_at >= ").int(since.as_second());
-        }
-        q.push(" GROUP BY status");
+    ) -> Result<Vec<(String, SendStatus, i64)>, StoreError> {
+        let since = since.map_or(i64::MIN, Timestamp::as_second);
+        let mut counts = Vec::new();
         let mut conn = self.pool().acquire().await?;
-        let found = B::Db::fetch_all(&mut conn, &mut q).await?;
-        found
-            .iter()
-            .map(|r| {
-                let status =
-                    SendStatus::parse(B::Db::text(r, "status")?).map_err(StoreError::Corrupt)?;
-                Ok((status, B::Db::int(r, "n")?))
-            })
-            .collect()
+        // One statement of `SELECT ... UNION ALL` per chunk: SQLite allows 500 terms.
+        for chunk in cadences.chunks(COUNTED_CADENCES) {
+            let mut q = QueryBuilder::new("");
+            for (i, (cadence, status)) in chunk
+                .iter()
+                .flat_map(|c| SendStatus::ALL.iter().map(move |s| (c, s)))
+                .enumerate()
+            {
+                if i > 0 {
+                    q.push(" UNION ALL ");
+                }
+                q.push("SELECT ").int(i as i64);
+                q.push(" AS k, COUNT(*) AS n FROM sends WHERE cadence = ")
+                    .text(cadence);
+                q.push(" AND status = ").text(status.as_str());
+                q.push(" AND updated_at >= ").int(since);
+            }
+            let found = B::Db::fetch_all(&mut conn, &mut q).await?;
+            let per = SendStatus::ALL.len();
+            for r in &found {
+                let (k, n) = (B::Db::int(r, "k")? as usize, B::Db::int(r, "n")?);
+                if n > 0
+                    && let Some(cadence) = chunk.get(k / per)
+                {
+                    counts.push((cadence.clone(), SendStatus::ALL[k % per], n));
+                }
+            }
+        }
+        Ok(counts)
     }
 
     async fn queue_depth(&self, now: Timestamp) -> Result<i64, StoreError> {

@@ -17,8 +17,9 @@ const QUERY_CHARS: usize = 100;
 pub trait People: Send + Sync {
     /// Those of `ids` that exist, in no order.
     async fn contacts(&self, ids: &[String]) -> Result<Vec<Contact>, StoreError>;
-    /// Ids of at most `limit` contacts whose id or email is `text`, or whose name or
-    /// email contains it (letter case aside), by id.
+    /// Ids of at most `limit` contacts, by id: the one whose id is `text`, and those
+    /// whose first name, last name or email starts with it (letter case aside), or, for
+    /// two words, whose first and last names start with them (in either order).
     async fn search(&self, text: &str, limit: u32) -> Result<Vec<String>, StoreError>;
     /// Ids of at most `limit` contacts that may need a decision by `until` (by the due
     /// index), after `after` (next_due_at, id) in that order: those a look ahead reads.
@@ -47,15 +48,42 @@ impl<B: Backend> People for B {
         if text.is_empty() {
             return Ok(Vec::new());
         }
-        let pattern = format!("%{}%", like_escaped(&text.to_lowercase()));
+        let words: Vec<String> = text
+            .to_lowercase()
+            .split_whitespace()
+            .take(2)
+            .map(str::to_owned)
+            .collect();
+        // Each branch is a range of one index, so SQLite and PostgreSQL answer it by
+        // index lookups: an exact id, or the start of a name or an email.
+        let starts = |q: &mut QueryBuilder<B::Db>, column: &str, word: &str| {
+            let column = format!("lower({column}){}", B::TEXT_ORDER);
+            q.push(format!("({column} >= ")).text(word);
+            q.push(format!(" AND {column} < "))
+                .text(&format!("{word}\u{10FFFF}"));
+            q.push(")");
+        };
         let mut q = QueryBuilder::new("SELECT id FROM contacts WHERE id = ");
         q.text(&text);
-        q.push(" OR lower(coalesce(email, '')) LIKE ")
-            .text(&pattern);
-        q.push(" ESCAPE '\\' OR lower(first_name || ' ' || last_name) LIKE ")
-            .text(&pattern);
-        q.push(" ESCAPE '\\' ORDER BY id LIMIT ")
-            .int(i64::from(limit));
+        match words.as_slice() {
+            [one] => {
+                for column in ["first_name", "last_name", "email"] {
+                    q.push(" OR ");
+                    starts(&mut q, column, one);
+                }
+            }
+            [first, second] => {
+                for (a, b) in [(first, second), (second, first)] {
+                    q.push(" OR (");
+                    starts(&mut q, "first_name", a);
+                    q.push(" AND ");
+                    starts(&mut q, "last_name", b);
+                    q.push(")");
+                }
+            }
+            _ => {}
+        }
+        q.push(" ORDER BY id LIMIT ").int(i64::from(limit));
         let mut conn = self.pool().acquire().await?;
         let found = B::Db::fetch_all(&mut conn, &mut q).await?;
         Ok(found
@@ -88,11 +116,4 @@ impl<B: Backend> People for B {
             })
             .collect::<Result<_, sqlx::Error>>()?)
     }
-}
-
-/// `text` with LIKE's wildcards taken literally.
-fn like_escaped(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
 }

@@ -37,6 +37,7 @@ impl PostgresStore {
 #[async_trait]
 impl Backend for PostgresStore {
     type Db = Postgres;
+    const TEXT_ORDER: &'static str = " COLLATE \"C\"";
     const CLAIM_LOCK: &'static str = " FOR UPDATE SKIP LOCKED";
 
     fn pool(&self) -> &Pool<Postgres> {

@@ -75,6 +75,7 @@ const ROWS_PER_STATEMENT: usize = 500;
 #[async_trait]
 impl Backend for SqliteStore {
     type Db = Sqlite;
+    const TEXT_ORDER: &'static str = "";
     const CLAIM_LOCK: &'static str = "";
 
     fn pool(&self) -> &Pool<Sqlite> {

@@ -118,7 +118,13 @@ pub async fn cadences(
     let store = engine.store.as_ref();
     let zone = &engine.config.business.zone;
     let since = Timestamp::now() - SignedDuration::from_hours(24 * 30);
-    let counts = match store.cadence_counts(since).await {
+    let ids: Vec<String> = engine
+        .config
+        .cadences
+        .iter()
+        .map(|c| c.id.clone())
+        .collect();
+    let counts = match store.cadence_counts(&ids, Some(since)).await {
         Ok(counts) => counts,
         Err(e) => return unavailable(e),
     };

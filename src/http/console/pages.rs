@@ -171,7 +171,25 @@ pub async fn summary(
     let week = today.saturating_sub(jiff::Span::new().days(6));
     let start = |d: jiff::civil::Date| d.to_zoned(zone.clone()).map(|z| z.timestamp()).ok();
     let store = engine.store.as_ref();
-    let counted = |since: Option<Timestamp>| async move { store.status_counts(since).await };
+    let ids: Vec<String> = engine
+        .config
+        .cadences
+        .iter()
+        .map(|c| c.id.clone())
+        .collect();
+    let ids = &ids;
+    let counted = |since: Option<Timestamp>| async move {
+        let counts = store.cadence_counts(ids, since).await?;
+        Ok::<_, crate::store::StoreError>(
+            SendStatus::ALL
+                .iter()
+                .map(|s| {
+                    let n = counts.iter().filter(|c| c.1 == *s).map(|c| c.2).sum();
+                    (*s, n)
+                })
+                .collect::<Vec<(SendStatus, i64)>>(),
+        )
+    };
     let (Ok(today_counts), Ok(week_counts), Ok(all_counts)) = (
         counted(start(today)).await,
         counted(start(week)).await,
