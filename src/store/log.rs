@@ -124,11 +124,12 @@ pub trait SendLog: Send + Sync {
     async fn cadence_counts(
         &self,
         cadences: &[String],
+        statuses: &[SendStatus],
         since: Option<Timestamp>,
     ) -> Result<Vec<(String, SendStatus, i64)>, StoreError>;
 }
 
-/// Cadences counted by one statement (five statuses each).
+/// Cadences counted by one statement (at most five statuses each).
 const COUNTED_CADENCES: usize = 50;
 
 /// The send log's statements that read the same on every backend; inserting,
@@ -210,7 +211,14 @@ impl<B: Backend> SendLog for B {
             q.push(" AND contact_id = ").text(contact);
         }
         if let Some(cadence) = &filter.cadence {
-            q.push(" AND cadence = ").text(cadence);
+            // With a status too, the (cadence, status, updated_at) index yields the rows
+            // in order; a cadence alone is a quarter of the log, read in order by time.
+            let column = if filter.status.is_some() {
+                "cadence"
+            } else {
+                "cadence || ''"
+            };
+            q.push(format!(" AND {column} = ")).text(cadence);
         }
         if let Some(status) = filter.status {
             q.push(" AND status = ").text(status.as_str());
@@ -280,17 +288,21 @@ impl<B: Backend> SendLog for B {
     async fn cadence_counts(
         &self,
         cadences: &[String],
+        statuses: &[SendStatus],
         since: Option<Timestamp>,
     ) -> Result<Vec<(String, SendStatus, i64)>, StoreError> {
         let since = since.map_or(i64::MIN, Timestamp::as_second);
         let mut counts = Vec::new();
         let mut conn = self.pool().acquire().await?;
         // One statement of `SELECT ... UNION ALL` per chunk: SQLite allows 500 terms.
+        if statuses.is_empty() {
+            return Ok(counts);
+        }
         for chunk in cadences.chunks(COUNTED_CADENCES) {
             let mut q = QueryBuilder::new("");
             for (i, (cadence, status)) in chunk
                 .iter()
-                .flat_map(|c| SendStatus::ALL.iter().map(move |s| (c, s)))
+                .flat_map(|c| statuses.iter().map(move |s| (c, s)))
                 .enumerate()
             {
                 if i > 0 {
@@ -303,13 +315,13 @@ impl<B: Backend> SendLog for B {
                 q.push(" AND updated_at >= ").int(since);
             }
             let found = B::Db::fetch_all(&mut conn, &mut q).await?;
-            let per = SendStatus::ALL.len();
+            let per = statuses.len().max(1);
             for r in &found {
                 let (k, n) = (B::Db::int(r, "k")? as usize, B::Db::int(r, "n")?);
                 if n > 0
                     && let Some(cadence) = chunk.get(k / per)
                 {
-                    counts.push((cadence.clone(), SendStatus::ALL[k % per], n));
+                    counts.push((cadence.clone(), statuses[k % per], n));
                 }
             }
         }

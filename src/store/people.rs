@@ -17,7 +17,7 @@ const QUERY_CHARS: usize = 100;
 pub trait People: Send + Sync {
     /// Those of `ids` that exist, in no order.
     async fn contacts(&self, ids: &[String]) -> Result<Vec<Contact>, StoreError>;
-    /// Ids of at most `limit` contacts, by id: the one whose id is `text`, and those
+    /// Ids of at most `limit` contacts (any of them when more match), by id: the one whose id is `text`, and those
     /// whose first name, last name or email starts with it (letter case aside), or, for
     /// two words, whose first and last names start with them (in either order).
     async fn search(&self, text: &str, limit: u32) -> Result<Vec<String>, StoreError>;
@@ -83,13 +83,16 @@ impl<B: Backend> People for B {
             }
             _ => {}
         }
-        q.push(" ORDER BY id LIMIT ").int(i64::from(limit));
+        // No ORDER BY: sorting every match of a common name would read them all.
+        q.push(" LIMIT ").int(i64::from(limit));
         let mut conn = self.pool().acquire().await?;
         let found = B::Db::fetch_all(&mut conn, &mut q).await?;
-        Ok(found
+        let mut ids: Vec<String> = found
             .iter()
             .map(|r| B::Db::text(r, "id").map(str::to_owned))
-            .collect::<Result<_, sqlx::Error>>()?)
+            .collect::<Result<_, sqlx::Error>>()?;
+        ids.sort_unstable();
+        Ok(ids)
     }
 
     async fn due_by(

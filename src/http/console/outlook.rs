@@ -124,7 +124,10 @@ pub async fn cadences(
         .iter()
         .map(|c| c.id.clone())
         .collect();
-    let counts = match store.cadence_counts(&ids, Some(since)).await {
+    let counts = match store
+        .cadence_counts(&ids, &SendStatus::ALL, Some(since))
+        .await
+    {
         Ok(counts) => counts,
         Err(e) => return unavailable(e),
     };

@@ -178,8 +178,8 @@ pub async fn summary(
         .map(|c| c.id.clone())
         .collect();
     let ids = &ids;
-    let counted = |since: Option<Timestamp>| async move {
-        let counts = store.cadence_counts(ids, since).await?;
+    let counted = |statuses: &'static [SendStatus], since: Option<Timestamp>| async move {
+        let counts = store.cadence_counts(ids, statuses, since).await?;
         Ok::<_, crate::store::StoreError>(
             SendStatus::ALL
                 .iter()
@@ -191,9 +191,18 @@ pub async fn summary(
         )
     };
     let (Ok(today_counts), Ok(week_counts), Ok(all_counts)) = (
-        counted(start(today)).await,
-        counted(start(week)).await,
-        counted(None).await,
+        counted(&[SendStatus::Sent], start(today)).await,
+        counted(&[SendStatus::Sent], start(week)).await,
+        // All-time counts only of what is rare or owed attention, never of `sent`.
+        counted(
+            &[
+                SendStatus::Failed,
+                SendStatus::Retrying,
+                SendStatus::Skipped,
+            ],
+            None,
+        )
+        .await,
     ) else {
         return unavailable("status counts");
     };
