@@ -87,3 +87,52 @@ fn an_unknown_customer_or_format_is_an_error() {
     let csv = ws.tickler(&["contact", "K-1", "--format", "csv"]);
     assert_eq!(csv.code, 2, "{}", csv.stderr);
 }
+
+#[test]
+fn a_large_import_leaves_the_customer_search_indexed() {
+    let ws = Workspace::new(None);
+    let mut csv = String::from("id,first_name,last_name,email\n");
+    for i in 0..60_000 {
+        csv.push_str(&format!(
+            "B-{i},Name{i},Family{},b{i}@example.com\n",
+            i % 97
+        ));
+    }
+    ws.write("many.csv", &csv);
+    ws.tickler(&["import", "contacts", "many.csv"]).ok();
+    let db = rusqlite::Connection::open(ws.path("state/tickler.db")).expect("the database");
+    let indexes: Vec<String> = db
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'contacts_by_%' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        indexes,
+        [
+            "contacts_by_email",
+            "contacts_by_first_name",
+            "contacts_by_last_name"
+        ]
+    );
+    // Built again over every row, the first 50,000 included.
+    let found: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM contacts INDEXED BY contacts_by_last_name \
+             WHERE lower(last_name) >= 'family5' AND lower(last_name) < 'family6'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let expected = (0..60_000)
+        .filter(|i| (i % 97).to_string().starts_with('5'))
+        .count();
+    assert_eq!(found as usize, expected);
+    let shown = ws.tickler(&["contact", "B-12345"]).ok();
+    assert!(
+        shown.stdout.starts_with("Name12345 Family26 (B-12345)"),
+        "{}",
+        shown.stdout
+    );
+}
