@@ -122,9 +122,7 @@ impl Daemon {
             *started = None;
         }
     }
-}
 
-impl Daemon {
     /// Forgets the kept messages older than `console.keep_messages`, once an hour.
     async fn prune_kept(&self, engine: &Engine, now: Timestamp) {
         let due = match self.pruned_at.lock() {

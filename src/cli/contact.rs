@@ -4,14 +4,13 @@
 
 use std::path::Path;
 
-use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde_json::{Value, json};
 
 use super::{
     CommandResult, Failure, Format, load_config, open_store, parse_now, plain, print_table, say,
 };
-use crate::domain::time::rfc3339;
+use crate::domain::time::{minute as when, rfc3339};
 use crate::domain::{Contact, History};
 use crate::store::{SendFilter, SendRow};
 use crate::timeline::{self, reason_in_words};
@@ -50,13 +49,6 @@ pub async fn run(path: &Path, id: &str, now: Option<&str>, format: Format) -> Co
             Ok(())
         }
     }
-}
-
-/// A time in the contact's zone, to the minute.
-fn when(at: Timestamp, zone: &TimeZone) -> String {
-    at.to_zoned(zone.clone())
-        .strftime("%Y-%m-%d %H:%M")
-        .to_string()
 }
 
 fn print_text(
@@ -104,9 +96,8 @@ fn print_text(
     }
 
     say!("\nEvents, newest first (times in {zone_name})");
-    let mut events: Vec<_> = history.events.iter().collect();
-    events.sort_by_key(|e| std::cmp::Reverse(e.at));
-    let events: Vec<Vec<String>> = events
+    let events: Vec<Vec<String>> = history
+        .events_newest_first()
         .iter()
         .map(|e| vec![when(e.at, zone), e.kind.clone(), e.id.clone()])
         .collect();
@@ -180,8 +171,7 @@ fn as_json(
     home: &str,
 ) -> Value {
     let c = &history.contact;
-    let mut events: Vec<_> = history.events.iter().collect();
-    events.sort_by_key(|e| std::cmp::Reverse(e.at));
+    let events = history.events_newest_first();
     json!({
         "id": c.id,
         "name": c.full_name(),

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::{CommandResult, Failure, load_config, load_templates, open_store, parse_now};
 use crate::channel::postcard::{self, Card};
-use crate::compose::{ComposeError, Composed, Composer, Request, shown_occurrence};
+use crate::compose::{ComposeError, Composed, Composer, shown_occurrence, shown_request};
 use crate::domain::SendKey;
 use crate::unsubscribe;
 
@@ -45,16 +45,7 @@ pub async fn run(
         templates: &templates,
         signer: signer.as_ref(),
     };
-    let request = Request {
-        cadence,
-        contact,
-        events: &history.events,
-        event_id: due.event_id.as_deref(),
-        occurrence: &due.occurrence,
-        at: now,
-        send_id: 0,
-        message_id: &message_id,
-    };
+    let request = shown_request(cadence, &history, &due, now, &message_id);
     let message = match composer.compose(&request) {
         Ok(Composed::Email(message, _)) => message,
         Ok(Composed::Card(card)) => return write_card(&card, out),

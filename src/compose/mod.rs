@@ -22,7 +22,7 @@ use crate::unsubscribe::{self, Signer};
 pub use check::check_cadence;
 pub use data::MessageData;
 pub use kept::KeptMessage;
-pub use pick::shown_occurrence;
+pub use pick::{shown_occurrence, shown_request};
 
 /// What composing needs besides the message itself: the same for every message.
 pub struct Composer<'a> {
@@ -124,15 +124,12 @@ impl Composer<'_> {
             return Ok(Composed::Card(Box::new(card)));
         }
         let mut body = templates.render_email(&cadence.template, data.to_json())?;
-        let (to_name, to) = match test {
-            true => {
-                body.subject = format!("[TEST] {}", body.subject);
-                (config.business.name.clone(), &config.business.email)
-            }
-            false => (
-                contact.full_name(),
-                contact.email.as_ref().ok_or(ComposeError::NoEmail)?,
-            ),
+        let (to_name, to) = if test {
+            body.subject = format!("[TEST] {}", body.subject);
+            (config.business.name.clone(), &config.business.email)
+        } else {
+            let to = contact.email.as_ref().ok_or(ComposeError::NoEmail)?;
+            (contact.full_name(), to)
         };
         let envelope = Envelope {
             business: &config.business,
@@ -145,9 +142,10 @@ impl Composer<'_> {
         let message = email::build(&envelope, &body).map_err(ComposeError::Build)?;
         let kept = KeptMessage {
             subject: body.subject,
-            to: match to_name.is_empty() {
-                true => to.to_string(),
-                false => format!("{to_name} <{to}>"),
+            to: if to_name.is_empty() {
+                to.to_string()
+            } else {
+                format!("{to_name} <{to}>")
             },
             text: body.text,
             html: body.html,

@@ -1,8 +1,9 @@
-//! Which occurrence a preview or an owner's test shows: the one the contact would get
-//! next, else the latest one they had.
+//! Which occurrence a preview or an owner's test shows (the one the contact would get
+//! next, else the latest one they had), and the request that composes it.
 
 use jiff::{SignedDuration, Timestamp};
 
+use super::Request;
 use crate::config::Config;
 use crate::domain::{Cadence, History};
 use crate::plan::{self, Due, Frame};
@@ -44,5 +45,26 @@ pub fn shown_occurrence(
                 ),
             })
         }
+    }
+}
+
+/// The message `due` would be for `history`'s contact, composed at `at`: a preview's or
+/// a test's, so of no send record.
+pub fn shown_request<'a>(
+    cadence: &'a Cadence,
+    history: &'a History,
+    due: &'a Due,
+    at: Timestamp,
+    message_id: &'a str,
+) -> Request<'a> {
+    Request {
+        cadence,
+        contact: &history.contact,
+        events: &history.events,
+        event_id: due.event_id.as_deref(),
+        occurrence: &due.occurrence,
+        at,
+        send_id: 0,
+        message_id,
     }
 }

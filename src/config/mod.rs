@@ -316,6 +316,11 @@ impl Config {
         })
     }
 
+    /// Every cadence's id, in file order.
+    pub fn cadence_ids(&self) -> Vec<String> {
+        self.cadences.iter().map(|c| c.id.clone()).collect()
+    }
+
     /// The configuration file to use when `--config` is not given (SPEC section 2).
     pub fn default_path() -> PathBuf {
         if let Some(path) = std::env::var_os("TICKLER_CONFIG") {

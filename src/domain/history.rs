@@ -16,3 +16,12 @@ pub struct History {
     /// (cadence, when) of each send sent or being sent, for the frequency cap.
     pub delivered: Vec<(String, Timestamp)>,
 }
+
+impl History {
+    /// The events as people review them: the newest first.
+    pub fn events_newest_first(&self) -> Vec<&Event> {
+        let mut events: Vec<&Event> = self.events.iter().collect();
+        events.sort_by_key(|e| std::cmp::Reverse(e.at));
+        events
+    }
+}

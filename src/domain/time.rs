@@ -287,6 +287,13 @@ fn local_instant(day: Date, minutes: i32, zone: &TimeZone) -> Timestamp {
 pub const LAST_INSTANT: i64 = 221_845_392_000;
 
 /// The first instant of `day` in `zone` (a day whose midnight is skipped starts later).
+/// A time in `zone` to the minute, as people read it: `2026-03-03 09:00`.
+pub fn minute(at: Timestamp, zone: &TimeZone) -> String {
+    at.to_zoned(zone.clone())
+        .strftime("%Y-%m-%d %H:%M")
+        .to_string()
+}
+
 /// RFC 3339 with the offset of `zone`, e.g. `2026-03-03T09:00:00-05:00`.
 pub fn rfc3339(at: Timestamp, zone: &TimeZone) -> String {
     at.to_zoned(zone.clone())

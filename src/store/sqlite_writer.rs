@@ -86,8 +86,8 @@ pub(super) struct SqliteWriter {
 }
 
 /// Contacts written in one transaction past which the console's search indexes are
-/// dropped and built again at the commit: building an index at once costs a third of
-/// keeping it up to date row by row in random order.
+/// dropped and built again at the commit: building an index in one sorted pass is
+/// cheaper than inserting many keys into it in random order.
 const REBUILD_SEARCH_AFTER: usize = 50_000;
 
 /// The indexes a large contacts import builds again at its end.

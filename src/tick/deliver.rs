@@ -243,7 +243,7 @@ impl Engine {
             reply,
             next_attempt_at,
         };
-        let kept = kept.filter(|_| status == SendStatus::Sent);
+        // Only a send that went out has a message to keep.
         (outcome, kept.map(|message| (row.id, message)))
     }
 

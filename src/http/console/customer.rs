@@ -62,9 +62,8 @@ pub async fn contact(
     };
     let c = &history.contact;
     let zone = c.zone(business_zone);
-    let mut events: Vec<_> = history.events.iter().collect();
-    events.sort_by_key(|e| std::cmp::Reverse(e.at));
-    let events: Vec<Value> = events
+    let events: Vec<Value> = history
+        .events_newest_first()
         .iter()
         .map(|e| json!({"at": when(e.at, &zone), "kind": e.kind, "id": e.id}))
         .collect();

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::auth::SignedIn;
 use super::pages::{frame, link, unavailable, when};
 use super::{forbidden, view};
-use crate::compose::{Composer, KeptMessage, Request, shown_occurrence};
+use crate::compose::{Composer, KeptMessage, shown_occurrence, shown_request};
 use crate::domain::SendKey;
 use crate::http::AppState;
 use crate::store::TestSend;
@@ -144,16 +144,7 @@ pub async fn send_test(
                 templates: &engine.templates,
                 signer: None,
             };
-            let request = Request {
-                cadence,
-                contact: &history.contact,
-                events: &history.events,
-                event_id: due.event_id.as_deref(),
-                occurrence: &due.occurrence,
-                at: now,
-                send_id: 0,
-                message_id: &message_id,
-            };
+            let request = shown_request(cadence, &history, &due, now, &message_id);
             match composer.compose_test(&request) {
                 Ok((message, _)) => engine
                     .transport

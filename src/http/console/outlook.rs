@@ -74,7 +74,7 @@ pub async fn plan(
             .entry(p.cadence.clone())
             .or_default() += 1;
     }
-    let cadence_ids: Vec<String> = config.cadences.iter().map(|c| c.id.clone()).collect();
+    let cadence_ids = config.cadence_ids();
     let day_rows: Vec<Value> = by_day
         .iter()
         .map(|(day, counts)| {
@@ -118,12 +118,7 @@ pub async fn cadences(
     let store = engine.store.as_ref();
     let zone = &engine.config.business.zone;
     let since = Timestamp::now() - SignedDuration::from_hours(24 * 30);
-    let ids: Vec<String> = engine
-        .config
-        .cadences
-        .iter()
-        .map(|c| c.id.clone())
-        .collect();
+    let ids = engine.config.cadence_ids();
     let counts = match store
         .cadence_counts(&ids, &SendStatus::ALL, Some(since))
         .await

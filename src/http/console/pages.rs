@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::auth::SignedIn;
 use super::view;
+pub(super) use crate::domain::time::minute as when;
 use crate::domain::time::rfc3339;
 use crate::domain::{Channel, Contact, SendStatus};
 use crate::http::AppState;
@@ -28,12 +29,6 @@ const PAGE: u32 = 50;
 const CSV_ROWS: u32 = 100_000;
 /// Contacts a search may match; their rows are what the page lists.
 const SEARCH_CONTACTS: u32 = 500;
-
-pub(super) fn when(at: Timestamp, zone: &TimeZone) -> String {
-    at.to_zoned(zone.clone())
-        .strftime("%Y-%m-%d %H:%M")
-        .to_string()
-}
 
 /// What an id in a path keeps as it is: letters, digits and `-._~` (RFC 3986's unreserved).
 const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -171,25 +166,8 @@ pub async fn summary(
     let week = today.saturating_sub(jiff::Span::new().days(6));
     let start = |d: jiff::civil::Date| d.to_zoned(zone.clone()).map(|z| z.timestamp()).ok();
     let store = engine.store.as_ref();
-    let ids: Vec<String> = engine
-        .config
-        .cadences
-        .iter()
-        .map(|c| c.id.clone())
-        .collect();
-    let ids = &ids;
-    let counted = |statuses: &'static [SendStatus], since: Option<Timestamp>| async move {
-        let counts = store.cadence_counts(ids, statuses, since).await?;
-        Ok::<_, crate::store::StoreError>(
-            SendStatus::ALL
-                .iter()
-                .map(|s| {
-                    let n = counts.iter().filter(|c| c.1 == *s).map(|c| c.2).sum();
-                    (*s, n)
-                })
-                .collect::<Vec<(SendStatus, i64)>>(),
-        )
-    };
+    let ids = engine.config.cadence_ids();
+    let counted = |statuses, since| store.cadence_counts(&ids, statuses, since);
     let (Ok(today_counts), Ok(week_counts), Ok(all_counts)) = (
         counted(&[SendStatus::Sent], start(today)).await,
         counted(&[SendStatus::Sent], start(week)).await,
@@ -206,8 +184,9 @@ pub async fn summary(
     ) else {
         return unavailable("status counts");
     };
-    let n = |counts: &[(SendStatus, i64)], s: SendStatus| {
-        counts.iter().find(|(k, _)| *k == s).map_or(0, |(_, n)| *n)
+    // Summed over the cadences.
+    let n = |counts: &[(String, SendStatus, i64)], s: SendStatus| -> i64 {
+        counts.iter().filter(|c| c.1 == s).map(|c| c.2).sum()
     };
     let failed = match store
         .sends(&SendFilter {
