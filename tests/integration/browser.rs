@@ -1,6 +1,7 @@
 //! The console in a real browser (Debian's chromium through chromedriver, over
 //! WebDriver): an owner signs in, finds a customer by part of a name, reads the
-//! timeline, unsubscribes them and signs out. Screenshots of each page at 1280 and 375
+//! timeline, finds the failed send and retries it once the data is fixed, unsubscribes
+//! a customer and sees their next send skipped, and signs out. Screenshots of each page at 1280 and 375
 //! px go to `target/console-shots/`, to be looked at.
 
 use std::process::{Child, Command, Stdio};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{ClientBuilder, Locator};
 
-use crate::console::{PASSWORD, start_console};
+use crate::console::{PASSWORD, start_console_with_a_failure};
 
 struct Driver(Child);
 
@@ -71,6 +72,25 @@ async fn shoot(browser: &fantoccini::Client, name: &str) {
     browser.set_window_size(1280, 1000).await.expect("resize");
 }
 
+/// The text of `css` on the page at `url`, loaded again until `ready` says it is what
+/// was waited for (the daemon acts in its own time), or as it is after 20 s.
+async fn text_after_reloads(
+    browser: &fantoccini::Client,
+    url: &str,
+    css: &str,
+    ready: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        browser.goto(url).await.expect("goto");
+        let found = text_when(browser, css, |t| !t.is_empty()).await;
+        if ready(&found) || Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// The text of `css` once `ready` says it is what was waited for (a click's page may
 /// still be loading), or as it is after 10 s.
 async fn text_when(
@@ -96,7 +116,8 @@ fn an_owner_answers_what_happened_with_a_customer_in_a_browser() {
     let Some((_driver, driver_port)) = chromedriver() else {
         return;
     };
-    let console = start_console();
+    let console = start_console_with_a_failure();
+    let ws = &console.ws;
     let port = console.port;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -148,10 +169,43 @@ fn an_owner_answers_what_happened_with_a_customer_in_a_browser() {
         assert!(log.contains("thanks") && log.contains("sent"), "{log}");
         shoot(&browser, "contact").await;
 
-        // Unsubscribe her from email, with the page's own button.
+        // The failed send: filtered by status, its reason says what is missing.
+        browser.goto(&format!("{base}/console/sends")).await.unwrap();
+        let status = browser.wait().for_element(Locator::Css("select[name=status]")).await.unwrap();
+        status.select_by_value("failed").await.unwrap();
+        browser.find(Locator::Css("form.filters button")).await.unwrap().click().await.unwrap();
+        let failed = text_when(&browser, "table", |t| t.contains("Olu Adeyemi")).await;
+        assert!(failed.contains("Olu Adeyemi") && failed.contains("failed") && failed.contains("item"), "{failed}");
+        assert!(!failed.contains("Ingrid Berg"), "only failed rows: {failed}");
+        shoot(&browser, "failed").await;
+
+        // The inquiry's item is put right in the data; then one press of "Retry now".
+        ws.write("fixed.csv", &format!("id,contact_id,kind,at,item\nQ-7,K-7,inquiry,{},walnut table\n", crate::helpers::two_days_ago().yesterday().unwrap().yesterday().unwrap()));
+        let fixed = ws.tickler(&["import", "events", "fixed.csv"]);
+        assert_eq!(fixed.code, 0, "{}", fixed.stderr);
+        browser.find(Locator::XPath("//button[text()='Retry now']")).await.unwrap().click().await.unwrap();
+        let log = text_after_reloads(&browser, &format!("{base}/console/contacts/K-7"), "#log + .table-wrap", |t| {
+            t.contains("sent") && !t.contains("failed")
+        })
+        .await;
+        assert!(log.contains("nudge") && log.contains("sent") && !log.contains("failed"), "{log}");
+        let subjects: Vec<String> = std::fs::read_dir(ws.path("state/outbox"))
+            .expect("outbox")
+            .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap())
+            .filter_map(|m| m.lines().find(|l| l.starts_with("Subject:")).map(str::to_owned))
+            .collect();
+        assert!(subjects.iter().any(|s| s == "Subject: Still thinking about walnut table?"), "{subjects:?}");
+
+        // A customer with a thank-you planned: unsubscribed, that send will be skipped.
+        browser.goto(&format!("{base}/console/contacts/K-6")).await.unwrap();
+        let next = text_when(&browser, "#next + .table-wrap", |t| t.contains("goes out")).await;
+        assert!(next.contains("thanks") && next.contains("goes out"), "{next}");
         browser.wait().for_element(Locator::XPath("//button[text()='Unsubscribe']")).await.unwrap().click().await.unwrap();
         let channels = text_when(&browser, ".channels", |t| t.contains("opted out")).await;
         assert!(channels.contains("email: opted out"), "{channels}");
+        let next = text_when(&browser, "#next + .table-wrap", |t| t.contains("skipped")).await;
+        assert!(next.contains("would be skipped: the customer opted out of this channel"), "{next}");
+        shoot(&browser, "opted-out").await;
 
         // The skipped row of another customer says why.
         browser.goto(&format!("{base}/console/sends?status=skipped")).await.unwrap();

@@ -110,12 +110,22 @@ pub struct Console {
 }
 
 pub fn start_console() -> Console {
-    start_console_on(None)
+    start_console_on(None, false)
+}
+
+/// As [`start_console`], plus a prospect whose nudge failed (its inquiry lacks the
+/// `item` its subject names), and a daemon that ticks every second at any hour, so that
+/// a retry is seen through.
+pub fn start_console_with_a_failure() -> Console {
+    start_console_on(None, true)
 }
 
 /// As [`start_console`], with the database at `database_url` (else SQLite).
-fn start_console_on(database_url: Option<&str>) -> Console {
+fn start_console_on(database_url: Option<&str>, failure: bool) -> Console {
     let ws = Workspace::new(None);
+    if failure {
+        ws.always_open();
+    }
     if let Some(url) = database_url {
         let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
         ws.write(
@@ -132,33 +142,55 @@ fn start_console_on(database_url: Option<&str>) -> Console {
         "tickler.yaml",
         &format!("{config}http:\n  listen: 127.0.0.1:{port}\n  console: true\n"),
     );
+    let prospect = if failure {
+        "K-7,Olu,Adeyemi,olu@example.net,prospect,\n"
+    } else {
+        ""
+    };
     ws.write(
         "contacts.csv",
-        "id,first_name,last_name,email,tags,email_opt_out\n\
-         K-1,Ingrid,Berg,ingrid@example.org,customer,\n\
-         K-6,<script>alert(1)</script>,Hacker,x@example.org,customer,\n\
-         K-5,Mei,Chen,mei@example.com,customer,true\n",
+        &format!(
+            "id,first_name,last_name,email,tags,email_opt_out\n\
+             K-1,Ingrid,Berg,ingrid@example.org,customer,\n\
+             K-6,<script>alert(1)</script>,Hacker,x@example.org,customer,\n\
+             K-5,Mei,Chen,mei@example.com,customer,true\n{prospect}"
+        ),
     );
     let day = crate::helpers::two_days_ago();
+    let inquiry = if failure {
+        format!(
+            "Q-7,K-7,inquiry,{}\n",
+            day.yesterday().unwrap().yesterday().unwrap()
+        )
+    } else {
+        String::new()
+    };
     ws.write(
         "events.csv",
         &format!(
-            "id,contact_id,kind,at\nP-1,K-1,purchase,{day}\nP-5,K-5,purchase,{day}\nP-6,K-6,purchase,{}\n",
+            "id,contact_id,kind,at\nP-1,K-1,purchase,{day}\nP-5,K-5,purchase,{day}\nP-6,K-6,purchase,{}\n{inquiry}",
             jiff::Zoned::now().date()
         ),
     );
     ws.import_all();
     ws.tickler(&["tick", "--now", &format!("{day}T12:00:00-05:00")])
         .ok();
-    ws.tickler(&[
+    let second = ws.tickler(&[
         "tick",
         "--now",
         &format!(
             "{}T12:00:00-05:00",
             day.tomorrow().unwrap().tomorrow().unwrap()
         ),
-    ])
-    .ok();
+    ]);
+    // The prospect's nudge fails (exit 1); nothing else may.
+    let failed = if failure { "1" } else { "0" };
+    assert!(
+        second.stdout.contains(&format!("failed={failed} ")),
+        "{}{}",
+        second.stdout,
+        second.stderr
+    );
     let set = ws.tickler_with_input(&["console", "passwd"], Some(&format!("{PASSWORD}\n")));
     assert!(
         set.stdout.contains("console password set"),
@@ -497,7 +529,7 @@ fn the_owner_reads_a_sent_message_and_sends_a_test_to_themselves() {
 #[test]
 fn the_console_serves_the_same_pages_on_postgresql() {
     let Some(db) = TempDb::create() else { return };
-    let Console { ws, port, _daemon } = start_console_on(Some(&db.url()));
+    let Console { ws, port, _daemon } = start_console_on(Some(&db.url()), false);
     let session = sign_in(port);
     let me = Some(session.as_str());
     let page = |path: &str| {
