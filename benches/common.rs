@@ -73,5 +73,6 @@ pub fn history(n: u64, due: bool) -> History {
         events,
         logged: HashSet::new(),
         delivered: Vec::new(),
+        suppressed: None,
     }
 }

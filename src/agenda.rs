@@ -8,7 +8,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::config::{Config, FrequencyCap};
 use crate::domain::History;
-use crate::domain::{Cadence, Channel, Contact, Trigger};
+use crate::domain::{Cadence, Channel, Suppression, Trigger};
 use crate::plan::{self, Due, Frame};
 
 /// What happens to one occurrence.
@@ -70,7 +70,7 @@ pub fn agenda<'a>(
         matches!(cadence.trigger, Trigger::Every { .. })
             && due.due_at <= now
             && now.as_second() - due.due_at.as_second() <= cadence.max_lateness.seconds()
-            && skip_reason(due, cadence, contact).is_none()
+            && skip_reason(due, cadence, history).is_none()
             && cadence.opening.next_open(now, &zone) <= now
     };
     let mut latest: HashMap<&str, usize> = HashMap::new();
@@ -100,7 +100,7 @@ pub fn agenda<'a>(
             });
             continue;
         }
-        let skip_reason = skip_reason(&due, cadence, contact);
+        let skip_reason = skip_reason(&due, cadence, history);
         let capped = match (
             config.schedule.frequency_cap,
             cadence.transactional,
@@ -195,13 +195,17 @@ pub fn forecast<'a>(
 }
 
 /// Why an occurrence will be skipped whenever it falls due, if it will.
-fn skip_reason(due: &Due, cadence: &Cadence, contact: &Contact) -> Option<String> {
+fn skip_reason(due: &Due, cadence: &Cadence, history: &History) -> Option<String> {
     if let Some(kind) = &due.cancelled_by {
         return Some(format!("unless:{kind}"));
     }
+    let contact = &history.contact;
     let reason = match cadence.channel {
         Channel::Email if contact.email_opt_out => "opted_out",
         Channel::Email if contact.email.is_none() => "no_email",
+        Channel::Email if history.suppressed.is_some() => {
+            return history.suppressed.as_deref().map(Suppression::skip_reason);
+        }
         Channel::Postcard if contact.postcard_opt_out => "opted_out",
         Channel::Postcard if !contact.has_postal_address() => "no_address",
         _ => return None,

@@ -88,9 +88,20 @@ pub fn reason_in_words(reason: &str) -> String {
         "opted_out" => "the customer opted out of this channel".to_owned(),
         "no_email" => "no email address".to_owned(),
         "no_address" => "no postal address".to_owned(),
-        other => match other.strip_prefix("unless:") {
-            Some(kind) => format!("a {kind} event came first"),
-            None => return other.to_owned(),
+        other => match (
+            other.strip_prefix("unless:"),
+            other.strip_prefix("suppressed:"),
+        ) {
+            (Some(kind), _) => format!("a {kind} event came first"),
+            (_, Some("bounced")) => "the address is suppressed: mail to it bounced".to_owned(),
+            (_, Some("complained")) => {
+                "the address is suppressed: its owner marked our mail as spam".to_owned()
+            }
+            (_, Some("unsubscribed")) => {
+                "the address is suppressed: its owner unsubscribed".to_owned()
+            }
+            (_, Some(why)) => format!("the address is suppressed: {why}"),
+            _ => return other.to_owned(),
         },
     };
     format!("{words} ({reason})")

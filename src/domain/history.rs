@@ -15,6 +15,8 @@ pub struct History {
     pub logged: HashSet<(String, String)>,
     /// (cadence, when) of each send sent or being sent, for the frequency cap.
     pub delivered: Vec<(String, Timestamp)>,
+    /// Why the contact's email address is on the suppression list, if it is.
+    pub suppressed: Option<String>,
 }
 
 impl History {

@@ -1,11 +1,12 @@
 //! Pure types of tickler's business: contacts, events, cadences, periods and windows,
-//! and the send log's keys and states. No I/O here.
+//! the send log's keys and states, and the suppression list's entries. No I/O here.
 
 pub mod address;
 pub mod cadence;
 pub mod contact;
 pub mod history;
 pub mod send;
+pub mod suppression;
 pub mod time;
 
 pub use address::PostalAddress;
@@ -13,4 +14,5 @@ pub use cadence::{Cadence, Channel, Feb29, Trigger};
 pub use contact::{Contact, EmailAddress, Event, MonthDay};
 pub use history::History;
 pub use send::{SendKey, SendStatus};
+pub use suppression::Suppression;
 pub use time::{Days, Opening, Period, Window};

@@ -8,7 +8,8 @@ use sha2::{Digest, Sha256};
 /// Where a send-log row stands.
 ///
 /// `pending` rows are claimed by a worker until `lease_until`; `retrying` rows wait for
-/// `next_attempt_at`; `sent`, `failed` and `skipped` are final.
+/// `next_attempt_at`; `sent`, `failed` and `skipped` are final, except that a `sent`
+/// email becomes `bounced` when a report says it never arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SendStatus {
     Pending,
@@ -16,15 +17,17 @@ pub enum SendStatus {
     Retrying,
     Failed,
     Skipped,
+    Bounced,
 }
 
 impl SendStatus {
-    pub const ALL: [SendStatus; 5] = [
+    pub const ALL: [SendStatus; 6] = [
         SendStatus::Pending,
         SendStatus::Sent,
         SendStatus::Retrying,
         SendStatus::Failed,
         SendStatus::Skipped,
+        SendStatus::Bounced,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -34,6 +37,7 @@ impl SendStatus {
             SendStatus::Retrying => "retrying",
             SendStatus::Failed => "failed",
             SendStatus::Skipped => "skipped",
+            SendStatus::Bounced => "bounced",
         }
     }
 
@@ -42,7 +46,7 @@ impl SendStatus {
             .into_iter()
             .find(|s| s.as_str() == text)
             .ok_or_else(|| {
-                format!("`{text}` is not a status; use pending, sent, retrying, failed or skipped")
+                format!("`{text}` is not a status; use pending, sent, retrying, failed, skipped or bounced")
             })
     }
 }

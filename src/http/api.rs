@@ -1,5 +1,5 @@
-//! `POST /api/v1/contacts` and `POST /api/v1/events`: the CSV columns as JSON, one
-//! object or an array of at most 1,000. `Authorization: Bearer TOKEN` is required (401),
+//! `POST /api/v1/contacts`, `POST /api/v1/events` (the CSV columns as JSON) and
+//! `POST /api/v1/suppressions`: one object or an array of at most 1,000. `Authorization: Bearer TOKEN` is required (401),
 //! and checked before any of the body is read. A request is all or nothing: any invalid
 //! record gets 422 with each field at fault (the first hundred, and how many more), and
 //! nothing is stored.
@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::AppState;
 pub use super::field_errors::{FieldError, FieldErrors};
 pub use super::records::records;
+use crate::domain::{EmailAddress, Suppression};
 use crate::store::{ContactUpsert, EventUpsert, Store, StoreError};
 use crate::sync::{self, Record};
 
@@ -213,4 +214,50 @@ fn store_error(e: StoreError) -> Response {
         "the database is unavailable; try again\n",
     )
         .into_response()
+}
+
+/// `POST /api/v1/suppressions`: `{"address", "reason", "detail"}` records (one object or
+/// an array), for a provider's webhook or a script; an address already listed keeps its
+/// first reason.
+pub async fn suppressions(State(state): State<AppState>, request: Request) -> Response {
+    let records = match body_records(request).await {
+        Ok(records) => records,
+        Err(response) => return response,
+    };
+    let now = jiff::Timestamp::now();
+    let mut entries = Vec::new();
+    let mut errors = FieldErrors::default();
+    for (index, record) in records.iter().enumerate() {
+        match suppression_from_record(record, now) {
+            Ok(entry) => entries.push(entry),
+            Err(reason) => errors.push(FieldError::new(index, &reason)),
+        }
+    }
+    if !errors.is_empty() {
+        return unprocessable(errors);
+    }
+    let accepted = entries.len();
+    match state.status.engine().store.suppress(&entries).await {
+        Ok(added) => axum::Json(json!({ "accepted": accepted, "added": added })).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// One suppression record; an error reads `FIELD: message`, as the other records' do.
+fn suppression_from_record(record: &Record, now: jiff::Timestamp) -> Result<Suppression, String> {
+    let mut address = None;
+    let mut reason = None;
+    let mut detail = "";
+    for (name, value) in record {
+        match name.as_str() {
+            "address" => address = Some(value.as_str()),
+            "reason" => reason = Some(value.as_str()),
+            "detail" => detail = value,
+            other => return Err(format!("{other}: not a field of a suppression")),
+        }
+    }
+    let address = EmailAddress::parse(address.ok_or("address: required")?)
+        .map_err(|m| format!("address: {m}"))?;
+    Suppression::new(&address, reason.ok_or("reason: required")?, detail, now)
+        .map_err(|m| format!("reason: {m}"))
 }

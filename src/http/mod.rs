@@ -63,6 +63,7 @@ pub fn router(status: Arc<Status>, api_token: Option<String>) -> Router {
     let api = Router::new()
         .route("/api/v1/contacts", post(api::contacts))
         .route("/api/v1/events", post(api::events))
+        .route("/api/v1/suppressions", post(api::suppressions))
         .route_layer(
             ServiceBuilder::new()
                 .layer(axum::middleware::from_fn_with_state(

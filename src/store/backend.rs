@@ -11,7 +11,7 @@ use sqlx::{Pool, Postgres, QueryBuilder};
 
 use super::sql::{Bind, Sql, Write};
 use super::{BulkWriter, Contacts, NewSend, NextDue, Outcome, SendRow, Store, StoreError};
-use crate::domain::Channel;
+use crate::domain::{Channel, EmailAddress};
 
 /// Ids bound in one `IN (...)` list; SQLite allows 32766 bound values a statement.
 pub(crate) const BATCH: usize = 500;
@@ -90,11 +90,33 @@ impl<B: Backend> Contacts for B {
         q.flag(opted_out);
         q.push(", updated_at = ").int(now.as_second());
         q.push(", next_due_at = 0 WHERE id = ").text(contact);
-        q.push(" RETURNING id");
+        q.push(" RETURNING email");
         let mut tx = self.write().await?;
-        let found = B::Db::fetch_optional(&mut tx.tx, &mut q).await?;
+        let Some(found) = B::Db::fetch_optional(&mut tx.tx, &mut q).await? else {
+            return Ok(false);
+        };
+        // An email unsubscribe also lists the address, so that another contact with
+        // it, or this one imported again, gets nothing; a resubscribe takes back only
+        // that entry, never a bounce's or a complaint's.
+        let address = B::Db::opt_text(&found, "email")?.and_then(|e| EmailAddress::parse(e).ok());
+        if let (Channel::Email, Some(address)) = (channel, address) {
+            let key = address.suppression_key();
+            let mut q = QueryBuilder::new(if opted_out {
+                "INSERT INTO suppressions (address, reason, detail, added_at) VALUES ("
+            } else {
+                "DELETE FROM suppressions WHERE reason = 'unsubscribed' AND address = "
+            });
+            q.text(&key);
+            if opted_out {
+                q.push(", 'unsubscribed', ")
+                    .text(&format!("contact {contact}"));
+                q.push(", ").int(now.as_second());
+                q.push(") ON CONFLICT (address) DO NOTHING");
+            }
+            B::Db::execute(&mut tx.tx, &mut q).await?;
+        }
         tx.commit().await?;
-        Ok(found.is_some())
+        Ok(true)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Storage: contacts, events, the send log, and the per-contact `next_due_at` that
 //! lets a tick touch only contacts with work due. Callers see traits by who uses them
-//! ([`SendLog`], [`DueQueue`], [`Contacts`], bundled in [`Store`]); SQLite (embedded)
+//! ([`SendLog`], [`DueQueue`], [`Contacts`], [`Suppressions`]..., bundled in [`Store`]); SQLite (embedded)
 //! and PostgreSQL (shared) implement them with one set of queries over [`sqlx`], each
 //! adding only the statements it writes its own way (`backend::Backend`).
 
@@ -19,6 +19,7 @@ mod sqlite;
 mod sqlite_conn;
 mod sqlite_contacts;
 mod sqlite_writer;
+mod suppress;
 mod upsert_sql;
 
 use std::collections::HashMap;
@@ -42,6 +43,7 @@ pub use people::People;
 use postgres::PostgresStore;
 pub use queue::{DueQueue, NextDue, PassToken};
 use sqlite::SqliteStore;
+pub use suppress::Suppressions;
 
 /// Writes contacts and events, and reads what an import needs to know of them.
 #[async_trait]
@@ -54,7 +56,8 @@ pub trait Contacts: Send + Sync {
         &self,
         ids: &[String],
     ) -> Result<HashMap<String, Option<String>>, StoreError>;
-    /// Sets an opt-out flag; `false` when the contact does not exist.
+    /// Sets an opt-out flag; `false` when the contact does not exist. An email opt-out
+    /// also lists the address as `unsubscribed`; opting back in takes that entry off.
     async fn set_opt_out(
         &self,
         contact: &str,
@@ -68,7 +71,7 @@ pub trait Contacts: Send + Sync {
 /// `Arc<dyn Store>`: the send log, the due queue and the contacts, plus a few settings
 /// and the group lock.
 #[async_trait]
-pub trait Store: SendLog + DueQueue + Contacts + People + Kept {
+pub trait Store: SendLog + DueQueue + Contacts + People + Kept + Suppressions {
     async fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
     /// Work that one process of the group does at a time (a CSV sync): `None` when

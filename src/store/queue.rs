@@ -190,6 +190,14 @@ impl<B: Backend> DueQueue for B {
                     time::<B::Db>(row, "updated_at")?,
                 );
             }
+            let addresses = gathering.addresses();
+            if !addresses.is_empty() {
+                let head = "SELECT address, reason FROM suppressions WHERE address IN (";
+                for row in B::Db::fetch_all(&mut conn, &mut in_list(head, &addresses)).await? {
+                    gathering
+                        .suppressed(B::Db::text(&row, "address")?, B::Db::text(&row, "reason")?);
+                }
+            }
             out.extend(gathering.finish());
         }
         Ok(out)
@@ -222,6 +230,7 @@ impl<'a> Gathering<'a> {
                 events: Vec::new(),
                 logged: HashSet::new(),
                 delivered: Vec::new(),
+                suppressed: None,
             });
         }
     }
@@ -246,6 +255,32 @@ impl<'a> Gathering<'a> {
                 h.delivered.push((cadence.clone(), updated_at));
             }
             h.logged.insert((cadence, occurrence));
+        }
+    }
+
+    /// The suppression keys of the found contacts' email addresses.
+    pub(crate) fn addresses(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .found
+            .iter()
+            .flatten()
+            .filter_map(|h| h.contact.email.as_ref().map(|e| e.suppression_key()))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+
+    /// `address` is suppressed for `reason`: so are the contacts that have it.
+    pub(crate) fn suppressed(&mut self, address: &str, reason: &str) {
+        for h in self.found.iter_mut().flatten() {
+            if h.contact
+                .email
+                .as_ref()
+                .is_some_and(|e| e.suppression_key() == address)
+            {
+                h.suppressed = Some(reason.to_owned());
+            }
         }
     }
 

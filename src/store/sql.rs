@@ -25,6 +25,7 @@ pub(crate) trait Sql: Database {
     fn opt_text<'r>(row: &'r Self::Row, column: &str) -> SqlResult<Option<&'r str>>;
     fn flag(row: &Self::Row, column: &str) -> SqlResult<bool>;
     fn bytes(row: &Self::Row, column: &str) -> SqlResult<Vec<u8>>;
+    fn opt_bytes(row: &Self::Row, column: &str) -> SqlResult<Option<Vec<u8>>>;
     fn fetch_all<'a>(
         conn: &'a mut Self::Connection,
         q: &'a mut QueryBuilder<Self>,
@@ -77,6 +78,9 @@ where
         sqlx::Row::try_get(row, column)
     }
     fn bytes(row: &DB::Row, column: &str) -> SqlResult<Vec<u8>> {
+        sqlx::Row::try_get(row, column)
+    }
+    fn opt_bytes(row: &DB::Row, column: &str) -> SqlResult<Option<Vec<u8>>> {
         sqlx::Row::try_get(row, column)
     }
     fn fetch_all<'a>(

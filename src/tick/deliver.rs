@@ -262,6 +262,7 @@ impl Engine {
             config: &self.config,
             templates: &self.templates,
             signer: self.signer.as_ref(),
+            dkim: self.dkim.as_ref(),
         };
         let request = Request {
             cadence,

@@ -16,9 +16,10 @@ use crate::config::Config;
 use crate::domain::History;
 use crate::domain::{SendKey, SendStatus};
 use crate::render::Templates;
-use crate::store::{NewSend, Outcome, SendRow, Store};
+use crate::store::{NewSend, SendRow, Store};
 mod deliver;
 mod pass;
+mod retry;
 
 use deliver::Deliveries;
 pub use deliver::RECORD_BATCH;
@@ -57,8 +58,10 @@ pub struct Engine {
     pub(crate) postcards: PostcardOutbox,
     /// Names this process in leases: `HOST:PID:RANDOM`.
     pub(crate) owner: String,
-    /// Signs unsubscribe links, when the HTTP endpoint is configured.
+    /// Signs unsubscribe links and return paths, when either is configured.
     pub(crate) signer: Option<Signer>,
+    /// Signs each email, when `email.dkim` is set.
+    pub(crate) dkim: Option<crate::channel::dkim::Signer>,
     /// `email.rate_limit`.
     limiter: Option<DefaultDirectRateLimiter>,
 }
@@ -90,22 +93,24 @@ impl Engine {
             postcards,
             owner,
             signer: None,
+            dkim: None,
             limiter,
         }
     }
 
-    /// The engine for `config`: its database (migrated), transport and link signer.
+    /// The engine for `config`: its database (migrated), transport and signers.
     pub async fn build(config: Config, templates: Templates) -> anyhow::Result<Engine> {
         let store = crate::store::open(&config.database_url).await?;
         let transport = crate::channel::transport(&config.email.transport)?;
         let signer = unsubscribe::signer(&config)?;
+        let dkim = crate::channel::dkim::Signer::configured(&config).map_err(anyhow::Error::msg)?;
         Ok(Engine::new(
             Arc::new(config),
             Arc::new(templates),
             store,
             Arc::from(transport),
         )
-        .with_signer(signer))
+        .with_signers(signer, dkim))
     }
 
     /// Whether sent emails are kept for the console to show (`console.keep_messages`).
@@ -114,9 +119,14 @@ impl Engine {
         console && !self.config.keep_messages.is_zero()
     }
 
-    /// Signs unsubscribe links with `signer`.
-    fn with_signer(mut self, signer: Option<Signer>) -> Engine {
+    /// Signs links and return paths with `signer`, and emails with `dkim`.
+    fn with_signers(
+        mut self,
+        signer: Option<Signer>,
+        dkim: Option<crate::channel::dkim::Signer>,
+    ) -> Engine {
         self.signer = signer;
+        self.dkim = dkim;
         self
     }
 
@@ -356,68 +366,6 @@ impl Engine {
             next_due.push((h.contact.id.clone(), Some(next.unwrap_or(now + HORIZON))));
         }
         (sends, next_due)
-    }
-
-    /// Retrying sends whose time has come, and pending ones whose lease ran out (their
-    /// process died): claimed again and delivered with the same Message-ID.
-    async fn retry_due(
-        &self,
-        pass: &Pass,
-        now: Timestamp,
-        dry_run: bool,
-        deliveries: &Deliveries,
-        summary: &mut Summary,
-    ) -> anyhow::Result<()> {
-        if dry_run {
-            return Ok(());
-        }
-        loop {
-            let rows = self
-                .store
-                .claim_retries(now, now + LEASE, &self.owner, PAGE)
-                .await?;
-            if rows.is_empty() {
-                return Ok(());
-            }
-            let mut ids: Vec<String> = rows.iter().map(|r| r.contact.clone()).collect();
-            ids.sort();
-            ids.dedup();
-            let histories: HashMap<String, Arc<History>> = self
-                .store
-                .history(&ids)
-                .await?
-                .into_iter()
-                .map(|h| (h.contact.id.clone(), Arc::new(h)))
-                .collect();
-            let mut jobs = Vec::new();
-            let mut orphans = Vec::new();
-            for row in rows {
-                match histories.get(&row.contact) {
-                    Some(history) => jobs.push(Job {
-                        row,
-                        history: history.clone(),
-                    }),
-                    None => orphans.push(Outcome {
-                        id: row.id,
-                        attempted: true,
-                        status: SendStatus::Failed,
-                        reason: Some("contact no longer exists".into()),
-                        reply: None,
-                        next_attempt_at: None,
-                    }),
-                }
-            }
-            summary.failed += orphans.len();
-            self.store.record(&orphans, now).await?;
-            for job in jobs {
-                if !deliveries.push(job).await {
-                    return Ok(());
-                }
-            }
-            if pass.pause_reason().is_some() || pass.is_stopping() {
-                return Ok(());
-            }
-        }
     }
 
     async fn sync_files(&self, now: Timestamp) {

@@ -143,6 +143,7 @@ pub async fn send_test(
                 config,
                 templates: &engine.templates,
                 signer: None,
+                dkim: engine.dkim.as_ref(),
             };
             let request = shown_request(cadence, &history, &due, now, &message_id);
             match composer.compose_test(&request) {

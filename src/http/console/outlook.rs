@@ -131,6 +131,7 @@ pub async fn cadences(
         SendStatus::Failed,
         SendStatus::Retrying,
         SendStatus::Skipped,
+        SendStatus::Bounced,
     ];
     let mut rows = Vec::new();
     for c in &engine.config.cadences {

@@ -177,6 +177,7 @@ pub async fn summary(
                 SendStatus::Failed,
                 SendStatus::Retrying,
                 SendStatus::Skipped,
+                SendStatus::Bounced,
             ],
             None,
         )
@@ -217,6 +218,11 @@ pub async fn summary(
         n(&all_counts, SendStatus::Retrying).into(),
     );
     data.insert("skipped".into(), n(&all_counts, SendStatus::Skipped).into());
+    data.insert("bounced".into(), n(&all_counts, SendStatus::Bounced).into());
+    match store.count_suppressions().await {
+        Ok(count) => data.insert("suppressed".into(), count.into()),
+        Err(e) => return unavailable(e),
+    };
     data.insert("paused".into(), report.paused.unwrap_or_default().into());
     data.insert(
         "reload_error".into(),
