@@ -47,6 +47,9 @@ fn render(c: &mut Criterion) {
                 message_id: "<x@hudsontile.example>",
                 date: now,
                 unsubscribe_url: url,
+                unsubscribe_mailto: None,
+                return_path: None,
+                dkim: None,
             };
             email::build(&envelope, &body).expect("builds").formatted()
         })

@@ -1,6 +1,7 @@
-//! Signed unsubscribe links. A token names a contact and a channel and carries an
-//! HMAC-SHA256 tag under the key in `http.secret_file`, so it cannot be forged, altered
-//! or guessed; checking it takes constant time.
+//! Signed tokens under the key in `http.secret_file`: unsubscribe links, which name a
+//! contact and a channel, and VERP return paths, which name a send. Each carries an
+//! HMAC-SHA256 tag, so it cannot be forged, altered or guessed; checking it takes
+//! constant time.
 
 use std::path::Path;
 
@@ -112,14 +113,71 @@ fn channel_code(channel: Channel) -> &'static str {
     }
 }
 
-/// The signer for this configuration: present when `http.public_url` is set.
-pub fn signer(config: &Config) -> anyhow::Result<Option<Signer>> {
-    match &config.http {
-        Some(http) if http.public_url.is_some() => {
-            Signer::load_or_create(&http.secret_file).map(Some)
-        }
-        _ => Ok(None),
+impl Signer {
+    /// The VERP token of send `id`: `s<ID>-<TAG>`, lower case, for the return path's
+    /// `LOCAL+TOKEN@DOMAIN`; some servers fold an address's case, so none is needed.
+    pub fn verp_token(&self, id: i64) -> String {
+        let mut mac = self.mac();
+        mac.update(format!("verp:{id}").as_bytes());
+        let tag = mac.finalize().into_bytes();
+        let hex: String = tag[..VERP_TAG].iter().map(|b| format!("{b:02x}")).collect();
+        format!("s{id}-{hex}")
     }
+
+    /// The send a genuine VERP token names.
+    pub fn verify_verp(&self, token: &str) -> Option<i64> {
+        let token = token.to_ascii_lowercase();
+        let (id, hex) = token.strip_prefix('s')?.split_once('-')?;
+        let id: i64 = id.parse().ok().filter(|id| *id > 0)?;
+        if hex.len() != VERP_TAG * 2 {
+            return None;
+        }
+        let tag: Option<Vec<u8>> = (0..VERP_TAG)
+            .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+            .collect();
+        let mut mac = self.mac();
+        mac.update(format!("verp:{id}").as_bytes());
+        mac.verify_truncated_left(&tag?).ok()?;
+        Some(id)
+    }
+}
+
+/// Bytes of the tag in a VERP token: 64 bits keep the return path short, and a forger
+/// would need a report accepted per guess.
+const VERP_TAG: usize = 8;
+
+/// The signer for this configuration: present when `http.public_url` (links) or
+/// `email.bounce.return_path` (VERP) is set.
+pub fn signer(config: &Config) -> anyhow::Result<Option<Signer>> {
+    let links = config.http.as_ref().is_some_and(|h| h.public_url.is_some());
+    let verp = config
+        .email
+        .bounce
+        .as_ref()
+        .is_some_and(|b| b.return_path.is_some());
+    if !(links || verp) {
+        return Ok(None);
+    }
+    Signer::load_or_create(&config.secret_file()).map(Some)
+}
+
+/// The return path (envelope sender) of send `id`: `LOCAL+TOKEN@DOMAIN` when
+/// `email.bounce.return_path` is set.
+pub fn return_path(config: &Config, signer: Option<&Signer>, id: i64) -> Option<String> {
+    let base = config.email.bounce.as_ref()?.return_path.as_ref()?;
+    let (local, domain) = base.as_str().rsplit_once('@')?;
+    Some(format!("{local}+{}@{domain}", signer?.verp_token(id)))
+}
+
+/// The `mailto:` that asks the business to unsubscribe a contact, for mail clients that
+/// do not follow links.
+pub fn mailto(config: &Config) -> String {
+    let to = config
+        .business
+        .reply_to
+        .as_ref()
+        .unwrap_or(&config.business.email);
+    format!("mailto:{to}?subject=unsubscribe")
 }
 
 /// The unsubscribe link of a contact: `PUBLIC_URL/unsubscribe/TOKEN` when the HTTP
@@ -132,14 +190,7 @@ pub fn url(config: &Config, signer: Option<&Signer>, contact: &str, channel: Cha
         (Some(signer), Some(base)) => {
             format!("{base}/unsubscribe/{}", signer.token(contact, channel))
         }
-        _ => {
-            let to = config
-                .business
-                .reply_to
-                .as_ref()
-                .unwrap_or(&config.business.email);
-            format!("mailto:{to}?subject=unsubscribe")
-        }
+        _ => mailto(config),
     }
 }
 
@@ -169,5 +220,31 @@ mod tests {
         assert_eq!(other.verify(&signer.token("C-1001", Channel::Email)), None);
         assert_eq!(signer.verify("garbage"), None);
         assert_eq!(signer.verify(""), None);
+    }
+
+    #[test]
+    fn verp_tokens_name_their_send_whatever_the_case() {
+        let signer = Signer::new(b"0123456789abcdef0123456789abcdef".to_vec());
+        let token = signer.verp_token(4711);
+        assert!(
+            token.starts_with("s4711-") && token.len() == 6 + 16,
+            "{token}"
+        );
+        assert_eq!(signer.verify_verp(&token), Some(4711));
+        assert_eq!(signer.verify_verp(&token.to_uppercase()), Some(4711));
+        let forged = token.replacen("4711", "4712", 1);
+        assert_eq!(signer.verify_verp(&forged), None);
+        for bad in [
+            "",
+            "s",
+            "s1-",
+            "s-1-00",
+            "x4711-0011223344556677",
+            "s4711-zz11223344556677",
+        ] {
+            assert_eq!(signer.verify_verp(bad), None, "{bad}");
+        }
+        let other = Signer::new(b"fedcba9876543210fedcba9876543210".to_vec());
+        assert_eq!(other.verify_verp(&token), None);
     }
 }

@@ -1,13 +1,14 @@
 //! Email messages, built with lettre: a stable Message-ID and MIME boundary,
 //! multipart text and HTML, List-Unsubscribe headers, and no header injection.
 
-use std::time::SystemTime;
-
 use jiff::Timestamp;
-use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{
+    self, ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue, MIME_VERSION_1_0,
+};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::{Address, Message};
 
+use super::dkim::Signer;
 use super::one_line;
 use crate::config::Business;
 use crate::domain::EmailAddress;
@@ -21,14 +22,18 @@ pub struct Envelope<'a> {
     pub message_id: &'a str,
     pub date: Timestamp,
     pub unsubscribe_url: &'a str,
+    /// A `mailto:` that unsubscribes too, for clients that do not post (RFC 2369 lists).
+    pub unsubscribe_mailto: Option<&'a str>,
+    /// The envelope sender, when bounces go elsewhere than the From address (VERP).
+    pub return_path: Option<&'a str>,
+    pub dkim: Option<&'a Signer>,
 }
 
 /// Builds the message. Names and the subject have every control character replaced by
 /// a space first, so no value can start a header of its own.
 pub fn build(envelope: &Envelope<'_>, body: &RenderedEmail) -> Result<Message, String> {
-    let address = |address: &EmailAddress| -> Result<Address, String> {
+    let address = |address: &str| -> Result<Address, String> {
         address
-            .as_str()
             .parse()
             .map_err(|e| format!("address {address}: {e}"))
     };
@@ -37,46 +42,103 @@ pub fn build(envelope: &Envelope<'_>, body: &RenderedEmail) -> Result<Message, S
         Mailbox::new((!name.is_empty()).then_some(name), address)
     };
     let business = envelope.business;
-    let from = address(&business.email)?;
-    let to = address(envelope.to)?;
+    let from = address(business.email.as_str())?;
+    let to = address(envelope.to.as_str())?;
+    let sender = match envelope.return_path {
+        Some(path) => address(path)?,
+        None => from.clone(),
+    };
     // Given rather than derived: lettre would parse the From and To headers back.
-    let smtp_envelope = lettre::address::Envelope::new(Some(from.clone()), vec![to.clone()])
+    let smtp_envelope = lettre::address::Envelope::new(Some(sender), vec![to.clone()])
         .map_err(|e| format!("cannot build the envelope: {e}"))?;
+    let mut links = format!("<{}>", one_line(envelope.unsubscribe_url));
+    if let Some(mailto) = envelope.unsubscribe_mailto {
+        links.push_str(&format!(", <{}>", one_line(mailto)));
+    }
+    let date = envelope
+        .date
+        .to_zoned(business.zone.clone())
+        .strftime("%a, %d %b %Y %H:%M:%S %z")
+        .to_string();
     let mut builder = Message::builder()
         .envelope(smtp_envelope)
-        .from(mailbox(&business.name, from))
-        .to(mailbox(envelope.to_name, to))
+        .raw_header(address_header::<header::From>(mailbox(
+            &business.name,
+            from,
+        )))
+        .raw_header(address_header::<header::To>(mailbox(envelope.to_name, to)))
         .subject(one_line(&body.subject))
         .message_id(Some(envelope.message_id.to_owned()))
-        .date(SystemTime::from(envelope.date))
-        .header(ListUnsubscribe(format!(
-            "<{}>",
-            one_line(envelope.unsubscribe_url)
-        )));
-    if envelope.unsubscribe_url.starts_with("https://")
-        || envelope.unsubscribe_url.starts_with("http://")
-    {
+        .date(std::time::SystemTime::from(envelope.date))
+        .header(ListUnsubscribe(links));
+    if envelope.unsubscribe_url.starts_with("https://") {
         builder = builder.header(ListUnsubscribePost);
     }
     if let Some(reply_to) = &business.reply_to {
-        builder = builder.reply_to(mailbox(&business.name, address(reply_to)?));
+        let reply_to = mailbox(&business.name, address(reply_to.as_str())?);
+        builder = builder.raw_header(address_header::<header::ReplyTo>(reply_to));
     }
+    let builder = builder.header(MIME_VERSION_1_0);
+    // The top-level Content-Type is written as a header of the message itself (lettre
+    // keeps a MIME part's headers with its body), so that DKIM can sign it.
     let message = match &body.html {
         // The boundary comes from the Message-ID, not from chance: every attempt of a
-        // send is the same bytes (and a signature over them stays valid).
-        Some(html) => builder.multipart(
-            MultiPart::alternative()
+        // send is the same bytes.
+        Some(html) => {
+            let part = MultiPart::alternative()
                 .boundary(boundary(envelope.message_id))
                 .singlepart(SinglePart::plain(crlf(&body.text)))
-                .singlepart(SinglePart::html(crlf(html))),
-        ),
-        None => builder.singlepart(
-            SinglePart::builder()
-                .header(ContentType::TEXT_PLAIN)
-                .body(crlf(&body.text)),
-        ),
+                .singlepart(SinglePart::html(crlf(html)));
+            let content_type = ContentType::parse(&format!(
+                "multipart/alternative; boundary=\"{}\"",
+                boundary(envelope.message_id)
+            ))
+            .map_err(|e| format!("cannot build the message: {e}"))?;
+            // lettre encodes each part for 7-bit transport (quoted-printable or base64,
+            // lines within 1000 octets), so the whole body is 7-bit as it stands.
+            let encoded = without_headers(part.formatted());
+            if !encoded.is_ascii() {
+                return Err("cannot build the message: a part is not 7-bit".to_owned());
+            }
+            let whole = Body::dangerous_pre_encoded(encoded, ContentTransferEncoding::SevenBit);
+            builder.header(content_type).body(whole)
+        }
+        None => builder
+            .header(ContentType::TEXT_PLAIN)
+            .body(crlf(&body.text)),
     };
-    message.map_err(|e| format!("cannot build the message: {e}"))
+    let mut message = message.map_err(|e| format!("cannot build the message: {e}"))?;
+    // In the business's offset, as a person there would write it; lettre writes UTC.
+    message.headers_mut().insert_raw(HeaderValue::new(
+        HeaderName::new_from_ascii_str("Date"),
+        date,
+    ));
+    if let Some(signer) = envelope.dkim {
+        signer.sign(&mut message);
+    }
+    Ok(message)
+}
+
+/// An address header whose display name is a quoted string when it is printable ASCII,
+/// and encoded (RFC 2047) only otherwise: lettre encodes any name with `&` or `,` in
+/// it, and spam filters score an encoded plain name (`FROM_EXCESS_BASE64`).
+fn address_header<H: Header + From<lettre::message::Mailboxes>>(mailbox: Mailbox) -> HeaderValue {
+    match &mailbox.name {
+        Some(name) if name.bytes().all(|b| (0x20..0x7f).contains(&b)) => {
+            let name = name.replace('\\', "\\\\").replace('"', "\\\"");
+            let value = format!("\"{name}\" <{}>", mailbox.email);
+            HeaderValue::dangerous_new_pre_encoded(H::name(), value.clone(), value)
+        }
+        _ => H::from(mailbox.into()).display(),
+    }
+}
+
+/// A formatted MIME part's body: what follows its header block.
+fn without_headers(part: Vec<u8>) -> Vec<u8> {
+    match part.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(end) => part[end + 4..].to_vec(),
+        None => part,
+    }
 }
 
 /// A MIME boundary that no body can contain by chance: derived from the Message-ID,

@@ -4,6 +4,7 @@
 //! worth retrying. A new email transport implements `EmailTransport` and gets a branch
 //! in [`transport`].
 
+pub mod dkim;
 pub mod email;
 mod file;
 pub mod postcard;

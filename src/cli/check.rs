@@ -18,8 +18,11 @@ pub fn run(path: &Path) -> CommandResult {
                 .map(ToString::to_string),
         );
     }
-    let (smtp_errors, warnings) = smtp_settings(&config);
+    let (smtp_errors, mut warnings) = smtp_settings(&config);
     errors.extend(smtp_errors);
+    let (dkim_errors, dkim_warnings) = dkim_settings(&config);
+    errors.extend(dkim_errors);
+    warnings.extend(dkim_warnings);
     for warning in warnings {
         eprintln!("warning: {warning}");
     }
@@ -72,5 +75,34 @@ fn smtp_settings(config: &Config) -> (Vec<String>, Vec<String>) {
             at("email.smtp.url")
         ));
     }
+    (errors, warnings)
+}
+
+/// The DKIM key must load as the daemon will load it; a signing domain that is not the
+/// From address's (or a parent of it) signs, but does not align for DMARC.
+fn dkim_settings(config: &Config) -> (Vec<String>, Vec<String>) {
+    let Some(dkim) = &config.email.dkim else {
+        return (Vec::new(), Vec::new());
+    };
+    let at = |key: &str| match Document::read(&config.path) {
+        Ok(doc) => doc.locate(key).to_string(),
+        Err(_) => config.path.display().to_string(),
+    };
+    let mut errors = Vec::new();
+    if let Err(m) = crate::channel::dkim::Signer::configured(config) {
+        errors.push(format!("{}: {m}", at("email.dkim.key_file")));
+    }
+    let from = config.business.email.domain().to_ascii_lowercase();
+    let aligned = from == dkim.domain || from.ends_with(&format!(".{}", dkim.domain));
+    let warnings = if aligned {
+        Vec::new()
+    } else {
+        vec![format!(
+            "{}: email.dkim.domain: `{}` is not the From address's domain `{from}`: receivers \
+             check DMARC against the From domain, so sign with it",
+            at("email.dkim.domain"),
+            dkim.domain
+        )]
+    };
     (errors, warnings)
 }

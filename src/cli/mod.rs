@@ -5,12 +5,14 @@ mod check;
 mod console;
 mod contact;
 mod copy;
+mod dkim;
 mod import;
 mod plan;
 mod preview;
 mod run;
 mod sends;
 mod subscribe;
+mod suppress;
 mod tick;
 
 pub use plan::upcoming;
@@ -61,6 +63,31 @@ pub enum Format {
 pub enum ConsoleAction {
     /// Set the console's password (read from standard input).
     Passwd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DkimAction {
+    /// Make a DKIM key and print the DNS record that publishes it.
+    Keygen {
+        /// The selector (`s=`): a DNS label such as tickler2026.
+        #[arg(long)]
+        selector: String,
+        /// The signing domain (`d=`): your From address's domain.
+        #[arg(long)]
+        domain: String,
+        #[arg(long, value_enum, default_value_t = KeyKind::Rsa)]
+        algorithm: KeyKind,
+        /// Where to write the key [default: SELECTOR.DOMAIN.dkim.pem]
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// RSA (2048 bits) is what every receiver verifies; Ed25519 only some.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum KeyKind {
+    Rsa,
+    Ed25519,
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,7 +145,7 @@ pub enum Command {
         contact: Option<String>,
         #[arg(long)]
         cadence: Option<String>,
-        /// pending, sent, retrying, failed or skipped
+        /// pending, sent, retrying, failed, skipped or bounced
         #[arg(long, value_name = "S")]
         status: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -146,6 +173,29 @@ pub enum Command {
         /// table or json
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+    },
+    /// Put an email address on the suppression list: it gets no more email.
+    Suppress {
+        address: String,
+        /// Why, in a word or a few (shown as `suppressed:REASON` in the send log).
+        #[arg(long, default_value = "manual")]
+        reason: String,
+        /// A note kept with the entry.
+        #[arg(long, default_value = "")]
+        detail: String,
+    },
+    /// Take an email address off the suppression list.
+    Unsuppress { address: String },
+    /// The suppression list, newest first; with an address, that entry and its report.
+    Suppressions {
+        address: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// DKIM signing keys.
+    Dkim {
+        #[command(subcommand)]
+        action: DkimAction,
     },
     /// The owner's web console.
     Console {
@@ -293,6 +343,30 @@ pub async fn execute(cli: Cli) -> CommandResult {
             contact::run(&path, &id, now.as_deref(), format).await
         }
         Command::CopyDb { to } => copy::run(&path, &to).await,
+        Command::Suppress {
+            address,
+            reason,
+            detail,
+        } => suppress::suppress(&path, &address, &reason, &detail).await,
+        Command::Dkim {
+            action:
+                DkimAction::Keygen {
+                    selector,
+                    domain,
+                    algorithm,
+                    out,
+                },
+        } => {
+            let algorithm = match algorithm {
+                KeyKind::Rsa => crate::channel::dkim::Algorithm::Rsa,
+                KeyKind::Ed25519 => crate::channel::dkim::Algorithm::Ed25519,
+            };
+            dkim::run(&selector, &domain, algorithm, out.as_deref())
+        }
+        Command::Unsuppress { address } => suppress::unsuppress(&path, &address).await,
+        Command::Suppressions { address, format } => {
+            suppress::list(&path, address.as_deref(), format).await
+        }
         Command::Console {
             action: ConsoleAction::Passwd,
         } => console::passwd(&path).await,

@@ -34,6 +34,8 @@ pub async fn run(
     let due = shown_occurrence(&config, cadence, &history, now)
         .map_err(|why| Failure::Errors(vec![format!("cadence `{cadence_id}`: {why}")]))?;
     let signer = unsubscribe::signer(&config)?;
+    let dkim =
+        crate::channel::dkim::Signer::configured(&config).map_err(|m| Failure::Errors(vec![m]))?;
     let key = SendKey {
         contact: contact.id.clone(),
         cadence: cadence.id.clone(),
@@ -44,6 +46,7 @@ pub async fn run(
         config: &config,
         templates: &templates,
         signer: signer.as_ref(),
+        dkim: dkim.as_ref(),
     };
     let request = shown_request(cadence, &history, &due, now, &message_id);
     let message = match composer.compose(&request) {

@@ -28,8 +28,10 @@ pub use pick::{shown_occurrence, shown_request};
 pub struct Composer<'a> {
     pub config: &'a Config,
     pub templates: &'a Templates,
-    /// Signs unsubscribe links, when the HTTP endpoint is configured.
+    /// Signs unsubscribe links and return paths, when either is configured.
     pub signer: Option<&'a Signer>,
+    /// Signs each email, when `email.dkim` is set.
+    pub dkim: Option<&'a crate::channel::dkim::Signer>,
 }
 
 /// One message to compose: an occurrence of a cadence for a contact.
@@ -97,6 +99,7 @@ impl Composer<'_> {
             config,
             templates,
             signer,
+            dkim,
         } = *self;
         let cadence = request.cadence;
         let contact = request.contact;
@@ -131,6 +134,10 @@ impl Composer<'_> {
             let to = contact.email.as_ref().ok_or(ComposeError::NoEmail)?;
             (contact.full_name(), to)
         };
+        let mailto = unsubscribe::mailto(config);
+        let return_path = (request.send_id > 0)
+            .then(|| unsubscribe::return_path(config, signer, request.send_id))
+            .flatten();
         let envelope = Envelope {
             business: &config.business,
             to_name: &to_name,
@@ -138,6 +145,9 @@ impl Composer<'_> {
             message_id: request.message_id,
             date: request.at,
             unsubscribe_url: &unsubscribe_url,
+            unsubscribe_mailto: (unsubscribe_url != mailto).then_some(mailto.as_str()),
+            return_path: return_path.as_deref(),
+            dkim,
         };
         let message = email::build(&envelope, &body).map_err(ComposeError::Build)?;
         let kept = KeptMessage {

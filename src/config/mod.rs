@@ -3,6 +3,7 @@
 //! column, instead of stopping at the first.
 
 mod cadences;
+mod hearing;
 mod raw;
 mod sections;
 pub mod yaml;
@@ -61,6 +62,42 @@ pub struct EmailConfig {
     /// At most this many messages per `per`.
     pub rate_limit: Option<(u32, std::time::Duration)>,
     pub give_up_after: Period,
+    /// Signs every email when set.
+    pub dkim: Option<DkimConfig>,
+    /// Where bounces and complaints come back, when set.
+    pub bounce: Option<BounceConfig>,
+}
+
+/// `email.dkim`: the signing domain (`d=`), the selector (`s=`) and the PEM key file.
+#[derive(Clone, Debug)]
+pub struct DkimConfig {
+    pub domain: String,
+    pub selector: String,
+    pub key_file: PathBuf,
+}
+
+/// `email.bounce`.
+#[derive(Clone, Debug)]
+pub struct BounceConfig {
+    /// The envelope sender's base: each email's is `LOCAL+TOKEN@DOMAIN` (VERP).
+    pub return_path: Option<EmailAddress>,
+    /// The mailbox that bounces and complaints arrive in.
+    pub imap: Option<ImapConfig>,
+    /// How often `run` reads it.
+    pub poll: std::time::Duration,
+}
+
+/// `email.bounce.imap`.
+#[derive(Clone, Debug)]
+pub struct ImapConfig {
+    /// `imaps://HOST:PORT`, or `imap://HOST:PORT` with STARTTLS required.
+    pub url: String,
+    pub username: String,
+    pub password: PasswordSource,
+    pub ca_file: Option<PathBuf>,
+    pub mailbox: String,
+    /// For each step of a session.
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -122,6 +159,16 @@ pub struct HttpConfig {
     pub api_token_file: Option<PathBuf>,
     /// Whether `/console/` serves the owner's console.
     pub console: bool,
+}
+
+impl Config {
+    /// The key file that signs links and return paths: `http.secret_file`, else
+    /// `state_dir/secret`.
+    pub fn secret_file(&self) -> PathBuf {
+        self.http
+            .as_ref()
+            .map_or_else(|| self.state_dir.join("secret"), |h| h.secret_file.clone())
+    }
 }
 
 /// Everything wrong with a configuration, in file order.
@@ -254,9 +301,20 @@ impl Config {
                     )
                 }),
             )?;
+            let public_url = h.public_url.and_then(|u| {
+                let u = u.trim_end_matches('/').to_owned();
+                let ok = u.strip_prefix("https://").is_some_and(|host| !host.is_empty());
+                if !ok {
+                    v.push(
+                        "http.public_url",
+                        &format!("http.public_url: `{u}` must be an https:// address: mail providers honour one-click unsubscribe links only over https"),
+                    );
+                }
+                ok.then_some(u)
+            });
             Some(HttpConfig {
                 listen,
-                public_url: h.public_url.map(|u| u.trim_end_matches('/').to_owned()),
+                public_url,
                 secret_file: h
                     .secret_file
                     .map_or_else(|| state_dir.join("secret"), |f| base.join(f)),

@@ -68,6 +68,36 @@ pub struct RawEmail {
     pub smtp: Option<RawSmtp>,
     pub rate_limit: Option<String>,
     pub retry: Option<RawRetry>,
+    pub dkim: Option<RawDkim>,
+    pub bounce: Option<RawBounce>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDkim {
+    pub domain: String,
+    pub selector: String,
+    pub key_file: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBounce {
+    pub return_path: Option<String>,
+    pub imap: Option<RawImap>,
+    pub poll: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawImap {
+    pub url: String,
+    pub username: String,
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
+    pub ca_file: Option<String>,
+    pub mailbox: Option<String>,
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,12 +12,12 @@ use super::{
 use crate::domain::{Days, Opening, Period, Window};
 
 /// The directory of the file being read: relative paths in it are relative to it.
-pub(super) struct Base(pub(super) PathBuf);
+pub(crate) struct Base(pub(super) PathBuf);
 
 impl Base {
     /// `self/relative` with `.` and `..` resolved lexically, so messages show
     /// `../var/outbox` as `var/outbox` rather than `config/../var/outbox`.
-    pub(super) fn join(&self, relative: impl AsRef<Path>) -> PathBuf {
+    pub(crate) fn join(&self, relative: impl AsRef<Path>) -> PathBuf {
         use std::path::Component;
         let mut out = PathBuf::new();
         for part in self.0.join(relative).components() {
@@ -152,6 +152,8 @@ pub(super) fn email(
             },
             rate_limit: None,
             give_up_after: Period::days(3),
+            dkim: None,
+            bounce: None,
         });
     };
     let file_dir = raw
@@ -235,10 +237,14 @@ pub(super) fn email(
         raw.retry.and_then(|r| r.give_up_after).as_deref(),
         Period::days(3),
     );
+    let dkim = super::hearing::dkim(v, raw.dkim, base);
+    let bounce = super::hearing::bounce(v, raw.bounce, base);
     Some(EmailConfig {
         transport: transport?,
         rate_limit,
         give_up_after: give_up_after?,
+        dkim,
+        bounce,
     })
 }
 
