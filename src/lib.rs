@@ -10,6 +10,7 @@
 //! time can be simulated. ARCHITECTURE.md has the map and the send log's invariants.
 
 pub mod agenda;
+pub mod bounce;
 pub mod channel;
 pub mod cli;
 pub mod compose;
