@@ -92,7 +92,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn reads_up_to_the_budget_and_then_fail() {
+    async fn reads_up_to_the_budget_and_then_fails() {
         let mut stream = Limited::new(&b"0123456789"[..], 4);
         let mut got = [0u8; 10];
         assert_eq!(stream.read(&mut got).await.unwrap(), 4);
