@@ -6,6 +6,7 @@
 //! (SMTP, `.eml` files, postcard PDFs) → `store` (the outcome, once per occurrence).
 //! `tick` is one pass of that pipeline; `daemon` runs passes on the schedule beside
 //! `http`, sharing `status`; `cli` is the command line and binds the outside world.
+//! `bounce` is the way back: the mailbox where bounce reports arrive, read over IMAP.
 //! `domain` holds the pure types everything shares. The clock is passed in (`now`), so
 //! time can be simulated. ARCHITECTURE.md has the map and the send log's invariants.
 

@@ -1,9 +1,11 @@
-//! How tickler hears back from mail it sent: bounces and complaints, read from the raw
-//! messages that come back to its return path.
+//! How tickler hears back from the mail it sent: the bounce mailbox read over IMAP
+//! (`imap`), each message classified as a bounce, a complaint or neither (`report`,
+//! pure), and what a report changes: the suppression list and the send it answers.
 
 mod arf;
 mod dsn;
 mod fields;
+pub mod imap;
 pub mod report;
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ mod delivery;
 mod hardening;
 mod helpers;
 mod http_limits;
+mod imap;
 mod postcards;
 mod postfix;
 mod postfix_server;
