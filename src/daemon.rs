@@ -4,7 +4,8 @@
 //! the old set if the new one is invalid). It tells systemd when it is ready, reloading
 //! and stopping, and pings the watchdog from the scheduler, but only while ticks are
 //! not stuck, so a hung loop gets restarted. The command line binds the endpoint and
-//! turns signals into a reload or the shutdown.
+//! turns signals into a reload or the shutdown. With `email.bounce.imap`, the bounce
+//! mailbox is read at start and every `email.bounce.poll`, apart from the ticks.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::bounce::poll::{Cursor, poll};
 use crate::config::Config;
 use crate::http;
 use crate::render::Templates;
@@ -37,6 +39,8 @@ pub struct Daemon {
     transports: CancellationToken,
     /// When kept messages were last pruned.
     pruned_at: std::sync::Mutex<Option<Instant>>,
+    /// Where the bounce mailbox was last read to; held while it is read.
+    bounces: Mutex<Cursor>,
 }
 
 /// How often the daemon forgets the kept messages older than `console.keep_messages`.
@@ -54,6 +58,36 @@ impl Daemon {
             tick_started: std::sync::Mutex::new(None),
             transports,
             pruned_at: std::sync::Mutex::new(None),
+            bounces: Mutex::new(Cursor::default()),
+        }
+    }
+
+    /// Reads the bounce mailbox, if one is configured; skipped while a read is running.
+    async fn read_bounces(&self) {
+        let Ok(mut cursor) = self.bounces.try_lock() else {
+            return;
+        };
+        let engine = self.status.engine();
+        let signer = engine.signer.as_ref();
+        let now = Timestamp::now();
+        match poll(
+            &engine.config,
+            engine.store.as_ref(),
+            signer,
+            &mut cursor,
+            now,
+        )
+        .await
+        {
+            Ok(polled) if polled.acted + polled.left > 0 => {
+                tracing::info!(
+                    acted = polled.acted,
+                    left = polled.left,
+                    "bounce mailbox read"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot read the bounce mailbox"),
         }
     }
 
@@ -194,6 +228,26 @@ pub async fn run(
                     })
                 },
             )?)
+            .await?;
+    }
+    let imap = daemon.status.engine().config.email.bounce.clone();
+    if let Some(poll_every) = imap.filter(|b| b.imap.is_some()).map(|b| b.poll) {
+        let (job_daemon, token, job_tasks) = (daemon.clone(), shutdown.clone(), tasks.clone());
+        let (first, first_token) = (daemon.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            if !first_token.is_cancelled() {
+                first.read_bounces().await;
+            }
+        });
+        scheduler
+            .add(Job::new_repeated_async(poll_every, move |_, _| {
+                let (daemon, token) = (job_daemon.clone(), token.clone());
+                Box::pin(job_tasks.track_future(async move {
+                    if !token.is_cancelled() {
+                        daemon.read_bounces().await;
+                    }
+                }))
+            })?)
             .await?;
     }
     scheduler.start().await?;

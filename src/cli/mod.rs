@@ -1,6 +1,7 @@
 //! The command line (SPEC section 2). Each subcommand has its own file; all printing to
 //! the terminal happens in this module.
 
+mod bounces;
 mod check;
 mod console;
 mod contact;
@@ -63,6 +64,15 @@ pub enum Format {
 pub enum ConsoleAction {
     /// Set the console's password (read from standard input).
     Passwd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BouncesAction {
+    /// Act on bounce and complaint reports saved as .eml files.
+    Import {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,6 +201,11 @@ pub enum Command {
         address: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+    },
+    /// Bounce and complaint reports.
+    Bounces {
+        #[command(subcommand)]
+        action: BouncesAction,
     },
     /// DKIM signing keys.
     Dkim {
@@ -348,6 +363,9 @@ pub async fn execute(cli: Cli) -> CommandResult {
             reason,
             detail,
         } => suppress::suppress(&path, &address, &reason, &detail).await,
+        Command::Bounces {
+            action: BouncesAction::Import { files },
+        } => bounces::import(&path, &files).await,
         Command::Dkim {
             action:
                 DkimAction::Keygen {

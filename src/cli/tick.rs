@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::{CommandResult, Failure, load_config, load_templates, parse_now, print_table};
+use crate::bounce::poll::{Cursor, poll};
 use crate::tick::{Engine, Would};
 use crate::timeline::reason_in_words;
 
@@ -17,6 +18,28 @@ pub async fn run(path: &Path, now: Option<&str>, dry_run: bool) -> CommandResult
     let summary = if dry_run {
         engine.dry_run(now).await?
     } else {
+        // What came back since the last pass counts before this one decides.
+        let mut cursor = Cursor::default();
+        let signer = engine.signer.as_ref();
+        match poll(
+            &engine.config,
+            engine.store.as_ref(),
+            signer,
+            &mut cursor,
+            now,
+        )
+        .await
+        {
+            Ok(polled) if polled.acted + polled.left > 0 => eprintln!(
+                "bounce mailbox: {} reports acted on, {} messages left in place",
+                polled.acted, polled.left
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!(
+                "warning: bounce mailbox: {}",
+                super::plain(&format!("{e:#}"))
+            ),
+        }
         // One pass to its end: nothing cancels it.
         engine.tick(now, &CancellationToken::new()).await?
     };

@@ -127,6 +127,21 @@ pub enum PasswordSource {
     Env(String),
 }
 
+impl PasswordSource {
+    /// The password now; `setting` (`email.smtp`, ...) names where it was configured. A
+    /// password file loses its trailing line break.
+    pub fn read(&self, setting: &str) -> anyhow::Result<String> {
+        match self {
+            PasswordSource::File(path) => Ok(std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("{setting}.password_file {}: {e}", path.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned()),
+            PasswordSource::Env(var) => std::env::var(var)
+                .map_err(|_| anyhow::anyhow!("{setting}.password_env: ${var} is not set")),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Schedule {
     pub tick: std::time::Duration,

@@ -55,6 +55,8 @@ pub trait Suppressions: Send + Sync {
         reason: &str,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
+    /// The email address of the contact that send `send_id` went to.
+    async fn send_recipient(&self, send_id: i64) -> Result<Option<String>, StoreError>;
     /// The id of the send whose Message-ID is `message_id`, among the sends of the
     /// contacts whose email is `address` (found through the email index).
     async fn send_with_message_id(
@@ -216,6 +218,19 @@ impl<B: Backend> Suppressions for B {
         let found = B::Db::fetch_optional(&mut tx.tx, &mut q).await?;
         tx.commit().await?;
         Ok(found.is_some())
+    }
+
+    async fn send_recipient(&self, send_id: i64) -> Result<Option<String>, StoreError> {
+        let mut q = QueryBuilder::new(
+            "SELECT c.email FROM sends s JOIN contacts c ON c.id = s.contact_id WHERE s.id = ",
+        );
+        q.int(send_id);
+        let mut conn = self.pool().acquire().await?;
+        let found = B::Db::fetch_optional(&mut conn, &mut q).await?;
+        Ok(found
+            .map(|r| B::Db::opt_text(&r, "email").map(|e| e.map(str::to_owned)))
+            .transpose()?
+            .flatten())
     }
 
     async fn send_with_message_id(

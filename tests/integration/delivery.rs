@@ -439,7 +439,11 @@ fn with_the_http_endpoint_configured_links_are_signed_and_one_click() {
             m.header("List-Unsubscribe-Post").as_deref(),
             Some("List-Unsubscribe=One-Click")
         );
-        let url = header.trim_matches(['<', '>']);
+        let (https, mailto) = header
+            .split_once(", ")
+            .expect("an https link and a mailto:");
+        assert!(mailto.starts_with("<mailto:"), "{header}");
+        let url = https.trim_matches(['<', '>']);
         assert!(m.data.contains(url), "the body carries the same link");
         links.insert(url.to_owned());
     }

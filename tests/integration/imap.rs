@@ -12,22 +12,22 @@ use tickler::bounce::imap::{ImapError, ImapSettings, MAX_MESSAGE_BYTES, Mailbox}
 
 /// The unprivileged owner of the mail: Dovecot refuses uid 0 for mail.
 const MAIL_UID: u32 = 65534;
-const USER: &str = "bounces";
-const PASSWORD: &str = "s3cret pass";
+pub const USER: &str = "bounces";
+pub const PASSWORD: &str = "s3cret pass";
 
 /// A private Dovecot with one user, all its state in a temporary directory; stopped on
 /// drop.
-struct Dovecot {
+pub struct Dovecot {
     child: Child,
-    dir: tempfile::TempDir,
-    imaps: u16,
+    pub dir: tempfile::TempDir,
+    pub imaps: u16,
     imap: u16,
 }
 
 impl Dovecot {
     /// Starts Dovecot with `extra` settings, or returns `None` when it is not installed
     /// (which fails the test under CI, where .ci/run installs it).
-    fn start(extra: &str) -> Option<Dovecot> {
+    pub fn start(extra: &str) -> Option<Dovecot> {
         // Debian installs it outside a user's PATH.
         let path = std::env::var_os("PATH").unwrap_or_default();
         let binary = std::env::split_paths(&path)
@@ -107,23 +107,23 @@ impl Dovecot {
         Some(dovecot)
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
     }
 
-    fn maildir(&self) -> PathBuf {
+    pub fn maildir(&self) -> PathBuf {
         self.dir.path().join("home").join(USER).join("Maildir")
     }
 
     /// Delivers `message` into INBOX as a mail server would: a file in `new/`.
-    fn deliver(&self, name: &str, message: &[u8]) {
+    pub fn deliver(&self, name: &str, message: &[u8]) {
         let path = self.maildir().join("new").join(name);
         std::fs::write(&path, message).expect("deliver");
         chown(&path, Some(MAIL_UID), Some(MAIL_UID)).expect("chown");
     }
 
     /// The message files in a mailbox (`""` for INBOX), wherever Dovecot has put them.
-    fn files(&self, folder: &str) -> usize {
+    pub fn files(&self, folder: &str) -> usize {
         let dir = match folder {
             "" => self.maildir(),
             name => self.maildir().join(format!(".{name}")),
@@ -146,7 +146,7 @@ impl Dovecot {
         }
     }
 
-    fn imaps_url(&self) -> String {
+    pub fn imaps_url(&self) -> String {
         format!("imaps://127.0.0.1:{}", self.imaps)
     }
 }

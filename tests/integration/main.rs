@@ -4,6 +4,7 @@
 mod adaptive;
 mod backends;
 mod bad_input;
+mod bounces;
 mod browser;
 mod calendar;
 mod console;

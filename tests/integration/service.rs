@@ -136,7 +136,7 @@ fn the_daemon_as_systemd_runs_it() {
     let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
     ws.write(
         "tickler.yaml",
-        &format!("{config}http:\n  listen: 127.0.0.1:{port}\n  public_url: http://127.0.0.1:{port}\n  api_token_file: token.txt\n"),
+        &format!("{config}http:\n  listen: 127.0.0.1:{port}\n  public_url: https://tiles.example/tickler\n  api_token_file: token.txt\n"),
     );
     ws.write("token.txt", &format!("{TOKEN}\n"));
     let day = crate::helpers::two_days_ago();
@@ -171,9 +171,12 @@ fn the_daemon_as_systemd_runs_it() {
         .find(|m| m.rcpt_to == ["ingrid@example.org"])
         .expect("mail to Ingrid");
     let link = ingrid.header("List-Unsubscribe").expect("header");
-    let path = link
+    // The https link comes first; a mailto: for clients that do not post follows it.
+    let (https, mailto) = link.split_once(", ").expect("two links");
+    assert_eq!(mailto, "<mailto:hello@fjord.example?subject=unsubscribe>");
+    let path = https
         .trim_matches(['<', '>'])
-        .strip_prefix(&format!("http://127.0.0.1:{port}"))
+        .strip_prefix("https://tiles.example/tickler")
         .expect("our URL")
         .to_owned();
     let (code, page) = http(port, "GET", &path, &[], "");

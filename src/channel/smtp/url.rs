@@ -4,7 +4,7 @@
 
 use lettre::transport::smtp::authentication::Credentials;
 
-use crate::config::{PasswordSource, SmtpConfig};
+use crate::config::SmtpConfig;
 
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Security {
@@ -72,12 +72,7 @@ pub(super) fn credentials(config: &SmtpConfig) -> anyhow::Result<Option<Credenti
         return Ok(None);
     };
     let password = match &config.password {
-        Some(PasswordSource::File(path)) => std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("email.smtp.password_file {}: {e}", path.display()))?
-            .trim_end_matches(['\r', '\n'])
-            .to_owned(),
-        Some(PasswordSource::Env(var)) => std::env::var(var)
-            .map_err(|_| anyhow::anyhow!("email.smtp.password_env: ${var} is not set"))?,
+        Some(source) => source.read("email.smtp")?,
         None => String::new(),
     };
     Ok(Some(Credentials::new(user.clone(), password)))
