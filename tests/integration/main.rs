@@ -10,6 +10,7 @@ mod calendar;
 mod console;
 mod core;
 mod daemon;
+mod deliverability;
 mod delivery;
 mod hardening;
 mod helpers;

@@ -10,16 +10,16 @@ use crate::helpers::Workspace;
 const NOW: &str = "2026-03-04T10:00:00-05:00";
 
 /// A running `smtp-sink` on 127.0.0.1 that dumps each accepted message into a file.
-struct Sink {
+pub struct Sink {
     child: Child,
     port: u16,
-    dump: tempfile::TempDir,
+    pub dump: tempfile::TempDir,
 }
 
 impl Sink {
     /// Starts smtp-sink with extra `flags`, or returns `None` when it is not installed
     /// (which fails the test under CI, where it must be).
-    fn start(flags: &[&str]) -> Option<Sink> {
+    pub fn start(flags: &[&str]) -> Option<Sink> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -66,7 +66,7 @@ impl Sink {
         Some(Sink { child, port, dump })
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}", self.port)
     }
 
