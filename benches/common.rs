@@ -74,5 +74,6 @@ pub fn history(n: u64, due: bool) -> History {
         logged: HashSet::new(),
         delivered: Vec::new(),
         suppressed: None,
+        choices: Default::default(),
     }
 }

@@ -26,6 +26,7 @@ fn render(c: &mut Criterion) {
         occurrence: "E-4",
         now,
         unsubscribe_url: url,
+        preferences_url: "https://hudsontile.example/tickler/preferences/token",
     };
     c.bench_function("render/thank-you email", |b| {
         b.iter(|| {

@@ -208,6 +208,14 @@ fn skip_reason(due: &Due, cadence: &Cadence, history: &History) -> Option<String
         }
         Channel::Postcard if contact.postcard_opt_out => "opted_out",
         Channel::Postcard if !contact.has_postal_address() => "no_address",
+        _ if history.choices.declined.contains(&cadence.id) => "declined",
+        _ if history
+            .choices
+            .paused_until
+            .is_some_and(|until| due.due_at < until) =>
+        {
+            "paused"
+        }
         _ => return None,
     };
     Some(reason.into())

@@ -88,6 +88,8 @@ pub fn reason_in_words(reason: &str) -> String {
         "opted_out" => "the customer opted out of this channel".to_owned(),
         "no_email" => "no email address".to_owned(),
         "no_address" => "no postal address".to_owned(),
+        "declined" => "the customer turned this follow-up off".to_owned(),
+        "paused" => "the customer paused their follow-ups".to_owned(),
         other => match (
             other.strip_prefix("unless:"),
             other.strip_prefix("suppressed:"),

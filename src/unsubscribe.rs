@@ -169,6 +169,23 @@ pub fn return_path(config: &Config, signer: Option<&Signer>, id: i64) -> Option<
     Some(format!("{local}+{}@{domain}", signer?.verp_token(id)))
 }
 
+/// The customer's preferences page: `PUBLIC_URL/preferences/TOKEN` (the token of their
+/// email unsubscribe link), else the unsubscribe `mailto:`.
+pub fn preferences_url(config: &Config, signer: Option<&Signer>, contact: &str) -> String {
+    match (
+        signer,
+        config.http.as_ref().and_then(|h| h.public_url.as_deref()),
+    ) {
+        (Some(signer), Some(base)) => {
+            format!(
+                "{base}/preferences/{}",
+                signer.token(contact, Channel::Email)
+            )
+        }
+        _ => mailto(config),
+    }
+}
+
 /// The `mailto:` that asks the business to unsubscribe a contact, for mail clients that
 /// do not follow links.
 pub fn mailto(config: &Config) -> String {

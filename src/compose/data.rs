@@ -16,6 +16,8 @@ pub struct MessageData<'a> {
     pub occurrence: &'a str,
     pub now: Timestamp,
     pub unsubscribe_url: &'a str,
+    /// The customer's preferences page (or the unsubscribe `mailto:` without one).
+    pub preferences_url: &'a str,
 }
 
 impl MessageData<'_> {
@@ -38,6 +40,7 @@ impl MessageData<'_> {
             "occurrence": self.occurrence,
             "now": self.now.to_string(),
             "unsubscribe_url": self.unsubscribe_url,
+            "preferences_url": self.preferences_url,
             "timezone": zone.iana_name().unwrap_or("UTC"),
         });
         if let Some(e) = self.event {

@@ -107,6 +107,7 @@ impl Composer<'_> {
             .event_id
             .and_then(|id| request.events.iter().find(|e| e.id == id));
         let unsubscribe_url = unsubscribe::url(config, signer, &contact.id, cadence.channel);
+        let preferences_url = unsubscribe::preferences_url(config, signer, &contact.id);
         let data = MessageData {
             config,
             cadence,
@@ -115,6 +116,7 @@ impl Composer<'_> {
             occurrence: request.occurrence,
             now: request.at,
             unsubscribe_url: &unsubscribe_url,
+            preferences_url: &preferences_url,
         };
         if cadence.channel == Channel::Postcard {
             if test {

@@ -11,6 +11,8 @@ use crate::render::{RenderFailure, RenderReason};
 
 /// The unsubscribe link `check` renders with.
 pub(super) const SAMPLE_UNSUBSCRIBE: &str = "https://example.com/unsubscribe/sample";
+/// The preferences link `check` renders with.
+pub(super) const SAMPLE_PREFERENCES: &str = "https://example.com/preferences/sample";
 
 /// A plausible contact (and event, for event triggers) to render `check` against.
 pub(super) fn sample_data(config: &Config, cadence: &Cadence) -> Value {
@@ -34,6 +36,7 @@ pub(super) fn sample_data(config: &Config, cadence: &Cadence) -> Value {
         occurrence: "sample",
         now,
         unsubscribe_url: SAMPLE_UNSUBSCRIBE,
+        preferences_url: SAMPLE_PREFERENCES,
     }
     .to_json()
 }

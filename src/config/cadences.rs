@@ -140,6 +140,15 @@ fn cadence(
             &format!("{path}.front_image: only postcards have a front"),
         );
     }
+    if let Some(topic) = &raw.topic {
+        let count = topic.trim().chars().count();
+        if count == 0 || count > 60 || topic.chars().any(char::is_control) {
+            v.push(
+                &format!("{path}.topic"),
+                &format!("{path}.topic: a topic is a short name (1 to 60 characters) such as \"Care tips\""),
+            );
+        }
+    }
     let trigger = trigger(v, &format!("{path}.trigger"), &raw.trigger);
     let unless = raw.unless.unwrap_or_default();
     if !unless.is_empty() && trigger.as_ref().is_some_and(|t| t.event_kind().is_none()) {
@@ -179,6 +188,7 @@ fn cadence(
         transactional: raw.transactional.unwrap_or(false),
         enabled: raw.enabled.unwrap_or(true),
         front_image: raw.front_image,
+        topic: raw.topic.map(|t| t.trim().to_owned()),
     })
 }
 

@@ -180,6 +180,8 @@ pub struct RawCadence {
     pub enabled: Option<bool>,
     /// Postcards: a PNG or JPEG in the templates directory for the card's front.
     pub front_image: Option<String>,
+    /// Groups cadences on the customer's preferences page.
+    pub topic: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -103,4 +103,6 @@ pub struct Cadence {
     pub enabled: bool,
     /// Postcards: an image (in the templates directory) printed over the whole front.
     pub front_image: Option<String>,
+    /// Groups cadences on the customer's preferences page; `None`: the cadence's own row.
+    pub topic: Option<String>,
 }

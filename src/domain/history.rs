@@ -17,6 +17,35 @@ pub struct History {
     pub delivered: Vec<(String, Timestamp)>,
     /// Why the contact's email address is on the suppression list, if it is.
     pub suppressed: Option<String>,
+    /// What the customer chose on their preferences page.
+    pub choices: Choices,
+}
+
+/// A customer's own choices, from their preferences page.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Choices {
+    /// The follow-ups (cadence ids) they turned off.
+    pub declined: Vec<String>,
+    /// Nothing is sent to them before this time.
+    pub paused_until: Option<Timestamp>,
+}
+
+impl Choices {
+    /// The stored form of `declined`: ids joined by `;` (an id holds no `;`).
+    pub fn declined_text(&self) -> String {
+        self.declined.join(";")
+    }
+
+    pub fn from_stored(declined: &str, paused_until: Option<Timestamp>) -> Choices {
+        Choices {
+            declined: declined
+                .split(';')
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            paused_until,
+        }
+    }
 }
 
 impl History {

@@ -1,9 +1,11 @@
 //! The HTTP endpoint (SPEC section 10): health and metrics for operators, unsubscribe
-//! links for customers, and the bearer-token API for point-of-sale and CRM systems.
+//! links and the preferences page for customers, the bearer-token API for point-of-sale
+//! and CRM systems (and providers' suppression webhooks), and the owner's console.
 
 pub mod api;
 pub mod console;
 mod field_errors;
+mod preferences;
 mod records;
 mod server;
 mod unsubscribe;
@@ -80,6 +82,11 @@ pub fn router(status: Arc<Status>, api_token: Option<String>) -> Router {
             "/unsubscribe/{token}",
             get(unsubscribe::page).post(unsubscribe::confirm),
         )
+        .route(
+            "/preferences/{token}",
+            get(preferences::show).post(preferences::save),
+        )
+        .route("/preferences.css", get(preferences::stylesheet))
         .route_layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .merge(api);
     if state.console.is_some() {

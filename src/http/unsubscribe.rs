@@ -12,16 +12,16 @@ use crate::domain::Channel;
 
 /// A token that is not even UTF-8 (axum refuses to extract it) is as bad as a forged
 /// one: 404, not axum's 400.
-type Token = Result<Path<String>, PathRejection>;
+pub(super) type Token = Result<Path<String>, PathRejection>;
 
-fn verify(state: &AppState, token: &Token) -> Option<(String, Channel)> {
+pub(super) fn verify(state: &AppState, token: &Token) -> Option<(String, Channel)> {
     let Ok(Path(token)) = token else {
         return None;
     };
     state.status.engine().signer.as_ref()?.verify(token)
 }
 
-fn not_found() -> Response {
+pub(super) fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         Html("<!doctype html><title>Not found</title><p>This link is not valid.</p>"),

@@ -11,7 +11,7 @@ use sqlx::{Pool, Postgres, QueryBuilder};
 
 use super::sql::{Bind, Sql, Write};
 use super::{BulkWriter, Contacts, NewSend, NextDue, Outcome, SendRow, Store, StoreError};
-use crate::domain::{Channel, EmailAddress};
+use crate::domain::{Channel, Choices, EmailAddress};
 
 /// Ids bound in one `IN (...)` list; SQLite allows 32766 bound values a statement.
 pub(crate) const BATCH: usize = 500;
@@ -73,6 +73,27 @@ impl<B: Backend> Contacts for B {
         ids: &[String],
     ) -> Result<HashMap<String, Option<String>>, StoreError> {
         self.zones(ids).await
+    }
+
+    async fn set_choices(
+        &self,
+        contact: &str,
+        choices: &Choices,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut q = QueryBuilder::new("UPDATE contacts SET declined = ");
+        q.text(&choices.declined_text()).push(", paused_until = ");
+        match choices.paused_until {
+            Some(until) => q.int(until.as_second()),
+            None => q.push("NULL"),
+        };
+        q.push(", updated_at = ").int(now.as_second());
+        q.push(", next_due_at = 0 WHERE id = ").text(contact);
+        q.push(" RETURNING id");
+        let mut tx = self.write().await?;
+        let found = B::Db::fetch_optional(&mut tx.tx, &mut q).await?;
+        tx.commit().await?;
+        Ok(found.is_some())
     }
 
     async fn set_opt_out(

@@ -1,5 +1,5 @@
-//! Moving from SQLite to PostgreSQL: copies contacts, events, the send log and the
-//! bookkeeping (`meta`) into an empty PostgreSQL database in one transaction, so that
+//! Moving from SQLite to PostgreSQL: copies contacts, events, the send log, the
+//! suppression list and the bookkeeping (`meta`) into an empty PostgreSQL database in one transaction, so that
 //! the send log keeps its promise across the move (nothing already sent goes out again)
 //! and a failed copy leaves the target as empty as it was.
 
@@ -15,16 +15,17 @@ enum Kind {
     Int,
     OptInt,
     Bool,
+    OptBytes,
 }
 
-use Kind::{Bool, Int, OptInt, OptText, Text};
+use Kind::{Bool, Int, OptBytes, OptInt, OptText, Text};
 
 /// A table, its key (to read it in an order that every schema version has) and its
 /// columns.
 type Table = (&'static str, &'static str, &'static [(&'static str, Kind)]);
 
 /// The tables in an order that keeps references valid.
-const TABLES: [Table; 4] = [
+const TABLES: [Table; 6] = [
     (
         "contacts",
         "id",
@@ -46,6 +47,8 @@ const TABLES: [Table; 4] = [
             ("postcard_opt_out", Bool),
             ("fields", Text),
             ("digest", Text),
+            ("declined", Text),
+            ("paused_until", OptInt),
             ("armed_at", OptInt),
             ("next_due_at", OptInt),
             ("created_at", Int),
@@ -89,6 +92,22 @@ const TABLES: [Table; 4] = [
         ],
     ),
     ("meta", "key", &[("key", Text), ("value", Text)]),
+    (
+        "suppressions",
+        "address",
+        &[
+            ("address", Text),
+            ("reason", Text),
+            ("detail", Text),
+            ("added_at", Int),
+            ("report", OptBytes),
+        ],
+    ),
+    (
+        "soft_bounces",
+        "address, at",
+        &[("address", Text), ("at", Int), ("detail", Text)],
+    ),
 ];
 
 /// Rows per statement: PostgreSQL takes at most 65,535 parameters in one.
@@ -112,7 +131,7 @@ pub async fn sqlite_to_postgres(from: &str, to: &str) -> anyhow::Result<Copied> 
     drop(super::open(to).await?);
     let target = PgPoolOptions::new().max_connections(1).connect(to).await?;
     let mut tx = target.begin().await?;
-    for table in ["contacts", "events", "sends"] {
+    for table in ["contacts", "events", "sends", "suppressions"] {
         let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
             .fetch_one(&mut *tx)
             .await?;
@@ -154,6 +173,7 @@ pub async fn sqlite_to_postgres(from: &str, to: &str) -> anyhow::Result<Copied> 
                         Int => b.push_bind(row.get::<i64, _>(i)),
                         OptInt => b.push_bind(row.get::<Option<i64>, _>(i)),
                         Bool => b.push_bind(row.get::<i64, _>(i) != 0),
+                        OptBytes => b.push_bind(row.get::<Option<Vec<u8>>, _>(i)),
                     };
                 }
             });

@@ -29,7 +29,7 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use jiff::Timestamp;
 
-use crate::domain::Channel;
+use crate::domain::{Channel, Choices};
 
 pub use backend::Exclusive;
 pub use bulk::{
@@ -56,6 +56,14 @@ pub trait Contacts: Send + Sync {
         &self,
         ids: &[String],
     ) -> Result<HashMap<String, Option<String>>, StoreError>;
+    /// Keeps a customer's choices from their preferences page; `false` when the contact
+    /// does not exist.
+    async fn set_choices(
+        &self,
+        contact: &str,
+        choices: &Choices,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
     /// Sets an opt-out flag; `false` when the contact does not exist. An email opt-out
     /// also lists the address as `unsubscribed`; opting back in takes that entry off.
     async fn set_opt_out(

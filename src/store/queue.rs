@@ -10,10 +10,10 @@ use sqlx::QueryBuilder;
 use super::StoreError;
 use super::backend::{BATCH, Backend};
 use super::sql::{
-    Bind, CONTACT_COLUMNS, EVENT_COLUMNS, Sql, contact_from_row, event_from_row, in_list, owned,
-    rows, status, time,
+    Bind, CONTACT_COLUMNS, EVENT_COLUMNS, Sql, contact_from_row, event_from_row, in_list, opt_time,
+    owned, rows, status, time,
 };
-use crate::domain::{Contact, Event, History, SendStatus};
+use crate::domain::{Choices, Contact, Event, History, SendStatus};
 
 /// A contact and when a pass should look at it again (`None`: never).
 pub type NextDue = (String, Option<Timestamp>);
@@ -165,7 +165,8 @@ impl<B: Backend> DueQueue for B {
     }
 
     async fn history(&self, ids: &[String]) -> Result<Vec<History>, StoreError> {
-        let contacts = format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE id IN (");
+        let contacts =
+            format!("SELECT {CONTACT_COLUMNS}, declined, paused_until FROM contacts WHERE id IN (");
         let events = format!("SELECT {EVENT_COLUMNS} FROM events WHERE contact_id IN (");
         let logged = "SELECT contact_id, cadence, occurrence, status, updated_at FROM sends WHERE contact_id IN (";
         let mut out = Vec::with_capacity(ids.len());
@@ -174,7 +175,11 @@ impl<B: Backend> DueQueue for B {
             let mut gathering = Gathering::new(chunk);
             let found = B::Db::fetch_all(&mut conn, &mut in_list(&contacts, chunk)).await?;
             for row in &found {
-                gathering.contact(contact_from_row::<B::Db>(row)?);
+                let choices = Choices::from_stored(
+                    B::Db::text(row, "declined")?,
+                    opt_time::<B::Db>(row, "paused_until")?,
+                );
+                gathering.contact(contact_from_row::<B::Db>(row)?, choices);
             }
             let found = B::Db::fetch_all(&mut conn, &mut in_list(&events, chunk)).await?;
             for row in &found {
@@ -223,7 +228,7 @@ impl<'a> Gathering<'a> {
         }
     }
 
-    pub(crate) fn contact(&mut self, contact: Contact) {
+    pub(crate) fn contact(&mut self, contact: Contact, choices: Choices) {
         if let Some(&i) = self.place.get(contact.id.as_str()) {
             self.found[i] = Some(History {
                 contact,
@@ -231,6 +236,7 @@ impl<'a> Gathering<'a> {
                 logged: HashSet::new(),
                 delivered: Vec::new(),
                 suppressed: None,
+                choices,
             });
         }
     }

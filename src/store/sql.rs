@@ -176,7 +176,10 @@ pub(crate) fn time<DB: Sql>(row: &DB::Row, column: &str) -> Result<Timestamp, St
     ts(column, DB::int(row, column)?)
 }
 
-fn opt_time<DB: Sql>(row: &DB::Row, column: &str) -> Result<Option<Timestamp>, StoreError> {
+pub(crate) fn opt_time<DB: Sql>(
+    row: &DB::Row,
+    column: &str,
+) -> Result<Option<Timestamp>, StoreError> {
     DB::opt_int(row, column)?.map(|t| ts(column, t)).transpose()
 }
 

@@ -19,6 +19,7 @@ mod imap;
 mod postcards;
 mod postfix;
 mod postfix_server;
+mod preferences;
 mod render_limits;
 mod scale;
 mod service;

@@ -16,7 +16,7 @@ use crate::smtp::SmtpServer;
 const TOKEN: &str = "test-token-0123456789abcdef";
 
 /// A minimal HTTP/1.1 client: (status, body).
-fn http(
+pub fn http(
     port: u16,
     method: &str,
     path: &str,
@@ -53,7 +53,7 @@ fn http(
     (status, body)
 }
 
-fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+pub fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -61,13 +61,13 @@ fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
     }
 }
 
-struct Daemon {
+pub struct Daemon {
     child: Child,
     notes: Arc<Mutex<Vec<String>>>,
 }
 
 impl Daemon {
-    fn start(ws: &Workspace) -> Daemon {
+    pub fn start(ws: &Workspace) -> Daemon {
         let socket_path = ws.path("notify.sock");
         let socket = UnixDatagram::bind(&socket_path).expect("notify socket");
         socket
