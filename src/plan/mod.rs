@@ -278,6 +278,7 @@ mod tests {
             transactional: false,
             enabled: true,
             front_image: None,
+            topic: None,
         }
     }
 

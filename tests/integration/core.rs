@@ -416,7 +416,7 @@ fn check_names_file_line_and_field_for_every_error() {
 fn check_passes_on_the_shipped_configuration() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let run = tickler_in(root, &["--config", "config/tickler.yaml"], &["check"], None).ok();
-    assert_eq!(run.stdout.trim(), "ok: 5 cadences, 5 templates");
+    assert_eq!(run.stdout.trim(), "ok: 8 cadences, 8 templates");
 }
 
 #[test]

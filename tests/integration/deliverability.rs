@@ -270,13 +270,22 @@ fn the_shipped_messages_score_clean_in_spamassassin() {
     }
     let copy = shipped_with_one_click();
     let dir = copy.path();
-    let run = tickler_in(
-        dir,
-        &["--config", "config/tickler.yaml"],
-        &["tick", "--now", "2026-11-23T10:00:00-05:00"],
-        None,
-    )
-    .ok();
+    // The example's week, the testimonial requests six weeks on, and appreciation day.
+    let mut run = String::new();
+    for now in [
+        "2026-11-23T10:00:00-05:00",
+        "2027-01-04T10:00:00-05:00",
+        "2027-04-19T10:00:00-04:00",
+    ] {
+        let tick = tickler_in(
+            dir,
+            &["--config", "config/tickler.yaml"],
+            &["tick", "--now", now],
+            None,
+        )
+        .ok();
+        run.push_str(&tick.stdout);
+    }
     let sends = tickler_in(
         dir,
         &["--config", "config/tickler.yaml"],
@@ -294,15 +303,25 @@ fn the_shipped_messages_score_clean_in_spamassassin() {
                 sends
                     .iter()
                     .any(|s| s["cadence"] == id && s["status"] == "sent"),
-                "no {id} was sent: {}",
-                run.stdout
+                "no {id} was sent: {run}"
             );
         }
     }
-    let mut scored = Vec::new();
-    for entry in std::fs::read_dir(dir.join("var/outbox")).expect("outbox") {
-        let path = entry.expect("entry").path();
-        let text = std::fs::read_to_string(&path).expect("message");
+    // Every message carries one-click unsubscribe and a signature; SpamAssassin (about a
+    // second a message) reads two of each follow-up.
+    let mut scored: std::collections::HashMap<String, usize> = Default::default();
+    for send in sends
+        .iter()
+        .filter(|s| s["channel"] == "email" && s["status"] == "sent")
+    {
+        let digest = send["message_id"].as_str().unwrap_or_default();
+        let digest = digest
+            .trim_start_matches('<')
+            .split('.')
+            .next()
+            .unwrap_or_default();
+        let path = dir.join("var/outbox").join(format!("{digest}.eml"));
+        let text = std::fs::read_to_string(&path).expect("the message's file");
         assert!(
             text.contains("List-Unsubscribe: <https://hudsontile.example/tickler/unsubscribe/"),
             "{text}"
@@ -312,9 +331,12 @@ fn the_shipped_messages_score_clean_in_spamassassin() {
             "{text}"
         );
         assert!(text.contains("DKIM-Signature: "), "{text}");
-        let (score, status) = spam_score(&path);
-        scored.push(format!("{score:5.1}  {status}"));
-        assert!(score <= 0.5, "{}: {status}", path.display());
+        let seen = scored.entry(send["cadence"].to_string()).or_default();
+        if *seen < 2 {
+            *seen += 1;
+            let (score, status) = spam_score(&path);
+            assert!(score <= 0.5, "{}: {status}", send["cadence"]);
+        }
     }
-    assert!(scored.len() >= 4, "{scored:?}");
+    assert_eq!(scored.len(), 7, "{scored:?}");
 }
