@@ -10,6 +10,8 @@ mod file;
 pub mod postcard;
 mod smtp;
 
+pub use smtp::{Probe, probe as probe_smtp};
+
 use std::time::Duration;
 
 use async_trait::async_trait;

@@ -7,7 +7,7 @@ use super::{CommandResult, Failure, load_config, load_templates};
 use crate::compose::check_cadence;
 use crate::config::{Config, Document, PasswordSource, Transport};
 
-pub fn run(path: &Path) -> CommandResult {
+pub async fn run(path: &Path, smtp: bool) -> CommandResult {
     let config = load_config(path)?;
     let templates = load_templates(&config)?;
     let mut errors = Vec::new();
@@ -26,6 +26,17 @@ pub fn run(path: &Path) -> CommandResult {
     for warning in warnings {
         eprintln!("warning: {warning}");
     }
+    if smtp {
+        match &config.email.transport {
+            Transport::Smtp(settings) => match crate::channel::probe_smtp(settings).await {
+                Ok(probe) => print_probe(&probe)?,
+                Err(why) => errors.push(format!("email.smtp: {why}")),
+            },
+            Transport::File { .. } => {
+                errors.push("email.transport is file: there is no SMTP server to check".into());
+            }
+        }
+    }
     if !errors.is_empty() {
         return Err(Failure::Errors(errors));
     }
@@ -34,6 +45,34 @@ pub fn run(path: &Path) -> CommandResult {
         config.cadences.len(),
         templates.count()
     );
+    Ok(())
+}
+
+/// What the SMTP server offered, a line each.
+fn print_probe(probe: &crate::channel::Probe) -> CommandResult {
+    let tls = if probe.encrypted {
+        "over TLS"
+    } else {
+        "without TLS"
+    };
+    super::say!("smtp: connected to {} {tls}", probe.server);
+    let offers = |name: &str| {
+        probe
+            .offers
+            .iter()
+            .find(|o| o.split_whitespace().next() == Some(name))
+    };
+    for name in ["STARTTLS", "PIPELINING", "SIZE", "AUTH"] {
+        match offers(name) {
+            Some(line) => super::say!("smtp: offers {}", super::plain(line)),
+            None if name == "STARTTLS" && probe.encrypted => {}
+            None => super::say!("smtp: does not offer {name}"),
+        }
+    }
+    match &probe.logged_in_as {
+        Some(user) => super::say!("smtp: logged in as {}", super::plain(user)),
+        None => super::say!("smtp: no login configured (email.smtp.username)"),
+    }
     Ok(())
 }
 

@@ -114,7 +114,11 @@ pub enum Command {
         dry_run: bool,
     },
     /// Validate the configuration, the cadences and every template.
-    Check,
+    Check {
+        /// Also connect to the SMTP server (TLS, login) and say what it offers; sends nothing.
+        #[arg(long)]
+        smtp: bool,
+    },
     /// Upsert contacts or events from a CSV file (`-` reads standard input).
     Import {
         #[arg(value_enum)]
@@ -313,7 +317,7 @@ pub(crate) fn plain(text: &str) -> String {
 pub async fn execute(cli: Cli) -> CommandResult {
     let path = cli.config.clone().unwrap_or_else(Config::default_path);
     match cli.command {
-        Command::Check => check::run(&path),
+        Command::Check { smtp } => check::run(&path, smtp).await,
         Command::Run => run::run(&path).await,
         Command::Tick { now, dry_run } => tick::run(&path, now.as_deref(), dry_run).await,
         Command::Import { what, file } => import::run(&path, what, &file).await,

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::delivery::AuthServer;
 use crate::helpers::{Workspace, tickler_in};
 use crate::postfix::Sink;
 
@@ -339,4 +340,104 @@ fn the_shipped_messages_score_clean_in_spamassassin() {
         }
     }
     assert_eq!(scored.len(), 7, "{scored:?}");
+}
+
+/// `tickler check --smtp` in a workspace whose `email.smtp` is `smtp`.
+fn check_smtp(ws: &Workspace, smtp: &str) -> crate::helpers::Run {
+    let config = std::fs::read_to_string(ws.path("tickler.yaml.orig"))
+        .or_else(|_| std::fs::read_to_string(ws.path("tickler.yaml")))
+        .expect("config");
+    ws.write("tickler.yaml.orig", &config);
+    ws.write(
+        "tickler.yaml",
+        &config.replace(
+            "email:\n  transport: file\n",
+            &format!("email:\n  transport: smtp\n  smtp:\n{smtp}"),
+        ),
+    );
+    ws.tickler(&["check", "--smtp"])
+}
+
+#[test]
+fn check_smtp_says_what_the_server_offers_and_names_each_failure() {
+    let ws = Workspace::new(None);
+    let Some(server) = AuthServer::start(ws.dir.path(), "starttls") else {
+        return;
+    };
+    ws.write("smtp-password", "s3cret pass\n");
+    ws.write("wrong-password", "guess\n");
+    let good = format!(
+        "    url: smtp://127.0.0.1:{}?tls=required\n    username: tickler\n    password_file: smtp-password\n    ca_file: ca.pem\n    timeout: 5s\n",
+        server.port
+    );
+    let run = check_smtp(&ws, &good).ok();
+    let expected = format!("smtp: connected to 127.0.0.1:{} over TLS", server.port);
+    assert!(run.stdout.contains(&expected), "{}", run.stdout);
+    assert!(run.stdout.contains("smtp: offers AUTH"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("smtp: logged in as tickler"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.trim_end().ends_with("templates"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(server.accepted(), 0, "check sends nothing");
+
+    // Each failure, named.
+    let failures = [
+        (good.replace("smtp-password", "wrong-password"), "535"),
+        (good.replace("    ca_file: ca.pem\n", ""), "certificate"),
+        (
+            good.replace(&server.port.to_string(), &free_port().to_string()),
+            "cannot connect",
+        ),
+    ];
+    for (smtp, said) in failures {
+        let run = check_smtp(&ws, &smtp);
+        assert_eq!(run.code, 1, "{said}: {}", run.stdout);
+        assert!(
+            run.stderr.contains("error: email.smtp: ") && run.stderr.contains(said),
+            "{said}: {}",
+            run.stderr
+        );
+    }
+
+    // A server that accepts the connection and says nothing: a timeout, in time.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("address").port();
+    let started = std::time::Instant::now();
+    let run = check_smtp(
+        &ws,
+        &format!("    url: smtp://127.0.0.1:{port}\n    timeout: 1s\n"),
+    );
+    assert_eq!(run.code, 1);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(run.stderr.contains("error: email.smtp: "), "{}", run.stderr);
+    drop(silent);
+
+    // smtp-sink offers PIPELINING and no AUTH.
+    if let Some(sink) = Sink::start(&[]) {
+        let run = check_smtp(&ws, &format!("    url: {}\n", sink.url())).ok();
+        assert!(
+            run.stdout.contains("smtp: offers PIPELINING"),
+            "{}",
+            run.stdout
+        );
+        assert!(run.stdout.contains("no login configured"), "{}", run.stdout);
+        assert_eq!(sink.delivered(), 0);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port()
 }

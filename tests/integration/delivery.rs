@@ -13,9 +13,9 @@ use crate::smtp::SmtpServer;
 const NOW: &str = "2026-03-04T10:00:00-05:00";
 
 /// aiosmtpd with AUTH and TLS; counts what it accepts.
-struct AuthServer {
+pub struct AuthServer {
     child: Child,
-    port: u16,
+    pub port: u16,
     accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Login attempts the server saw.
     logins: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -24,7 +24,7 @@ struct AuthServer {
 impl AuthServer {
     /// Starts the server, or returns `None` when python3-aiosmtpd or openssl is missing
     /// (which fails the test under CI, where .ci/run installs them).
-    fn start(dir: &Path, mode: &str) -> Option<AuthServer> {
+    pub fn start(dir: &Path, mode: &str) -> Option<AuthServer> {
         AuthServer::start_with_cert(dir, mode, "server.pem", "server.key")
     }
 
@@ -90,7 +90,7 @@ impl AuthServer {
         })
     }
 
-    fn accepted(&self) -> usize {
+    pub fn accepted(&self) -> usize {
         // The reader thread may lag the server by a moment.
         std::thread::sleep(Duration::from_millis(200));
         self.accepted.load(std::sync::atomic::Ordering::SeqCst)

@@ -70,7 +70,7 @@ impl Sink {
         format!("smtp://127.0.0.1:{}", self.port)
     }
 
-    fn delivered(&self) -> usize {
+    pub fn delivered(&self) -> usize {
         std::fs::read_dir(self.dump.path())
             .map(|d| d.count())
             .unwrap_or(0)

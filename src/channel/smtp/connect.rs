@@ -14,8 +14,9 @@ use tokio::net::TcpStream;
 use super::feedback::Slot;
 use super::reply::classify;
 use super::tls::TlsStream;
-use super::url::Security;
+use super::url::{Security, SmtpUrl};
 use crate::channel::DeliveryError;
+use crate::config::SmtpConfig;
 
 /// Where and how to connect.
 pub(super) struct Server {
@@ -31,6 +32,10 @@ pub(super) struct Server {
 pub(super) struct Connection {
     pub(super) smtp: AsyncSmtpConnection,
     pub(super) pipelining: bool,
+    /// What the server offers after TLS, as its EHLO reply lists it.
+    pub(super) offers: Vec<String>,
+    /// Whether the connection is encrypted (implicit TLS or STARTTLS).
+    pub(super) encrypted: bool,
     /// Its place in the window of connections the server takes.
     _slot: Slot,
 }
@@ -45,6 +50,27 @@ pub(super) enum Opening {
 }
 
 impl Server {
+    /// The server `email.smtp` names, with its TLS parameters and credentials.
+    pub(super) fn configured(config: &SmtpConfig) -> anyhow::Result<Server> {
+        let url =
+            SmtpUrl::parse(&config.url).map_err(|m| anyhow::anyhow!("email.smtp.url: {m}"))?;
+        let tls = match url.security {
+            Security::None => None,
+            _ => Some(super::tls::parameters(
+                &url.host,
+                config.ca_file.as_deref(),
+            )?),
+        };
+        Ok(Server {
+            credentials: super::url::credentials(config)?,
+            host: url.host,
+            port: url.port,
+            security: url.security,
+            tls,
+            hello: ClientId::default(),
+        })
+    }
+
     /// Opens a connection in `slot`: TCP, the greeting, STARTTLS, EHLO and AUTH.
     pub(super) async fn connect(
         &self,
@@ -114,15 +140,17 @@ impl Server {
         }
         // lettre's client keeps no record of PIPELINING: the server is asked again (a
         // repeated EHLO is allowed, and comes before AUTH).
-        let pipelining = match connection.command(Ehlo::new(self.hello.clone())).await {
-            Ok(reply) => reply
-                .message()
-                .any(|line| line.split_whitespace().next() == Some("PIPELINING")),
+        let offers: Vec<String> = match connection.command(Ehlo::new(self.hello.clone())).await {
+            // The first line is the server's name; each other names an extension.
+            Ok(reply) => reply.message().skip(1).map(str::to_owned).collect(),
             Err(e) => {
                 connection.abort().await;
                 return Err(refused(e));
             }
         };
+        let pipelining = offers
+            .iter()
+            .any(|line| line.split_whitespace().next() == Some("PIPELINING"));
         if let Some(credentials) = &self.credentials {
             let mechanisms = [Mechanism::Plain, Mechanism::Login];
             if let Err(e) = connection.auth(&mechanisms, credentials).await {
@@ -133,6 +161,8 @@ impl Server {
         Ok(Connection {
             smtp: connection,
             pipelining,
+            offers,
+            encrypted,
             _slot: slot,
         })
     }

@@ -12,6 +12,7 @@ mod connect;
 mod exchange;
 mod feedback;
 mod pool;
+mod probe;
 mod reply;
 mod task;
 mod tls;
@@ -21,18 +22,17 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use lettre::Message;
-use lettre::transport::smtp::extension::ClientId;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use self::url::{Security, SmtpUrl};
 use super::{DeliveryError, EmailTransport, Learned};
 use crate::config::SmtpConfig;
 use connect::Server;
 use exchange::Outgoing;
 use pool::{Item, Pool};
+pub use probe::{Probe, probe};
 
 /// SMTP with at most `max_connections` connections, each message under one deadline
 /// from the moment a connection task takes it (connecting included).
@@ -60,20 +60,7 @@ struct Tasks {
 
 impl SmtpOutbox {
     pub(super) fn new(config: &SmtpConfig) -> anyhow::Result<SmtpOutbox> {
-        let url =
-            SmtpUrl::parse(&config.url).map_err(|m| anyhow::anyhow!("email.smtp.url: {m}"))?;
-        let tls = match url.security {
-            Security::None => None,
-            _ => Some(tls::parameters(&url.host, config.ca_file.as_deref())?),
-        };
-        let server = Server {
-            credentials: self::url::credentials(config)?,
-            host: url.host,
-            port: url.port,
-            security: url.security,
-            tls,
-            hello: ClientId::default(),
-        };
+        let server = Server::configured(config)?;
         let max_connections = (config.max_connections as usize).max(1);
         let (queue, waiting) = mpsc::channel(64);
         Ok(SmtpOutbox {
