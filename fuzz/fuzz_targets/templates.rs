@@ -72,6 +72,8 @@ fuzz_target!(|data: &[u8]| {
         phone: String::new(),
         address: PostalAddress::default(),
         zone: jiff::tz::TimeZone::UTC,
+        logo: None,
+        colour: tickler::config::Colour::parse("#2f5566").expect("colour"),
     };
     let to = EmailAddress::parse("ana@example.com").expect("address");
     let envelope = Envelope {
