@@ -16,6 +16,7 @@ mod helpers;
 mod http_limits;
 mod imap;
 mod postcards;
+mod postcards_print;
 mod postfix;
 mod postfix_server;
 mod render_limits;
