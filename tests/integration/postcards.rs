@@ -303,6 +303,37 @@ fn preview_writes_the_postcard_pdf() {
 }
 
 #[test]
+fn preview_writes_a_proof_of_each_side_with_the_zones_drawn() {
+    let ws = crate::postcards_print::hostile_workspace();
+    let out = ws.path("proofs");
+    let run = ws
+        .tickler(&[
+            "preview",
+            "card",
+            "H-3",
+            "--now",
+            "2026-03-04",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .ok();
+    let files: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(files.len(), 3, "{}", run.stdout);
+    assert!(files[0].ends_with(".pdf"));
+    for (file, side) in files[1..].iter().zip(["front", "back"]) {
+        assert!(file.ends_with(&format!("{side}.png")), "{file}");
+        let png = std::fs::read(file).expect("proof");
+        assert!(png.starts_with(b"\x89PNG"), "{file}");
+        // 6.25 x 4.25 in at 150 pixels per inch.
+        let (w, h) = (
+            u32::from_be_bytes(png[16..20].try_into().unwrap()),
+            u32::from_be_bytes(png[20..24].try_into().unwrap()),
+        );
+        assert_eq!((w, h), (938, 638), "{file}");
+    }
+}
+
+#[test]
 fn check_refuses_a_message_too_long_for_the_card_or_a_script_the_font_lacks() {
     let ws = postcard_workspace(CONTACTS);
     ws.write(

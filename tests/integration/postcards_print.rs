@@ -352,7 +352,7 @@ H-3,Ada,Lovelace,Flat 3,12 Upper Street,London,,N1 2JT,GB
 H-4,Eve,Hacker,mailbox.evil.example.subdomain.overlong-identifier.invalid,,Troy,NY,12180,US
 ";
 
-fn hostile_workspace() -> Workspace {
+pub(crate) fn hostile_workspace() -> Workspace {
     let ws = Workspace::new(None);
     ws.write(
         "cadences.yaml",
@@ -404,7 +404,8 @@ fn hostile_addresses_wrap_at_words_stay_in_their_zone_and_go_abroad_with_the_cou
     let h1 = addresses[0].join("\n");
     for word in ["Extraordinarily", "Residences", "Northwest", "Margarita"] {
         assert!(
-            h1.split_whitespace().any(|w| w.trim_end_matches(',') == word),
+            h1.split_whitespace()
+                .any(|w| w.trim_end_matches(',') == word),
             "{word} broken:\n{h1}"
         );
     }
@@ -474,35 +475,4 @@ fn a_missing_logo_is_a_check_error_and_a_failed_send_not_a_panic() {
     let run = ws.tickler(&["check"]);
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("deep"), "{}", run.stderr);
-}
-
-#[test]
-fn preview_writes_a_proof_of_each_side_with_the_zones_drawn() {
-    let ws = hostile_workspace();
-    let out = ws.path("proofs");
-    let run = ws
-        .tickler(&[
-            "preview",
-            "card",
-            "H-3",
-            "--now",
-            "2026-03-04",
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .ok();
-    let files: Vec<&str> = run.stdout.lines().collect();
-    assert_eq!(files.len(), 3, "{}", run.stdout);
-    assert!(files[0].ends_with(".pdf"));
-    for (file, side) in files[1..].iter().zip(["front", "back"]) {
-        assert!(file.ends_with(&format!("{side}.png")), "{file}");
-        let png = std::fs::read(file).expect("proof");
-        assert!(png.starts_with(b"\x89PNG"), "{file}");
-        // 6.25 x 4.25 in at 150 pixels per inch.
-        let (w, h) = (
-            u32::from_be_bytes(png[16..20].try_into().unwrap()),
-            u32::from_be_bytes(png[20..24].try_into().unwrap()),
-        );
-        assert_eq!((w, h), (938, 638), "{file}");
-    }
 }
