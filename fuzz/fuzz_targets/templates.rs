@@ -72,6 +72,8 @@ fuzz_target!(|data: &[u8]| {
         phone: String::new(),
         address: PostalAddress::default(),
         zone: jiff::tz::TimeZone::UTC,
+        logo: None,
+        colour: tickler::config::Colour::parse("#2f5566").expect("colour"),
     };
     let to = EmailAddress::parse("ana@example.com").expect("address");
     let envelope = Envelope {
@@ -81,6 +83,9 @@ fuzz_target!(|data: &[u8]| {
         message_id: "<1.thanks@example.com>",
         date: jiff::Timestamp::UNIX_EPOCH,
         unsubscribe_url: field,
+        unsubscribe_mailto: Some("mailto:shop@example.com?subject=unsubscribe"),
+        return_path: None,
+        dkim: None,
     };
     let Ok(message) = build(&envelope, &email) else {
         return;

@@ -20,6 +20,7 @@ pub async fn run(path: &Path, smtp: bool) -> CommandResult {
     }
     let (smtp_errors, mut warnings) = smtp_settings(&config);
     errors.extend(smtp_errors);
+    errors.extend(logo_settings(&config));
     let (dkim_errors, dkim_warnings) = dkim_settings(&config);
     errors.extend(dkim_errors);
     warnings.extend(dkim_warnings);
@@ -74,6 +75,18 @@ fn print_probe(probe: &crate::channel::Probe) -> CommandResult {
         None => super::say!("smtp: no login configured (email.smtp.username)"),
     }
     Ok(())
+}
+
+/// The business's logo must be a PNG or SVG file that a card can print, whether or not
+/// a postcard cadence uses it yet.
+fn logo_settings(config: &Config) -> Option<String> {
+    let logo = config.business.logo.as_ref()?;
+    let error = crate::channel::postcard::check_logo(&logo.path).err()?;
+    let at = match Document::read(&config.path) {
+        Ok(doc) => doc.locate("business.logo").to_string(),
+        Err(_) => config.path.display().to_string(),
+    };
+    Some(format!("{at}: business.logo: {error}"))
 }
 
 /// The SMTP password must be readable where the configuration says, as the daemon will

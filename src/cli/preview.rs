@@ -74,7 +74,8 @@ pub async fn run(
     Ok(())
 }
 
-/// A postcard preview: the PDF under `out`, else the card's text.
+/// A postcard preview: the PDF and a proof PNG of each side under `out`, else the
+/// card's text.
 fn write_card(card: &Card, out: Option<&Path>) -> CommandResult {
     let pdf = postcard::pdf::render(std::slice::from_ref(card))
         .map_err(|m| Failure::Errors(vec![format!("cadence `{}`: {m}", card.cadence)]))?;
@@ -98,5 +99,14 @@ fn write_card(card: &Card, out: Option<&Path>) -> CommandResult {
     std::fs::write(&file, pdf)
         .map_err(|e| Failure::Errors(vec![format!("{}: {e}", file.display())]))?;
     super::say!("{}", file.display());
+    // Proof sheets: each side as a PNG with the print and postal zones drawn over it.
+    let proofs = postcard::proofs(card)
+        .map_err(|m| Failure::Errors(vec![format!("cadence `{}`: {m}", card.cadence)]))?;
+    for (side, png) in ["front", "back"].iter().zip(proofs) {
+        let proof = file.with_extension(format!("{side}.png"));
+        std::fs::write(&proof, png)
+            .map_err(|e| Failure::Errors(vec![format!("{}: {e}", proof.display())]))?;
+        super::say!("{}", proof.display());
+    }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! A postcard as the outbox prints it: the rendered text with the recipient's and the
 //! business's addresses.
 
-use crate::channel::postcard::Card;
+use crate::channel::postcard::{Card, Logo};
 use crate::config::Config;
 use crate::domain::{Cadence, Contact};
 use crate::render::RenderedCard;
@@ -33,5 +33,10 @@ pub(crate) fn card(
             .front_image
             .as_ref()
             .map(|name| config.templates_dir.join(name)),
+        logo: business.logo.as_ref().map(|logo| Logo {
+            name: logo.name.clone(),
+            path: logo.path.clone(),
+        }),
+        colour: business.colour.as_str().to_owned(),
     }
 }

@@ -98,8 +98,9 @@ fn commercial_requirements(
     out
 }
 
-/// A postcard must fit its card and use only characters the card's font can print;
-/// `check` sets the sample card to find out.
+/// A postcard must fit its card (the message and address in their zones, a designed
+/// front's text inside the safe area) and use only characters the card's font can
+/// print; `check` sets the sample card to find out.
 fn card_layout(
     config: &Config,
     cadence: &Cadence,
@@ -112,9 +113,15 @@ fn card_layout(
         Ok(_) => Vec::new(),
         Err(message) => vec![Diagnostic {
             location: Location {
-                file: config
-                    .templates_dir
-                    .join(format!("{}.postcard.hbs", cadence.template)),
+                file: config.templates_dir.join(format!(
+                    "{}.{}.hbs",
+                    cadence.template,
+                    if message.starts_with("the front") {
+                        "front"
+                    } else {
+                        "postcard"
+                    }
+                )),
                 line: 1,
                 col: 1,
             },

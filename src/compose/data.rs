@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::config::Config;
-use crate::domain::{Cadence, Contact, Event, PostalAddress};
+use crate::domain::{Cadence, Contact, Event, PostalAddress, Trigger};
 
 /// What one message is rendered from.
 pub struct MessageData<'a> {
@@ -43,11 +43,48 @@ impl MessageData<'_> {
             "preferences_url": self.preferences_url,
             "timezone": zone.iana_name().unwrap_or("UTC"),
         });
+        if let Some(repeat) = self.repeat() {
+            data["repeat"] = repeat;
+        }
+        if let Some(age) = self.age() {
+            data["age"] = json!(age);
+        }
         if let Some(e) = self.event {
             data["event"] =
                 json!({ "id": e.id, "kind": e.kind, "at": e.at.to_string(), "fields": e.fields });
         }
         data
+    }
+}
+
+impl MessageData<'_> {
+    /// For an `every` trigger, which repetition this is (`n`: 1, 2, ...) and how many
+    /// days after the event it falls (`days`: 90, 180, ...), from the occurrence
+    /// `EVENT/n`, so that the 180-day card can say so.
+    fn repeat(&self) -> Option<Value> {
+        let Trigger::Every { every, .. } = &self.cadence.trigger else {
+            return None;
+        };
+        let n: i64 = self.occurrence.rsplit_once('/')?.1.parse().ok()?;
+        let days = match every.calendar_days() {
+            Some(days) => days * n,
+            None => every.seconds() * n / 86_400,
+        };
+        Some(json!({ "n": n, "days": days }))
+    }
+
+    /// For a `yearly` trigger on a date with a year, the age the contact turns: the
+    /// occurrence is the year of the date.
+    fn age(&self) -> Option<i64> {
+        let Trigger::Yearly { field, .. } = &self.cadence.trigger else {
+            return None;
+        };
+        let born = match field.as_str() {
+            "birthday" => self.contact.birthday?.year?,
+            _ => return None,
+        };
+        let year: i64 = self.occurrence.parse().ok()?;
+        Some(year - i64::from(born))
     }
 }
 
@@ -61,5 +98,7 @@ fn business_json(config: &Config) -> Value {
         "phone": b.phone,
         "address": address,
         "address_line": address.one_line(),
+        "logo": b.logo.as_ref().map(|l| l.name.as_str()).unwrap_or_default(),
+        "colour": b.colour.as_str(),
     })
 }

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::data::MessageData;
 use crate::config::Config;
-use crate::domain::{Cadence, Contact, Event, PostalAddress};
+use crate::domain::{Cadence, Contact, Event, PostalAddress, Trigger};
 use crate::render::{RenderFailure, RenderReason};
 
 /// The unsubscribe link `check` renders with.
@@ -28,12 +28,21 @@ pub(super) fn sample_data(config: &Config, cadence: &Cadence) -> Value {
         fields: Default::default(),
         armed_at: None,
     });
+    // The first repetition, or this year's date, so that `repeat` and `age` are set.
+    let occurrence = match &cadence.trigger {
+        Trigger::Every { .. } => "SAMPLE-E1/1".to_owned(),
+        Trigger::Yearly { .. } => now
+            .to_zoned(config.business.zone.clone())
+            .year()
+            .to_string(),
+        _ => "sample".to_owned(),
+    };
     MessageData {
         config,
         cadence,
         contact: &contact,
         event: event.as_ref(),
-        occurrence: "sample",
+        occurrence: &occurrence,
         now,
         unsubscribe_url: SAMPLE_UNSUBSCRIBE,
         preferences_url: SAMPLE_PREFERENCES,

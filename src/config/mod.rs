@@ -54,6 +54,48 @@ pub struct Business {
     pub phone: String,
     pub address: PostalAddress,
     pub zone: TimeZone,
+    /// The logo postcard fronts show, when the business has one.
+    pub logo: Option<Logo>,
+    /// The colour postcard fronts are printed in.
+    pub colour: Colour,
+}
+
+/// `business.logo`: the file, and its name as written, which a front template uses to
+/// place it (`<image href="{{business.logo}}"/>`).
+#[derive(Clone, Debug)]
+pub struct Logo {
+    pub path: PathBuf,
+    pub name: String,
+}
+
+/// A colour as `#rrggbb`, lower-case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Colour(String);
+
+impl Colour {
+    /// A dark slate blue: readable under white text, and quiet on any front.
+    pub const DEFAULT: &str = "#2f5566";
+
+    /// `#rrggbb` or `#rgb`.
+    pub fn parse(text: &str) -> Result<Colour, String> {
+        let hex = text.trim().strip_prefix('#').unwrap_or("");
+        let full: String = match hex.len() {
+            3 => hex.chars().flat_map(|c| [c, c]).collect(),
+            _ => hex.to_owned(),
+        };
+        if full.len() == 6 && full.chars().all(|c| c.is_ascii_hexdigit()) {
+            Ok(Colour(format!("#{}", full.to_ascii_lowercase())))
+        } else {
+            Err(format!(
+                "`{text}` is not a colour; write it as #rrggbb, e.g. \"{}\"",
+                Colour::DEFAULT
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -286,6 +328,14 @@ impl Config {
                 "business.address needs at least line1 and city: every commercial email carries the postal address",
             );
         }
+        let colour = match raw.business.colour.as_deref() {
+            Some(text) => v.check("business.colour", Colour::parse(text)),
+            None => Some(Colour(Colour::DEFAULT.to_owned())),
+        };
+        let logo = raw.business.logo.as_ref().map(|name| Logo {
+            path: base.join(name),
+            name: name.clone(),
+        });
         if raw.business.name.trim().is_empty() {
             v.push("business.name", "business.name is empty");
         }
@@ -353,8 +403,14 @@ impl Config {
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
         }
-        let (Some(zone), Some(business_email), Some(schedule), Some(email), Some(keep_messages)) =
-            (zone, business_email, schedule, email, keep_messages)
+        let (
+            Some(zone),
+            Some(business_email),
+            Some(schedule),
+            Some(email),
+            Some(keep_messages),
+            Some(colour),
+        ) = (zone, business_email, schedule, email, keep_messages, colour)
         else {
             // Every missing value comes with an error above; this is a safety net.
             return Err(Diagnostics(vec![
@@ -370,6 +426,8 @@ impl Config {
                 phone: raw.business.phone.unwrap_or_default(),
                 address,
                 zone,
+                logo,
+                colour,
             },
             postcards_dir: raw
                 .postcards

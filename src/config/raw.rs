@@ -35,6 +35,10 @@ pub struct RawBusiness {
     pub phone: Option<String>,
     pub address: Option<RawAddress>,
     pub timezone: String,
+    /// A PNG or SVG file, relative to this file: the logo postcard fronts show.
+    pub logo: Option<String>,
+    /// `#rrggbb`: the colour postcard fronts are printed in.
+    pub colour: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

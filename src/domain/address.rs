@@ -14,7 +14,8 @@ pub struct PostalAddress {
 impl PostalAddress {
     /// The address as lines for an envelope or a card: street lines, then
     /// `City, REGION POSTAL` where there is a region (North American style), else
-    /// `POSTAL City`; the country last, when the card leaves `home` (the sender's country).
+    /// `POSTAL City`; when the card leaves `home` (the sender's country), the country's
+    /// English name in capitals last.
     pub fn lines(&self, home: &str) -> Vec<String> {
         let (city, region, postal) = (
             self.city.trim(),
@@ -27,12 +28,17 @@ impl PostalAddress {
             format!("{city}, {region} {postal}")
         };
         let country = self.country.trim();
-        let abroad = !country.is_empty() && !country.eq_ignore_ascii_case(home.trim());
+        let abroad = !country.is_empty() && !super::country::same(country, home);
+        let country = if abroad {
+            super::country::line(country)
+        } else {
+            String::new()
+        };
         [
             self.line1.trim(),
             self.line2.trim(),
             place.trim(),
-            if abroad { country } else { "" },
+            country.as_str(),
         ]
         .iter()
         .filter(|s| !s.is_empty())

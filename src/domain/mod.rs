@@ -4,6 +4,7 @@
 pub mod address;
 pub mod cadence;
 pub mod contact;
+pub mod country;
 pub mod history;
 pub mod send;
 pub mod suppression;

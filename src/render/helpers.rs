@@ -24,12 +24,12 @@ pub(super) fn registry(escape_html: bool) -> Handlebars<'static> {
         "upper",
         Box::new(
             |h: &Helper<'_>,
-             _: &Handlebars<'_>,
+             r: &Handlebars<'_>,
              _: &Context,
-             _: &mut RenderContext<'_, '_>,
+             rc: &mut RenderContext<'_, '_>,
              out: &mut dyn Output|
              -> HelperResult {
-                out.write(&required_str(h, "upper", 0)?.to_uppercase())?;
+                write_value(r, rc, out, &required_str(h, "upper", 0)?.to_uppercase())?;
                 Ok(())
             },
         ),
@@ -38,12 +38,12 @@ pub(super) fn registry(escape_html: bool) -> Handlebars<'static> {
         "lower",
         Box::new(
             |h: &Helper<'_>,
-             _: &Handlebars<'_>,
+             r: &Handlebars<'_>,
              _: &Context,
-             _: &mut RenderContext<'_, '_>,
+             rc: &mut RenderContext<'_, '_>,
              out: &mut dyn Output|
              -> HelperResult {
-                out.write(&required_str(h, "lower", 0)?.to_lowercase())?;
+                write_value(r, rc, out, &required_str(h, "lower", 0)?.to_lowercase())?;
                 Ok(())
             },
         ),
@@ -65,6 +65,21 @@ fn no_log_helper(
         "the log helper is not available: tickler's logs never carry customers' data".into(),
     )
     .into())
+}
+
+/// Writes a helper's value as `{{name}}` would write a variable: escaped by the
+/// registry (HTML bodies, SVG fronts), raw in `{{{triple}}}` braces.
+fn write_value(
+    r: &Handlebars<'_>,
+    rc: &RenderContext<'_, '_>,
+    out: &mut dyn Output,
+    value: &str,
+) -> std::io::Result<()> {
+    if rc.is_disable_escape() {
+        out.write(value)
+    } else {
+        out.write(&r.get_escape_fn()(value))
+    }
 }
 
 /// A helper parameter that must be present; in strict mode a missing one is an error
@@ -95,9 +110,9 @@ fn required_str(h: &Helper<'_>, helper: &'static str, index: usize) -> Result<St
 /// in the contact's zone.
 fn date_helper(
     h: &Helper<'_>,
-    _: &Handlebars<'_>,
+    r: &Handlebars<'_>,
     ctx: &Context,
-    _: &mut RenderContext<'_, '_>,
+    rc: &mut RenderContext<'_, '_>,
     out: &mut dyn Output,
 ) -> HelperResult {
     let value = required_str(h, "date", 0)?;
@@ -125,16 +140,16 @@ fn date_helper(
     let shown = shown.map_err(|e| {
         RenderErrorReason::Other(format!("date: cannot use the format `{format}`: {e}"))
     })?;
-    out.write(&shown)?;
+    write_value(r, rc, out, &shown)?;
     Ok(())
 }
 
 /// `{{default VALUE "fallback"}}`: the fallback when the value is missing or empty.
 fn default_helper<'reg, 'rc>(
     h: &Helper<'rc>,
-    _: &'reg Handlebars<'reg>,
+    r: &'reg Handlebars<'reg>,
     _: &'rc Context,
-    _: &mut RenderContext<'reg, 'rc>,
+    rc: &mut RenderContext<'reg, 'rc>,
     out: &mut dyn Output,
 ) -> HelperResult {
     let value = h
@@ -156,16 +171,16 @@ fn default_helper<'reg, 'rc>(
         Some(Value::Null) | None => String::new(),
         Some(other) => other.to_string(),
     };
-    out.write(&text)?;
+    write_value(r, rc, out, &text)?;
     Ok(())
 }
 
 /// `{{plural COUNT "visit" "visits"}}`.
 fn plural_helper(
     h: &Helper<'_>,
-    _: &Handlebars<'_>,
+    r: &Handlebars<'_>,
     _: &Context,
-    _: &mut RenderContext<'_, '_>,
+    rc: &mut RenderContext<'_, '_>,
     out: &mut dyn Output,
 ) -> HelperResult {
     let count = required(h, "plural", 0)?;
@@ -174,7 +189,7 @@ fn plural_helper(
         .or_else(|| count.as_str().and_then(|s| s.trim().parse().ok()))
         .unwrap_or(0.0);
     let index = if n == 1.0 { 1 } else { 2 };
-    out.write(&required_str(h, "plural", index)?)?;
+    write_value(r, rc, out, &required_str(h, "plural", index)?)?;
     Ok(())
 }
 

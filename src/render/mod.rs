@@ -36,7 +36,8 @@ pub struct RenderedEmail {
 pub struct RenderedCard {
     /// The message side (`T.postcard.hbs`).
     pub message: String,
-    /// The front (`T.front.hbs`), when the template has one.
+    /// The front (`T.front.hbs`), when the template has one: text, or an SVG document
+    /// (rendered with its values escaped) when the template begins with markup.
     pub front: Option<String>,
 }
 
@@ -106,7 +107,6 @@ impl Templates {
             };
             for &(part, required) in parts {
                 let file = dir.join(format!("{}.{part}.hbs", cadence.template));
-                let registry = if part == "html" { &mut html } else { &mut text };
                 if !file.exists() {
                     if required {
                         errors.push(Diagnostic {
@@ -127,6 +127,11 @@ impl Templates {
                             continue;
                         }
                         let name = format!("{}.{part}", cadence.template);
+                        // A front that is an SVG document is markup: its values are
+                        // escaped, as an HTML body's are.
+                        let markup = part == "html"
+                            || (part == "front" && body.trim_start().starts_with('<'));
+                        let registry = if markup { &mut html } else { &mut text };
                         if let Err(e) = registry.register_template_string(&name, &body) {
                             errors.push(template_error(&file, &e));
                         }
@@ -241,17 +246,19 @@ impl Templates {
     ) -> Result<RenderedCard, RenderFailure> {
         let context = Context::from(data);
         let mut budget = limits::MAX_OUTPUT;
-        let mut render = |part: &str| {
+        let mut render = |registry: &Handlebars<'static>, part: &str| {
             let name = format!("{template}.{part}");
-            limits::render_part(&self.text, &name, &context, &mut budget)
+            limits::render_part(registry, &name, &context, &mut budget)
                 .map(|text| text.map(|t| t.trim().to_owned()))
         };
-        Ok(RenderedCard {
-            message: render("postcard")?.ok_or_else(|| {
-                RenderFailure::of(&format!("{template}.postcard"), RenderReason::NotLoaded)
-            })?,
-            front: render("front")?,
-        })
+        let message = render(&self.text, "postcard")?.ok_or_else(|| {
+            RenderFailure::of(&format!("{template}.postcard"), RenderReason::NotLoaded)
+        })?;
+        let front = match render(&self.html, "front")? {
+            Some(svg) => Some(svg),
+            None => render(&self.text, "front")?,
+        };
+        Ok(RenderedCard { message, front })
     }
 }
 

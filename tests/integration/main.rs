@@ -17,6 +17,7 @@ mod helpers;
 mod http_limits;
 mod imap;
 mod postcards;
+mod postcards_print;
 mod postfix;
 mod postfix_server;
 mod preferences;

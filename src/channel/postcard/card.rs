@@ -22,10 +22,28 @@ pub struct Card {
     pub return_address: Vec<String>,
     /// The rendered `T.postcard.hbs`.
     pub message: String,
-    /// The rendered `T.front.hbs`, when the template has one.
+    /// The rendered `T.front.hbs`, when the template has one: an SVG document (a
+    /// designed front), or text set on tickler's own design.
     pub front: Option<String>,
     /// The cadence's `front_image`, which wins over the front text.
     pub front_image: Option<PathBuf>,
+    /// The business's logo, for the front.
+    #[serde(default)]
+    pub logo: Option<Logo>,
+    /// The business's colour (`#rrggbb`), for the front and the return address.
+    #[serde(default = "default_colour")]
+    pub colour: String,
+}
+
+/// A logo file and the name a front template places it by (`{{business.logo}}`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Logo {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+fn default_colour() -> String {
+    crate::config::Colour::DEFAULT.to_owned()
 }
 
 impl Card {
@@ -43,7 +61,9 @@ impl Card {
             all.push('\n');
             all.push_str(part);
         }
-        for part in self.return_address.iter().chain(&self.front) {
+        // A designed front is markup; its text is checked once it is parsed.
+        let front = self.front.as_ref().filter(|f| !super::front::is_svg(f));
+        for part in self.return_address.iter().chain(front) {
             all.push('\n');
             all.push_str(part);
         }

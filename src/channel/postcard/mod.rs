@@ -9,11 +9,20 @@
 //! A crash therefore leaves at worst a PDF without its manifest line, whose send is
 //! still `pending` and is written again, to the same file and line, on restart.
 
+mod back;
 mod batch;
 mod card;
+mod front;
 pub mod pdf;
+mod picture;
+mod proof;
+mod svg;
+mod text;
+pub mod zones;
 
-pub use card::Card;
+pub use card::{Card, Logo};
+pub use picture::logo as check_logo;
+pub use proof::proofs;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
