@@ -147,11 +147,13 @@ fn copy_db_moves_the_send_log_to_postgres_and_nothing_is_sent_again() {
     ws.tickler(&["tick", "--now", now]).ok();
     assert_eq!(server.messages().len(), 3);
     let before = ws.sends();
+    ws.tickler(&["suppress", "gone@example.org", "--reason", "moved away"])
+        .ok();
 
     let copied = ws.tickler(&["copy-db", "--to", &db.url()]).ok();
     assert_eq!(
         copied.stdout.trim(),
-        "copied contacts=5 events=6 sends=5 meta=1",
+        "copied contacts=5 events=6 sends=5 meta=1 suppressions=1 soft_bounces=0",
         "{}",
         copied.stderr
     );
@@ -170,6 +172,12 @@ fn copy_db_moves_the_send_log_to_postgres_and_nothing_is_sent_again() {
         &format!("{config}database:\n  url: {}\n", db.url()),
     );
     assert_eq!(ws.sends(), before, "the send log arrived whole");
+    let list = ws.tickler(&["suppressions", "--format", "csv"]).ok();
+    assert!(
+        list.stdout.contains("gone@example.org,moved away"),
+        "the suppression list arrived: {}",
+        list.stdout
+    );
     let later = ws
         .tickler(&["tick", "--now", "2026-03-05T11:00:00-05:00"])
         .ok();
