@@ -20,13 +20,6 @@ impl Drop for Driver {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-}
-
 /// chromedriver on a port of its own, or `None` (and a note) where it is not installed
 /// outside CI; under CI its absence fails the test.
 fn chromedriver() -> Option<(Driver, u16)> {
@@ -38,7 +31,7 @@ fn chromedriver() -> Option<(Driver, u16)> {
         crate::helpers::skipping("the browser test: no /usr/bin/chromedriver");
         return None;
     }
-    let port = free_port();
+    let port = crate::helpers::free_port();
     let child = Command::new("/usr/bin/chromedriver")
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())

@@ -158,25 +158,7 @@ fn check_names_a_key_it_cannot_use_and_keygen_keeps_an_existing_key() {
         run.stderr
     );
 
-    let first = ws
-        .tickler(&[
-            "dkim",
-            "keygen",
-            "--selector",
-            "s1",
-            "--domain",
-            "fjord.example",
-            "--out",
-            "k.pem",
-        ])
-        .ok();
-    assert!(
-        first.stdout.contains("v=DKIM1; k=rsa; p="),
-        "{}",
-        first.stdout
-    );
-    let key = std::fs::read(ws.path("k.pem")).expect("key");
-    let again = ws.tickler(&[
+    let keygen = [
         "dkim",
         "keygen",
         "--selector",
@@ -185,7 +167,15 @@ fn check_names_a_key_it_cannot_use_and_keygen_keeps_an_existing_key() {
         "fjord.example",
         "--out",
         "k.pem",
-    ]);
+    ];
+    let first = ws.tickler(&keygen).ok();
+    assert!(
+        first.stdout.contains("v=DKIM1; k=rsa; p="),
+        "{}",
+        first.stdout
+    );
+    let key = std::fs::read(ws.path("k.pem")).expect("key");
+    let again = ws.tickler(&keygen);
     assert_eq!(again.code, 1);
     assert!(again.stderr.contains("never replaced"), "{}", again.stderr);
     assert_eq!(std::fs::read(ws.path("k.pem")).expect("key"), key);
@@ -391,7 +381,10 @@ fn check_smtp_says_what_the_server_offers_and_names_each_failure() {
         (good.replace("smtp-password", "wrong-password"), "535"),
         (good.replace("    ca_file: ca.pem\n", ""), "certificate"),
         (
-            good.replace(&server.port.to_string(), &free_port().to_string()),
+            good.replace(
+                &server.port.to_string(),
+                &crate::helpers::free_port().to_string(),
+            ),
             "cannot connect",
         ),
     ];
@@ -433,11 +426,4 @@ fn check_smtp_says_what_the_server_offers_and_names_each_failure() {
         assert!(run.stdout.contains("no login configured"), "{}", run.stdout);
         assert_eq!(sink.delivered(), 0);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
 }

@@ -230,7 +230,6 @@ pub fn tickler_in(dir: &Path, global: &[&str], args: &[&str], input: Option<&str
     run
 }
 
-/// Copies a directory tree.
 /// Says that a test skipped part of its work, straight to the terminal: the harness
 /// hides what passing tests print, and a skip must not pass unnoticed.
 pub fn skipping(why: &str) {
@@ -239,6 +238,7 @@ pub fn skipping(why: &str) {
     let _ = writeln!(std::io::stderr(), "note: {test} skipped {why}");
 }
 
+/// Copies a directory tree.
 pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for entry in std::fs::read_dir(from).expect("read dir").flatten() {
@@ -327,4 +327,12 @@ pub fn make_certificates(dir: &Path) {
         "-out",
         "server.pem",
     ]);
+}
+
+/// A port nothing listens on at the moment of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port()
 }

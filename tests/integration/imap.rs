@@ -66,7 +66,7 @@ impl Dovecot {
         std::fs::write(root.join("passwd"), format!("{USER}:{{PLAIN}}{PASSWORD}\n"))
             .expect("passwd");
         set_mode(&root.join("passwd"), 0o644);
-        let (imaps, imap) = (free_port(), free_port());
+        let (imaps, imap) = (crate::helpers::free_port(), crate::helpers::free_port());
         let d = root.display();
         let config = format!(
             "base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\n\
@@ -164,13 +164,6 @@ impl Drop for Dovecot {
 fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
 }
 
 /// A small message with CRLF line ends, as IMAP serves them (so bytes compare equal).
@@ -384,7 +377,7 @@ async fn a_missing_mailbox_is_named() {
 #[tokio::test]
 async fn nothing_listening_is_a_refused_connection() {
     let settings = ImapSettings {
-        url: format!("imaps://127.0.0.1:{}", free_port()),
+        url: format!("imaps://127.0.0.1:{}", crate::helpers::free_port()),
         username: USER.into(),
         password: PASSWORD.into(),
         ca_file: None,

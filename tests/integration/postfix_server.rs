@@ -93,13 +93,6 @@ fn user_ids(user: &str) -> Option<(u32, u32)> {
     })
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 /// The user that owns the delivered mail: unprivileged, and at or above Postfix's
 /// `virtual_minimum_uid` (100).
 const MAIL_USER: &str = "nobody";
@@ -149,7 +142,7 @@ impl PostfixServer {
         set_mode(dir.path(), 0o755);
         let server = PostfixServer {
             dir,
-            port: free_port(),
+            port: crate::helpers::free_port(),
             rejects_bare_newlines: installed
                 .parameters
                 .contains("smtpd_forbid_bare_newline_reject_code"),

@@ -50,10 +50,7 @@ fn a_customer_turns_off_a_follow_up_pauses_and_unsubscribes_from_their_page() {
         "templates/partials/footer.hbs",
         "{{business.name}}\nChoose what you get: {{preferences_url}}\nUnsubscribe: {{unsubscribe_url}}\n",
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let port = crate::helpers::free_port();
     let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
     ws.write(
         "tickler.yaml",
