@@ -92,7 +92,12 @@ pub fn classify(raw: &[u8], return_path: Option<&str>) -> Classified {
     if raw.len() > MAX_REPORT_BYTES {
         return not_a_report("larger than any report (2 MiB)");
     }
-    stacker::grow(PARSE_STACK, || classify_within_limit(raw, return_path))
+    // The MIME parser meets hostile bytes: should it panic, the message is left in place
+    // as unreadable rather than taking the poll (or `tick`) down with it.
+    stacker::grow(PARSE_STACK, || {
+        std::panic::catch_unwind(|| classify_within_limit(raw, return_path))
+            .unwrap_or_else(|_| not_a_report("the message could not be read"))
+    })
 }
 
 fn classify_within_limit(raw: &[u8], return_path: Option<&str>) -> Classified {

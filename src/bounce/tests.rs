@@ -432,3 +432,17 @@ fn garbage_truncations_and_mutations_do_not_panic() {
         }
     }
 }
+
+#[test]
+fn messages_the_mime_parser_trips_on_are_not_reports() {
+    // Found by the bounce_report fuzz target: mail-parser's own consistency check fails
+    // on them (in builds that check it); either way they are not read as reports.
+    let dir = format!("{}/fuzz/corpus/bounce_report", env!("CARGO_MANIFEST_DIR"));
+    for name in ["regression-b23ca7080a12", "regression-f278cf78592c"] {
+        let raw = std::fs::read(format!("{dir}/{name}")).expect("the fuzz finding");
+        assert!(
+            matches!(classify(&raw, Some(RETURN_PATH)), Classified::NotAReport { .. }),
+            "{name}"
+        );
+    }
+}
