@@ -441,7 +441,10 @@ fn messages_the_mime_parser_trips_on_are_not_reports() {
     for name in ["regression-b23ca7080a12", "regression-f278cf78592c"] {
         let raw = std::fs::read(format!("{dir}/{name}")).expect("the fuzz finding");
         assert!(
-            matches!(classify(&raw, Some(RETURN_PATH)), Classified::NotAReport { .. }),
+            matches!(
+                classify(&raw, Some(RETURN_PATH)),
+                Classified::NotAReport { .. }
+            ),
             "{name}"
         );
     }

@@ -12,7 +12,14 @@ const RETURN_PATH: &str = "bounces@fjord.example";
 
 /// A Postfix delivery status notification for `original`, delivered to `to` (the VERP
 /// address it was sent from), about `recipient`.
-fn dsn(to: &str, recipient: &str, action: &str, status: &str, id: &str, original: &str) -> String {
+pub fn dsn(
+    to: &str,
+    recipient: &str,
+    action: &str,
+    status: &str,
+    id: &str,
+    original: &str,
+) -> String {
     format!(
         "Return-Path: <>\r\nX-Original-To: {to}\r\nDelivered-To: {to}\r\n\
          Date: Tue, 14 May 2024 09:12:44 +0000 (UTC)\r\n\
@@ -308,4 +315,77 @@ fn saved_reports_are_imported_and_transient_failures_add_up() {
     let gone = ws.tickler(&["unsuppress", "ingrid@example.org"]);
     assert_eq!(gone.code, 1);
     assert!(gone.stderr.contains("is not suppressed"), "{}", gone.stderr);
+}
+
+#[test]
+fn the_console_lists_suppressed_addresses_with_their_reports() {
+    let console = crate::console::start_console();
+    let (ws, port) = (&console.ws, console.port);
+    // Ingrid's thank-you bounced; the provider's report names her and the Message-ID.
+    let sends = ws.sends();
+    let ingrid = send_of(&sends, "K-1");
+    let original = format!(
+        "Message-ID: {}\r\nTo: ingrid@example.org\r\nSubject: Thanks\r\n\r\nHello\r\n",
+        ingrid["message_id"].as_str().unwrap()
+    );
+    let report = dsn(
+        "hello@fjord.example",
+        "ingrid@example.org",
+        "failed",
+        "5.1.1",
+        "c1",
+        &original,
+    );
+    ws.write("bounce.eml", &report);
+    let run = ws.tickler(&["bounces", "import", "bounce.eml"]).ok();
+    assert!(
+        run.stdout
+            .contains("ingrid@example.org suppressed (bounced: 5.1.1)"),
+        "{}",
+        run.stdout
+    );
+
+    let me = crate::console::sign_in(port);
+    let me = Some(me.as_str());
+    let summary = crate::console::http(port, "GET", "/console/", me, "");
+    assert!(
+        summary.body.contains("<strong>1</strong> suppressed"),
+        "{}",
+        summary.body
+    );
+    let page = crate::console::http(port, "GET", "/console/suppressions", me, "");
+    assert_eq!(page.code, 200);
+    assert!(
+        page.body.contains("ingrid@example.org") && page.body.contains("5.1.1"),
+        "{}",
+        page.body
+    );
+    let shown = crate::console::http(
+        port,
+        "GET",
+        "/console/suppressions?report=ingrid%40example.org",
+        me,
+        "",
+    );
+    assert!(
+        shown.body.contains("Undelivered Mail Returned to Sender"),
+        "{}",
+        shown.body
+    );
+
+    // Taking it off needs the form's token.
+    let form = "address=ingrid%40example.org";
+    let refused = crate::console::http(port, "POST", "/console/suppressions/remove", me, form);
+    assert_eq!(refused.code, 403);
+    let csrf = crate::console::csrf_of(&page.body);
+    let done = crate::console::http(
+        port,
+        "POST",
+        "/console/suppressions/remove",
+        me,
+        &format!("csrf={csrf}&{form}"),
+    );
+    assert_eq!(done.code, 303);
+    let list = ws.tickler(&["suppressions", "--format", "csv"]).ok();
+    assert!(!list.stdout.contains("ingrid"), "{}", list.stdout);
 }

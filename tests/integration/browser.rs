@@ -212,6 +212,13 @@ fn an_owner_answers_what_happened_with_a_customer_in_a_browser() {
             shoot(&browser, name).await;
         }
 
+        // The unsubscribe above put the address on the suppression list, from the summary.
+        browser.goto(&format!("{base}/console/")).await.unwrap();
+        browser.wait().for_element(Locator::Css("a[href=\"/console/suppressions\"]")).await.unwrap().click().await.unwrap();
+        let list = text_when(&browser, "table", |t| t.contains("x@example.org")).await;
+        assert!(list.contains("x@example.org") && list.contains("unsubscribed"), "{list}");
+        shoot(&browser, "suppressions").await;
+
         // Signing out: the console is closed again.
         browser.wait().for_element(Locator::Css(".signout button")).await.unwrap().click().await.unwrap();
         text_when(&browser, "h1", |t| t == "Sign in").await;

@@ -12,10 +12,10 @@ use crate::helpers::Workspace;
 
 pub const PASSWORD: &str = "correct horse battery";
 
-struct Answer {
-    code: u16,
+pub struct Answer {
+    pub code: u16,
     head: String,
-    body: String,
+    pub body: String,
 }
 
 impl Answer {
@@ -27,7 +27,7 @@ impl Answer {
     }
 }
 
-fn http(port: u16, method: &str, path: &str, cookie: Option<&str>, form: &str) -> Answer {
+pub fn http(port: u16, method: &str, path: &str, cookie: Option<&str>, form: &str) -> Answer {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -67,7 +67,7 @@ impl Drop for Daemon {
     }
 }
 
-fn csrf_of(page: &str) -> String {
+pub fn csrf_of(page: &str) -> String {
     let at = page
         .find("name=\"csrf\" value=\"")
         .expect("a form with a CSRF token")
@@ -94,7 +94,7 @@ fn session_of(set_cookie: &str) -> String {
 }
 
 /// Signs in with the right password; the session id.
-fn sign_in(port: u16) -> String {
+pub fn sign_in(port: u16) -> String {
     let form = format!("password={}", form_value(PASSWORD));
     let a = http(port, "POST", "/console/signin", None, &form);
     assert_eq!(a.code, 303, "{}", a.head);

@@ -8,6 +8,7 @@ mod door;
 mod message;
 mod outlook;
 mod pages;
+mod suppressed;
 mod view;
 
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
         .route("/console/contacts/{id}/test", post(message::send_test))
         .route("/console/plan", get(outlook::plan))
         .route("/console/cadences", get(outlook::cadences))
+        .route("/console/suppressions", get(suppressed::list))
+        .route("/console/suppressions/remove", post(suppressed::remove))
         .route("/console/contacts/{id}", get(customer::contact))
         .route("/console/contacts/{id}/opt-out", post(customer::opt_out))
         .route("/console/signout", post(door::sign_out))

@@ -22,6 +22,7 @@ static VIEWS: LazyLock<Handlebars<'static>> = LazyLock::new(|| {
         ("plan", include_str!("views/plan.hbs")),
         ("cadences", include_str!("views/cadences.hbs")),
         ("message", include_str!("views/message.hbs")),
+        ("suppressions", include_str!("views/suppressions.hbs")),
     ] {
         h.register_template_string(name, source)
             .unwrap_or_else(|e| panic!("console view {name}: {e}"));
