@@ -389,3 +389,38 @@ fn the_console_lists_suppressed_addresses_with_their_reports() {
     let list = ws.tickler(&["suppressions", "--format", "csv"]).ok();
     assert!(!list.stdout.contains("ingrid"), "{}", list.stdout);
 }
+
+#[test]
+fn the_daemon_reads_the_mailbox_on_its_own_schedule() {
+    let Some(dovecot) = Dovecot::start("") else {
+        return;
+    };
+    let server = SmtpServer::start();
+    let imap = format!(
+        "    poll: 10s\n    imap:\n      url: {}\n      username: {USER}\n      password_file: imap-password\n      ca_file: {}\n",
+        dovecot.imaps_url(),
+        dovecot.dir.path().join("ca.pem").display()
+    );
+    let (ws, _) = workspace(&server, &imap);
+    ws.always_open();
+    ws.write("imap-password", &format!("{PASSWORD}\n"));
+    let _daemon = crate::service::Daemon::start(&ws);
+    crate::service::wait_for("two thank-yous", 30, || server.messages().len() >= 2);
+    let ingrid = sent_to(&server, "ingrid@example.org");
+    let hard = dsn(
+        &ingrid.mail_from,
+        "ingrid@example.org",
+        "failed",
+        "5.1.1",
+        "d1",
+        &ingrid.data,
+    );
+    dovecot.deliver("1.fjord:2,", hard.as_bytes());
+    crate::service::wait_for("the report, filed", 30, || dovecot.files("processed") == 1);
+    let list = ws.tickler(&["suppressions", "--format", "csv"]).ok();
+    assert!(
+        list.stdout.contains("ingrid@example.org,bounced"),
+        "{}",
+        list.stdout
+    );
+}

@@ -178,6 +178,19 @@ fn check_names_a_key_it_cannot_use_and_keygen_keeps_an_existing_key() {
     let again = ws.tickler(&keygen);
     assert_eq!(again.code, 1);
     assert!(again.stderr.contains("never replaced"), "{}", again.stderr);
+
+    // One-click unsubscribe needs https: check refuses any other public URL.
+    ws.write(
+        "tickler.yaml",
+        &format!("{config}http:\n  listen: 127.0.0.1:0\n  public_url: ftp://x\n"),
+    );
+    let run = ws.tickler(&["check"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("tickler.yaml:") && run.stderr.contains("must be an https:// address"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(std::fs::read(ws.path("k.pem")).expect("key"), key);
 }
 
