@@ -134,11 +134,11 @@ fn address_header<H: Header + From<lettre::message::Mailboxes>>(mailbox: Mailbox
 }
 
 /// A formatted MIME part's body: what follows its header block.
-fn without_headers(part: Vec<u8>) -> Vec<u8> {
-    match part.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(end) => part[end + 4..].to_vec(),
-        None => part,
+fn without_headers(mut part: Vec<u8>) -> Vec<u8> {
+    if let Some(end) = memchr::memmem::find(&part, b"\r\n\r\n") {
+        part.drain(..end + 4);
     }
+    part
 }
 
 /// A MIME boundary that no body can contain by chance: derived from the Message-ID,
