@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+#[cfg(test)]
+use jiff::SignedDuration;
 use jiff::Timestamp;
 use sqlx::QueryBuilder;
 
@@ -179,6 +181,10 @@ impl<B: Backend> Suppressions for B {
         detail: &str,
     ) -> Result<i64, StoreError> {
         let mut tx = self.write().await?;
+        // Failures older than the window no longer count: the address's rows stay few.
+        let mut q = QueryBuilder::new("DELETE FROM soft_bounces WHERE address = ");
+        q.text(address).push(" AND at < ").int(since.as_second());
+        B::Db::execute(&mut tx.tx, &mut q).await?;
         let mut q = QueryBuilder::new("INSERT INTO soft_bounces (address, at, detail) VALUES (");
         q.text(address).push(", ").int(at.as_second());
         q.push(", ").text(detail).push(")");
@@ -249,5 +255,76 @@ impl<B: Backend> Suppressions for B {
         let mut conn = self.pool().acquire().await?;
         let found = B::Db::fetch_optional(&mut conn, &mut q).await?;
         Ok(found.map(|r| B::Db::int(&r, "id")).transpose()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::SignedDuration;
+
+    use super::*;
+    use crate::domain::EmailAddress;
+
+    #[tokio::test]
+    async fn an_address_keeps_its_first_reason_and_old_failures_stop_counting() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = crate::store::open(&url).await.expect("store");
+        let day = |d: i64| Timestamp::from_second(1_780_000_000 + d * 86_400).unwrap();
+        let address = EmailAddress::parse("Ana@Example.org").unwrap();
+        let entry = |reason: &str| Suppression::new(&address, reason, "", day(0)).unwrap();
+        assert_eq!(store.suppress(&[entry("bounced")]).await.unwrap(), 1);
+        assert_eq!(store.suppress(&[entry("manual")]).await.unwrap(), 0);
+        let found = store
+            .suppressed(&["Ana@example.org".into(), "bob@example.org".into()])
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found["Ana@example.org"], "bounced");
+        assert!(
+            !store
+                .unsuppress_if("Ana@example.org", "unsubscribed")
+                .await
+                .unwrap()
+        );
+        assert!(store.unsuppress("Ana@example.org").await.unwrap());
+        assert_eq!(store.count_suppressions().await.unwrap(), 0);
+
+        // Two failures a month apart are one each; two in the window are two.
+        let window = |d: i64| day(d) - SignedDuration::from_hours(7 * 24);
+        let key = "Ana@example.org";
+        assert_eq!(
+            store
+                .soft_bounce(key, day(0), window(0), "4.2.2")
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .soft_bounce(key, day(30), window(30), "4.2.2")
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .soft_bounce(key, day(32), window(32), "4.2.2")
+                .await
+                .unwrap(),
+            2
+        );
+        assert!(
+            store
+                .first_sight_of_report("<r1@mx>", day(0))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .first_sight_of_report("<r1@mx>", day(1))
+                .await
+                .unwrap()
+        );
     }
 }
