@@ -51,6 +51,18 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn zones(&self, ids: &[String]) -> Result<HashMap<String, Option<String>>, StoreError>;
 }
 
+/// Runs `q`, a statement ending in `RETURNING ...`, in a write transaction of its own;
+/// whether it touched a row.
+pub(crate) async fn write_returning<B: Backend>(
+    store: &B,
+    q: &mut QueryBuilder<B::Db>,
+) -> Result<bool, StoreError> {
+    let mut tx = store.write().await?;
+    let found = B::Db::fetch_optional(&mut tx.tx, q).await?;
+    tx.commit().await?;
+    Ok(found.is_some())
+}
+
 /// Held while one process of the group does a job (a CSV sync); let go when dropped.
 #[must_use = "the job is exclusive only while the guard lives"]
 pub enum Exclusive {
@@ -90,10 +102,7 @@ impl<B: Backend> Contacts for B {
         q.push(", updated_at = ").int(now.as_second());
         q.push(", next_due_at = 0 WHERE id = ").text(contact);
         q.push(" RETURNING id");
-        let mut tx = self.write().await?;
-        let found = B::Db::fetch_optional(&mut tx.tx, &mut q).await?;
-        tx.commit().await?;
-        Ok(found.is_some())
+        write_returning(self, &mut q).await
     }
 
     async fn set_opt_out(

@@ -279,10 +279,7 @@ impl<B: Backend> SendLog for B {
         q.push(", updated_at = ").int(now.as_second());
         q.push(" WHERE id = ").int(id);
         q.push(" AND status IN ('failed', 'retrying') RETURNING id");
-        let mut tx = self.write().await?;
-        let found = B::Db::fetch_optional(&mut tx.tx, &mut q).await?;
-        tx.commit().await?;
-        Ok(found.is_some())
+        super::backend::write_returning(self, &mut q).await
     }
 
     async fn cadence_counts(

@@ -4,13 +4,11 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-#[cfg(test)]
-use jiff::SignedDuration;
 use jiff::Timestamp;
 use sqlx::QueryBuilder;
 
 use super::StoreError;
-use super::backend::{BATCH, Backend};
+use super::backend::{BATCH, Backend, write_returning};
 use super::sql::{Bind, Sql, in_list};
 use crate::domain::Suppression;
 
@@ -112,20 +110,14 @@ impl<B: Backend> Suppressions for B {
     async fn unsuppress(&self, address: &str) -> Result<bool, StoreError> {
         let mut q = QueryBuilder::new("DELETE FROM suppressions WHERE address = ");
         q.text(address).push(" RETURNING address");
-        let mut tx = self.write().await?;
-        let found = B::Db::fetch_optional(&mut tx.tx, &mut q).await?;
-        tx.commit().await?;
-        Ok(found.is_some())
+        write_returning(self, &mut q).await
     }
 
     async fn unsuppress_if(&self, address: &str, reason: &str) -> Result<bool, StoreError> {
         let mut q = QueryBuilder::new("DELETE FROM suppressions WHERE address = ");
         q.text(address).push(" AND reason = ").text(reason);
         q.push(" RETURNING address");
-        let mut tx = self.write().await?;
-        let found = B::Db::fetch_optional(&mut tx.tx, &mut q).await?;
-        tx.commit().await?;
-        Ok(found.is_some())
+        write_returning(self, &mut q).await
     }
 
     async fn suppressions(&self) -> Result<Vec<Suppression>, StoreError> {
@@ -204,10 +196,7 @@ impl<B: Backend> Suppressions for B {
         let mut q = QueryBuilder::new("INSERT INTO reports_seen (message_id, seen_at) VALUES (");
         q.text(message_id).push(", ").int(now.as_second());
         q.push(") ON CONFLICT (message_id) DO NOTHING RETURNING message_id");
-        let mut tx = self.write().await?;
-        let found = B::Db::fetch_optional(&mut tx.tx, &mut q).await?;
-        tx.commit().await?;
-        Ok(found.is_some())
+        write_returning(self, &mut q).await
     }
 
     async fn mark_bounced(
@@ -220,10 +209,7 @@ impl<B: Backend> Suppressions for B {
         q.text(reason).push(", updated_at = ").int(now.as_second());
         q.push(" WHERE id = ").int(send_id);
         q.push(" AND channel = 'email' AND status IN ('sent', 'bounced') RETURNING id");
-        let mut tx = self.write().await?;
-        let found = B::Db::fetch_optional(&mut tx.tx, &mut q).await?;
-        tx.commit().await?;
-        Ok(found.is_some())
+        write_returning(self, &mut q).await
     }
 
     async fn send_recipient(&self, send_id: i64) -> Result<Option<String>, StoreError> {
