@@ -214,3 +214,82 @@ mod tests {
         assert_eq!(crlf("é\nü"), "é\r\nü");
     }
 }
+
+#[cfg(test)]
+mod header_tests {
+    use super::*;
+    use crate::config::Colour;
+    use crate::domain::PostalAddress;
+
+    fn message(business_name: &str, to_name: &str) -> String {
+        let business = Business {
+            name: business_name.into(),
+            email: EmailAddress::parse("hello@tiles.example").unwrap(),
+            reply_to: None,
+            phone: String::new(),
+            address: PostalAddress::default(),
+            zone: jiff::tz::TimeZone::get("America/New_York").unwrap(),
+            logo: None,
+            colour: Colour::parse("#2f5566").unwrap(),
+        };
+        let to = EmailAddress::parse("ana@example.com").unwrap();
+        let envelope = Envelope {
+            business: &business,
+            to_name,
+            to: &to,
+            message_id: "<1.tickler@tiles.example>",
+            date: "2026-11-23T15:00:00Z".parse().unwrap(),
+            unsubscribe_url: "https://tiles.example/unsubscribe/t",
+            unsubscribe_mailto: Some("mailto:hello@tiles.example?subject=unsubscribe"),
+            return_path: Some("bounces+s1-00@tiles.example"),
+            dkim: None,
+        };
+        let body = RenderedEmail {
+            subject: "Thanks".into(),
+            text: "Hi".into(),
+            html: Some("<p>Hi</p>".into()),
+        };
+        let built = build(&envelope, &body).unwrap();
+        assert_eq!(
+            built.envelope().from().map(ToString::to_string).as_deref(),
+            Some("bounces+s1-00@tiles.example")
+        );
+        // Unfolded, as a reader of the headers sees them.
+        String::from_utf8(built.formatted())
+            .unwrap()
+            .replace("\r\n ", " ")
+    }
+
+    #[test]
+    fn plain_names_are_quoted_dates_are_local_and_both_links_are_listed() {
+        let text = message("Hudson Tile & Stone", "Ana \"Nan\" Ruiz");
+        assert!(
+            text.contains("From: \"Hudson Tile & Stone\" <hello@tiles.example>\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("To: \"Ana \\\"Nan\\\" Ruiz\" <ana@example.com>\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Date: Mon, 23 Nov 2026 10:00:00 -0500\r\n"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "List-Unsubscribe: <https://tiles.example/unsubscribe/t>, <mailto:hello@tiles.example?subject=unsubscribe>\r\n"
+        ), "{text}");
+        assert!(
+            text.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"),
+            "{text}"
+        );
+        // The top-level Content-Type is the message's own header, before the body.
+        let (head, _) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains("Content-Type: multipart/alternative;"),
+            "{head}"
+        );
+        // A name that is not ASCII is still encoded.
+        let text = message("Zoë's Tiles", "Zoë");
+        assert!(text.contains("From: =?utf-8?"), "{text}");
+    }
+}
