@@ -260,6 +260,40 @@ fn the_daemon_as_systemd_runs_it() {
         &purchase,
     );
     assert_eq!(code, 200, "{body}");
+    // A provider's webhook reports a bounce: all or nothing, each field at fault named.
+    let bounce =
+        "{\"address\":\"gone@example.net\",\"reason\":\"bounced\",\"detail\":\"550 5.1.1\"}";
+    let (code, body) = http(
+        port,
+        "POST",
+        "/api/v1/suppressions",
+        &[json, ("Authorization", &auth)],
+        format!("[{bounce},{{\"address\":\"nope\",\"reason\":\"bounced\"}}]"),
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains("\"index\":1") && body.contains("\"field\":\"address\""),
+        "{body}"
+    );
+    assert_eq!(
+        http(port, "POST", "/api/v1/suppressions", &[json], bounce).0,
+        401
+    );
+    let (code, body) = http(
+        port,
+        "POST",
+        "/api/v1/suppressions",
+        &[json, ("Authorization", &auth)],
+        bounce,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"added\":1"), "{body}");
+    let list = ws.tickler(&["suppressions", "--format", "csv"]).ok();
+    assert!(
+        list.stdout.contains("gone@example.net,bounced"),
+        "{}",
+        list.stdout
+    );
     // Ingrid unsubscribed: her next due send is skipped, not sent.
     wait_for("the skip", 20, || {
         ws.sends().iter().any(|r| {
