@@ -20,6 +20,11 @@ pub async fn run(path: &Path, smtp: bool) -> CommandResult {
     }
     let (smtp_errors, mut warnings) = smtp_settings(&config);
     errors.extend(smtp_errors);
+    let imap = config.email.bounce.as_ref().and_then(|b| b.imap.as_ref());
+    if let Some(imap) = imap {
+        let at = |key: &str| located(&config, key);
+        errors.extend(password_readable(&imap.password, "email.bounce.imap", &at));
+    }
     errors.extend(logo_settings(&config));
     let (dkim_errors, dkim_warnings) = dkim_settings(&config);
     errors.extend(dkim_errors);
@@ -82,11 +87,40 @@ fn print_probe(probe: &crate::channel::Probe) -> CommandResult {
 fn logo_settings(config: &Config) -> Option<String> {
     let logo = config.business.logo.as_ref()?;
     let error = crate::channel::postcard::check_logo(&logo.path).err()?;
-    let at = match Document::read(&config.path) {
-        Ok(doc) => doc.locate("business.logo").to_string(),
+    Some(format!(
+        "{}: business.logo: {error}",
+        located(config, "business.logo")
+    ))
+}
+
+/// Where `key` is in the configuration file, as `FILE:LINE:COL`.
+fn located(config: &Config, key: &str) -> String {
+    match Document::read(&config.path) {
+        Ok(doc) => doc.locate(key).to_string(),
         Err(_) => config.path.display().to_string(),
-    };
-    Some(format!("{at}: business.logo: {error}"))
+    }
+}
+
+/// The password must be where `setting` says, as the daemon will read it.
+fn password_readable(
+    source: &PasswordSource,
+    setting: &str,
+    at: &dyn Fn(&str) -> String,
+) -> Option<String> {
+    match source {
+        PasswordSource::File(file) => std::fs::read_to_string(file).err().map(|e| {
+            format!(
+                "{}: {setting}.password_file: cannot read {}: {e}",
+                at(&format!("{setting}.password_file")),
+                file.display()
+            )
+        }),
+        PasswordSource::Env(var) if std::env::var_os(var).is_none() => Some(format!(
+            "{}: {setting}.password_env: ${var} is not set here",
+            at(&format!("{setting}.password_env"))
+        )),
+        PasswordSource::Env(_) => None,
+    }
 }
 
 /// The SMTP password must be readable where the configuration says, as the daemon will
@@ -96,29 +130,11 @@ fn smtp_settings(config: &Config) -> (Vec<String>, Vec<String>) {
     let Transport::Smtp(smtp) = &config.email.transport else {
         return (Vec::new(), Vec::new());
     };
-    let at = |key: &str| match Document::read(&config.path) {
-        Ok(doc) => doc.locate(key).to_string(),
-        Err(_) => config.path.display().to_string(),
-    };
+    let at = |key: &str| located(config, key);
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
-    match &smtp.password {
-        Some(PasswordSource::File(file)) => {
-            if let Err(e) = std::fs::read_to_string(file) {
-                errors.push(format!(
-                    "{}: email.smtp.password_file: cannot read {}: {e}",
-                    at("email.smtp.password_file"),
-                    file.display()
-                ));
-            }
-        }
-        Some(PasswordSource::Env(var)) if std::env::var_os(var).is_none() => {
-            errors.push(format!(
-                "{}: email.smtp.password_env: ${var} is not set here",
-                at("email.smtp.password_env")
-            ));
-        }
-        Some(PasswordSource::Env(_)) | None => {}
+    if let Some(source) = &smtp.password {
+        errors.extend(password_readable(source, "email.smtp", &at));
     }
     if smtp.username.is_some() && smtp.url.ends_with("?tls=none") {
         warnings.push(format!(
@@ -136,10 +152,7 @@ fn dkim_settings(config: &Config) -> (Vec<String>, Vec<String>) {
     let Some(dkim) = &config.email.dkim else {
         return (Vec::new(), Vec::new());
     };
-    let at = |key: &str| match Document::read(&config.path) {
-        Ok(doc) => doc.locate(key).to_string(),
-        Err(_) => config.path.display().to_string(),
-    };
+    let at = |key: &str| located(config, key);
     let mut errors = Vec::new();
     if let Err(m) = crate::channel::dkim::Signer::configured(config) {
         errors.push(format!("{}: {m}", at("email.dkim.key_file")));

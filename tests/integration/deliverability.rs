@@ -179,6 +179,22 @@ fn check_names_a_key_it_cannot_use_and_keygen_keeps_an_existing_key() {
     assert_eq!(again.code, 1);
     assert!(again.stderr.contains("never replaced"), "{}", again.stderr);
 
+    // The bounce mailbox's password must be where the configuration says.
+    ws.write(
+        "tickler.yaml",
+        &format!(
+            "{config}  bounce:\n    imap: {{ url: \"imaps://127.0.0.1:993\", username: b, password_file: nope }}\n"
+        ),
+    );
+    let run = ws.tickler(&["check"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .contains("email.bounce.imap.password_file: cannot read"),
+        "{}",
+        run.stderr
+    );
+
     // One-click unsubscribe needs https: check refuses any other public URL.
     ws.write(
         "tickler.yaml",
