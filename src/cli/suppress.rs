@@ -66,7 +66,7 @@ pub async fn list(path: &Path, one: Option<&str>, format: Format) -> CommandResu
         }
         return Ok(());
     }
-    let entries = store.suppressions().await?;
+    let entries = store.suppressions(i64::MAX).await?;
     match format {
         Format::Json | Format::Csv => {
             let records: Vec<Record> = entries

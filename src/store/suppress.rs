@@ -12,9 +12,6 @@ use super::backend::{BATCH, Backend, write_returning};
 use super::sql::{Bind, Sql, in_list};
 use crate::domain::Suppression;
 
-/// Entries listed by `tickler suppressions` and the console, newest first.
-pub const LISTED: i64 = 10_000;
-
 #[async_trait]
 pub trait Suppressions: Send + Sync {
     /// Adds the entries whose address is not on the list yet (an address keeps its
@@ -24,8 +21,8 @@ pub trait Suppressions: Send + Sync {
     async fn unsuppress(&self, address: &str) -> Result<bool, StoreError>;
     /// Takes `address` off the list only if it is there for `reason`.
     async fn unsuppress_if(&self, address: &str, reason: &str) -> Result<bool, StoreError>;
-    /// The newest entries (at most [`LISTED`]), without their reports.
-    async fn suppressions(&self) -> Result<Vec<Suppression>, StoreError>;
+    /// The newest `limit` entries, without their reports.
+    async fn suppressions(&self, limit: i64) -> Result<Vec<Suppression>, StoreError>;
     /// One entry with its report.
     async fn suppression(&self, address: &str) -> Result<Option<Suppression>, StoreError>;
     /// The reason of each of `addresses` (normalised) that is on the list.
@@ -120,11 +117,11 @@ impl<B: Backend> Suppressions for B {
         write_returning(self, &mut q).await
     }
 
-    async fn suppressions(&self) -> Result<Vec<Suppression>, StoreError> {
+    async fn suppressions(&self, limit: i64) -> Result<Vec<Suppression>, StoreError> {
         let mut q = QueryBuilder::new(format!(
             "SELECT {COLUMNS} FROM suppressions ORDER BY added_at DESC, address LIMIT "
         ));
-        q.int(LISTED);
+        q.int(limit);
         let mut conn = self.pool().acquire().await?;
         let found = B::Db::fetch_all(&mut conn, &mut q).await?;
         found.iter().map(|r| entry::<B::Db>(r, false)).collect()

@@ -16,6 +16,8 @@ use crate::http::AppState;
 
 /// Characters of a report shown on the page; the rest is in `tickler suppressions ADDR`.
 const REPORT_SHOWN: usize = 20_000;
+/// Entries listed on the page, newest first; `tickler suppressions` lists them all.
+const SHOWN: i64 = 500;
 
 #[derive(Deserialize)]
 pub struct Shown {
@@ -30,9 +32,12 @@ pub async fn list(
 ) -> Response {
     let engine = state.status.engine();
     let zone = &engine.config.business.zone;
-    let entries = match engine.store.suppressions().await {
-        Ok(entries) => entries,
-        Err(e) => return unavailable(e),
+    let (entries, total) = match (
+        engine.store.suppressions(SHOWN).await,
+        engine.store.count_suppressions().await,
+    ) {
+        (Ok(entries), Ok(total)) => (entries, total),
+        (Err(e), _) | (_, Err(e)) => return unavailable(e),
     };
     let rows: Vec<Value> = entries
         .iter()
@@ -65,7 +70,9 @@ pub async fn list(
         &me.csrf,
         "/console/suppressions",
     );
+    let more = total.saturating_sub(SHOWN).max(0);
     data.insert("rows".into(), rows.into());
+    data.insert("more".into(), more.into());
     data.insert("report".into(), report.unwrap_or(Value::Null));
     view::page("suppressions", &Value::Object(data))
 }
