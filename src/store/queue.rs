@@ -171,6 +171,10 @@ impl<B: Backend> DueQueue for B {
         let logged = "SELECT contact_id, cadence, occurrence, status, updated_at FROM sends WHERE contact_id IN (";
         let mut out = Vec::with_capacity(ids.len());
         let mut conn = self.pool().acquire().await?;
+        // An empty suppression list (a new user's first pass) costs one probe, not one
+        // lookup per chunk.
+        let mut q = QueryBuilder::new("SELECT 1 AS one FROM suppressions LIMIT 1");
+        let any_suppressed = B::Db::fetch_optional(&mut conn, &mut q).await?.is_some();
         for chunk in ids.chunks(BATCH) {
             let mut gathering = Gathering::new(chunk);
             let found = B::Db::fetch_all(&mut conn, &mut in_list(&contacts, chunk)).await?;
@@ -195,7 +199,11 @@ impl<B: Backend> DueQueue for B {
                     time::<B::Db>(row, "updated_at")?,
                 );
             }
-            let addresses = gathering.addresses();
+            let addresses = if any_suppressed {
+                gathering.addresses()
+            } else {
+                Vec::new()
+            };
             if !addresses.is_empty() {
                 let head = "SELECT address, reason FROM suppressions WHERE address IN (";
                 for row in B::Db::fetch_all(&mut conn, &mut in_list(head, &addresses)).await? {
