@@ -19,6 +19,7 @@ use serde_json::json;
 use super::AppState;
 use super::unsubscribe::{Token, not_found, verify};
 use crate::domain::{Cadence, Channel, Choices, History};
+use crate::store::StoreError;
 use crate::tick::Engine;
 
 /// How long "pause everything" lasts.
@@ -160,28 +161,57 @@ pub async fn save(State(state): State<AppState>, token: Token, body: Bytes) -> R
         Err(response) => return response,
     };
     let now = Timestamp::now();
+    match store_choices(&engine, &history, &form, now).await {
+        Ok(true) => {}
+        Ok(false) => return not_found(),
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "preferences could not be saved");
+            return (StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response();
+        }
+    }
+    tracing::info!(contact = %contact, "preferences saved by the customer");
+    match history_of(&engine, &contact).await {
+        Ok(Some(history)) => page(&engine, &history, now, true),
+        Ok(None) => not_found(),
+        Err(response) => response,
+    }
+}
+
+/// Writes what the form says of `history`'s contact: channel opt-outs that changed, the
+/// follow-ups turned off, the pause; `false` when the contact has gone meanwhile.
+async fn store_choices(
+    engine: &Engine,
+    history: &History,
+    form: &HashMap<String, String>,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let contact = &history.contact;
     let on = |name: &str| form.contains_key(name);
     let store = engine.store.as_ref();
-    let mut wrote = Ok(true);
     for (channel, name, shown, was_out) in [
         (
             Channel::Email,
             "email",
-            history.contact.email.is_some(),
-            history.contact.email_opt_out,
+            contact.email.is_some(),
+            contact.email_opt_out,
         ),
         (
             Channel::Postcard,
             "postcard",
-            history.contact.has_postal_address(),
-            history.contact.postcard_opt_out,
+            contact.has_postal_address(),
+            contact.postcard_opt_out,
         ),
     ] {
-        if shown && was_out == on(name) && wrote.as_ref().is_ok_and(|w| *w) {
-            wrote = store.set_opt_out(&contact, channel, !on(name), now).await;
+        if shown
+            && was_out == on(name)
+            && !store
+                .set_opt_out(&contact.id, channel, !on(name), now)
+                .await?
+        {
+            return Ok(false);
         }
     }
-    let rows = rows(&engine, &history);
+    let rows = rows(engine, history);
     let shown: Vec<&str> = rows
         .iter()
         .flat_map(|r| r.cadences.iter().map(|c| c.id.as_str()))
@@ -209,23 +239,7 @@ pub async fn save(State(state): State<AppState>, token: Token, body: Bytes) -> R
         declined,
         paused_until,
     };
-    if wrote.as_ref().is_ok_and(|w| *w) {
-        wrote = store.set_choices(&contact, &choices, now).await;
-    }
-    match wrote {
-        Ok(true) => {}
-        Ok(false) => return not_found(),
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "preferences could not be saved");
-            return (StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response();
-        }
-    }
-    tracing::info!(contact = %contact, "preferences saved by the customer");
-    match history_of(&engine, &contact).await {
-        Ok(Some(history)) => page(&engine, &history, now, true),
-        Ok(None) => not_found(),
-        Err(response) => response,
-    }
+    store.set_choices(&contact.id, &choices, now).await
 }
 
 pub async fn stylesheet() -> Response {
