@@ -8,9 +8,16 @@
 //! purchases, services on a 90-day maintenance cycle that avoids that window, old
 //! inquiries and birthdays outside it.
 //!
+//! `--shape customers` writes a shop's real customer list instead: every contact has a
+//! birthday, a purchase and a service, each contact's two rows next to each other in
+//! the contacts' order, all of it older than `max_lateness`; then `--due` extra rows at
+//! the end, purchases for random contacts whose thank-you falls due as above.
+//! `--order shuffled` writes the events in random order (any shape).
+//!
 //! ```sh
 //! cargo run --release --example gen_data -- --seed 1 --contacts 1000000 --events 2000000 \
-//!     --due 1000 --now 2026-03-04T15:00:00-05:00 --out /tmp/data
+//!     --due 1000 --now 2026-03-04T15:00:00-05:00 [--shape customers] [--order shuffled] \
+//!     --out /tmp/data
 //! ```
 
 use std::path::PathBuf;
@@ -73,6 +80,9 @@ struct Args {
     due: u64,
     now: Timestamp,
     out: PathBuf,
+    /// `customers`: the shop's list described above; otherwise events spread at random.
+    customers: bool,
+    shuffled: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -85,6 +95,8 @@ fn parse_args() -> Result<Args, String> {
             .parse()
             .map_err(|e| format!("{e}"))?,
         out: PathBuf::from("."),
+        customers: false,
+        shuffled: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -97,6 +109,8 @@ fn parse_args() -> Result<Args, String> {
             "--due" => args.due = number()?,
             "--now" => args.now = value.parse().map_err(|e| format!("--now: {e}"))?,
             "--out" => args.out = PathBuf::from(value),
+            "--shape" => args.customers = choice(&flag, &value, ["spread", "customers"])?,
+            "--order" => args.shuffled = choice(&flag, &value, ["written", "shuffled"])?,
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -106,13 +120,22 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
+/// Whether `value` is the second of `options`, or an error naming the flag.
+fn choice(flag: &str, value: &str, options: [&str; 2]) -> Result<bool, String> {
+    match options.iter().position(|o| *o == value) {
+        Some(i) => Ok(i == 1),
+        None => Err(format!("{flag}: one of {}", options.join(", "))),
+    }
+}
+
 fn main() {
     let args = match parse_args() {
         Ok(args) => args,
         Err(e) => {
             eprintln!("error: {e}");
             eprintln!(
-                "usage: gen_data [--seed S] [--contacts N] [--events M] [--due K] [--now RFC3339] [--out DIR]"
+                "usage: gen_data [--seed S] [--contacts N] [--events M] [--due K] [--now RFC3339] \
+                 [--shape spread|customers] [--order written|shuffled] [--out DIR]"
             );
             std::process::exit(2);
         }
@@ -142,7 +165,8 @@ fn generate(args: &Args) -> std::io::Result<()> {
     for n in 0..args.contacts {
         let (city, region, zip) = CITIES[rng.usize(..CITIES.len())];
         let birthday = match rng.u8(..10) {
-            0 | 1 => String::new(),
+            // A shop's customer list has every birthday.
+            0 | 1 if !args.customers => String::new(),
             2 => {
                 let d = birthday_outside_window(&mut rng, today);
                 format!("{:02}-{:02}", d.month(), d.day())
@@ -184,31 +208,86 @@ fn generate(args: &Args) -> std::io::Result<()> {
     }
     contacts.flush()?;
 
+    let mut rows = if args.customers {
+        customer_events(args, &mut rng, today)
+    } else {
+        spread_events(args, &mut rng, today, is_due)
+    };
+    if args.shuffled {
+        rng.shuffle(&mut rows);
+    }
     let mut events = csv_file(&args.out.join("events.csv"))?;
     events.write_record(["id", "contact_id", "kind", "at", "item", "amount"])?;
-    let mut written = 0;
-    // The due contacts' purchases: the thank-you (2 days later) falls due 2 hours
-    // before `now`, inside the send window.
-    for n in (0..args.contacts).filter(|&n| is_due(n)) {
-        if written == args.events {
-            break;
-        }
-        let at = args.now - SignedDuration::from_hours(50);
+    for (written, row) in rows.iter().enumerate() {
+        let at = match row.at {
+            When::Instant(t) => t.to_string(),
+            When::Day(d) => d.to_string(),
+        };
         events.write_record([
             format!("E-{written}").as_str(),
-            &contact_id(n),
-            "purchase",
-            &at.to_string(),
-            ITEMS[rng.usize(..4)],
-            &format!("{}.{:02}", rng.u32(20..5000), rng.u8(..100)),
+            &contact_id(row.contact),
+            row.kind,
+            &at,
+            row.item,
+            &format!("{}.{:02}", row.amount.0, row.amount.1),
         ])?;
-        written += 1;
     }
-    while written < args.events {
+    events.flush()?;
+    Ok(())
+}
+
+/// One generated event, written out once the order of all of them is known.
+struct EventRow {
+    contact: u64,
+    kind: &'static str,
+    at: When,
+    item: &'static str,
+    amount: (u32, u8),
+}
+
+/// An event's time as the CSV gives it: an instant, or a day in the contact's zone.
+#[derive(Clone, Copy)]
+enum When {
+    Instant(Timestamp),
+    Day(Date),
+}
+
+fn amount(rng: &mut fastrand::Rng) -> (u32, u8) {
+    (rng.u32(20..5000), rng.u8(..100))
+}
+
+/// A due purchase for contact `n`: its thank-you (2 days later) falls due 2 hours
+/// before `now`, inside the send window.
+fn due_purchase(args: &Args, rng: &mut fastrand::Rng, n: u64) -> EventRow {
+    EventRow {
+        contact: n,
+        kind: "purchase",
+        at: When::Instant(args.now - SignedDuration::from_hours(50)),
+        item: ITEMS[rng.usize(..4)],
+        amount: amount(rng),
+    }
+}
+
+/// The default shape: the due contacts' purchases first, then events of random
+/// contacts (about one contact in seven has none).
+fn spread_events(
+    args: &Args,
+    rng: &mut fastrand::Rng,
+    today: Date,
+    is_due: impl Fn(u64) -> bool,
+) -> Vec<EventRow> {
+    let mut rows = Vec::with_capacity(args.events as usize);
+    for n in (0..args.contacts).filter(|&n| is_due(n)) {
+        if rows.len() as u64 == args.events {
+            break;
+        }
+        rows.push(due_purchase(args, rng, n));
+    }
+    while (rows.len() as u64) < args.events {
         let n = rng.u64(..args.contacts.max(1));
         let (kind, date) = match rng.u8(..10) {
             0..=5 => ("purchase", today - rng.i64(60..1100).days()),
-            6..=8 => ("service", service_date(&mut rng, today)),
+            6..=8 => ("service", service_date(rng, today)),
             _ => ("inquiry", today - rng.i64(60..700).days()),
         };
         let item = if kind == "service" {
@@ -216,18 +295,44 @@ fn generate(args: &Args) -> std::io::Result<()> {
         } else {
             ITEMS[rng.usize(..4)]
         };
-        events.write_record([
-            format!("E-{written}").as_str(),
-            &contact_id(n),
+        rows.push(EventRow {
+            contact: n,
             kind,
-            &date.to_string(),
+            at: When::Day(date),
             item,
-            &format!("{}.{:02}", rng.u32(20..5000), rng.u8(..100)),
-        ])?;
-        written += 1;
+            amount: amount(rng),
+        });
     }
-    events.flush()?;
-    Ok(())
+    rows
+}
+
+/// The customer list's shape: a purchase and a service for each contact in order, both
+/// long past, then `--due` due purchases for random contacts.
+fn customer_events(args: &Args, rng: &mut fastrand::Rng, today: Date) -> Vec<EventRow> {
+    let due = args.due.min(args.events);
+    let pairs = ((args.events - due) / 2).min(args.contacts);
+    let mut rows = Vec::with_capacity(args.events as usize);
+    for n in 0..pairs {
+        rows.push(EventRow {
+            contact: n,
+            kind: "purchase",
+            at: When::Day(today - rng.i64(30..1100).days()),
+            item: ITEMS[rng.usize(..4)],
+            amount: amount(rng),
+        });
+        rows.push(EventRow {
+            contact: n,
+            kind: "service",
+            at: When::Day(service_date(rng, today)),
+            item: ITEMS[4],
+            amount: amount(rng),
+        });
+    }
+    for _ in 0..due {
+        let n = rng.u64(..args.contacts.max(1));
+        rows.push(due_purchase(args, rng, n));
+    }
+    rows
 }
 
 fn csv_file(path: &std::path::Path) -> std::io::Result<csv::Writer<std::fs::File>> {

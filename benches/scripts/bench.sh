@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Reproduces the figures of BENCHMARKS.md. Usage:
-#   benches/scripts/bench.sh [machine|import|tick|smtp|smtp-postfix|daemon|console|all]
+#   benches/scripts/bench.sh [machine|import|first-pass|tick|smtp|smtp-pg|smtp-postfix|daemon|console|all]
 #   (default: all)
 # Work files go to $BENCH_DIR (default /tmp/tickler-bench); the release build to
 # $CARGO_TARGET_DIR (default target/). Needs: python3, sqlite3, /usr/bin/time, and
-# Postfix's smtp-sink and smtp-source for `smtp` and `daemon`. Run as root for
+# Postfix's smtp-sink and smtp-source for `smtp` and `daemon`; `smtp-pg` also needs
+# PostgreSQL at $BENCH_POSTGRES (default postgres://postgres@127.0.0.1:5432), where it
+# makes databases named tickler_bench*. Run as root for
 # smtp-sink (-u nobody), or set SINK_USER to your own user. `smtp-postfix` needs
 # Postfix itself and root: it starts a private smtpd on $POSTFIX_SMTP_PORT (default
 # 2526) that delivers into a Maildir under $BENCH_DIR.
@@ -16,9 +18,11 @@ TARGET=${CARGO_TARGET_DIR:-$REPO/target}
 RUNS=${RUNS:-5}
 SEED=${SEED:-1}
 PORT=${SMTP_PORT:-2525}
+PG=${BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}
 POSTFIX_PORT=${POSTFIX_SMTP_PORT:-2526}
 SINK_USER=${SINK_USER:-nobody}
-BIN=$TARGET/release/tickler
+# BENCH_BIN: measure that binary (an earlier build, say) instead of building this tree's.
+BIN=${BENCH_BIN:-$TARGET/release/tickler}
 GEN=$TARGET/release/examples/gen_data
 ALT=$REPO/benches/scripts/alternate.py
 PROBE=$REPO/benches/scripts/daemon_probe.py
@@ -33,10 +37,11 @@ build() {
     (cd "$REPO" && cargo build --release --bin tickler --example gen_data)
 }
 
-# config NAME [smtp] [all-day]: a configuration using the shipped cadences and
-# templates, its database in $WORK/NAME.
+# config NAME [smtp] [all-day]: a configuration using the shipped cadences (or the file
+# $CADENCES) and templates, its database in $WORK/NAME (or at $DB_URL).
 config() {
     local name=$1 transport=${2:-file} window=${3:-"09:00-18:00"} days="[mon, tue, wed, thu, fri, sat]"
+    local db=${DB_URL:-sqlite://$WORK/$name/tickler.db} cadences=${CADENCES:-$REPO/config/cadences.yaml}
     [ "$window" = all-day ] && window="00:00-24:00" && days="[mon, tue, wed, thu, fri, sat, sun]"
     mkdir -p "$WORK/$name"
     cat > "$WORK/$name/tickler.yaml" <<YAML
@@ -49,8 +54,8 @@ business:
   timezone: America/New_York
 state_dir: $WORK/$name
 database:
-  url: sqlite://$WORK/$name/tickler.db
-cadences: $REPO/config/cadences.yaml
+  url: $db
+cadences: $cadences
 templates: $REPO/templates
 email:
   transport: $transport
@@ -77,14 +82,39 @@ machine() {
     echo "sqlite3 (the reference tool; tickler bundles its own SQLite): $(sqlite3 --version | cut -d" " -f1)"
 }
 
-# import: 1,000,000 contacts and 2,000,000 events into a fresh SQLite database, against
-# the sqlite3 shell loading the same files into tables with the same keys.
+# dataset NAME GEN-ARGS...: the files gen_data writes for GEN-ARGS, in $WORK/NAME and
+# made once; prints the directory.
+dataset() {
+    local dir=$WORK/$1
+    shift
+    [ -f "$dir/events.csv" ] || "$GEN" --seed "$SEED" "$@" --out "$dir" >&2
+    echo "$dir"
+}
+
+# The three data sets of a million contacts and two million events: events spread at
+# random over the contacts, and a shop's customer list (every contact with a birthday,
+# a purchase and a service next to each other, then 1,000 rows for random contacts)
+# in that order and shuffled.
+SHAPES="data-1m data-customers data-customers-shuffled"
+shape_args() {
+    case $1 in
+        data-1m) echo "--contacts 1000000 --events 2000000 --due 1000" ;;
+        data-customers) echo "--shape customers --contacts 1000000 --events 2000000 --due 1000" ;;
+        data-customers-shuffled) echo "--shape customers --order shuffled --contacts 1000000 --events 2000000 --due 1000" ;;
+    esac
+}
+
+# import: each data set into a fresh SQLite database, against the sqlite3 shell loading
+# the same files into tables with the same keys. Target: contacts and events together
+# in at most 8 s and 200 MB.
 import_bench() {
-    echo "## import"
-    local data=$WORK/data-1m cfg
-    [ -f "$data/events.csv" ] || "$GEN" --seed "$SEED" --contacts 1000000 --events 2000000 --due 1000 --out "$data"
+    local shape data cfg
     cfg=$(config import)
-    cat > "$WORK/reference.sql" <<SQL
+    for shape in $SHAPES; do
+        echo "## import ($shape)"
+        # shellcheck disable=SC2046
+        data=$(dataset "$shape" $(shape_args "$shape"))
+        cat > "$WORK/reference.sql" <<SQL
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 CREATE TABLE contacts (id TEXT PRIMARY KEY, first_name, last_name, email, address_line1, address_line2, city, region, postal_code, country, birthday, timezone, tags, email_opt_out, postcard_opt_out, favorite_tile);
@@ -92,13 +122,52 @@ CREATE TABLE events (id, contact_id, kind, at, item, amount, PRIMARY KEY (contac
 .import --csv --skip 1 $data/contacts.csv contacts
 .import --csv --skip 1 $data/events.csv events
 SQL
-    python3 "$ALT" --runs "$RUNS" \
-        --name "sqlite3 .import (reference)" --setup "rm -f $WORK/reference.db*" \
-        --cmd "sqlite3 $WORK/reference.db < $WORK/reference.sql" \
-        --name "tickler import contacts" --setup "rm -f $WORK/import/tickler.db*" \
-        --cmd "$BIN --config $cfg import contacts $data/contacts.csv" \
-        --name "tickler import events" \
-        --cmd "$BIN --config $cfg import events $data/events.csv"
+        python3 "$ALT" --runs "$RUNS" --max-total 8 --max-rss 200 \
+            --name "sqlite3 .import (reference)" --setup "rm -f $WORK/reference.db*" \
+            --cmd "sqlite3 $WORK/reference.db < $WORK/reference.sql" \
+            --name "tickler import contacts" --setup "rm -f $WORK/import/tickler.db*" \
+            --cmd "$BIN --config $cfg import contacts $data/contacts.csv" \
+            --name "tickler import events" \
+            --cmd "$BIN --config $cfg import events $data/events.csv"
+    done
+}
+
+# The three cadences of a shop's first pass: a thank-you after each purchase, the
+# 90-day maintenance card since the latest service, and the birthday greeting.
+three_cadences() {
+    python3 - "$REPO/config/cadences.yaml" <<'PY'
+import sys
+text = open(sys.argv[1]).read()
+blocks = text.split("\n  - id: ")
+keep = [b for b in blocks[1:] if b.split("\n")[0] in ("thank-you", "maintenance", "birthday")]
+print("cadences:\n" + "".join("  - id: " + b.rstrip() + "\n\n" for b in keep), end="")
+PY
+}
+
+# first-pass: the first real tick after importing the customer list (nothing is due
+# at T0, so it plans every contact ahead and sends nothing), from a fresh copy of the
+# imported database each time, against the sqlite3 shell reading every contact and
+# event of that database in key order. Target: 10 s and 150 MB.
+first_pass_bench() {
+    echo "## first-pass"
+    local data cfg dir=$WORK/first-pass
+    data=$(dataset data-customers $(shape_args data-customers))
+    three_cadences > "$WORK/three-cadences.yaml"
+    cfg=$(CADENCES=$WORK/three-cadences.yaml config first-pass)
+    if [ ! -f "$dir/template.db" ]; then
+        rm -f "$dir"/tickler.db*
+        "$BIN" --config "$cfg" import contacts "$data/contacts.csv"
+        "$BIN" --config "$cfg" import events "$data/events.csv"
+        sqlite3 "$dir/tickler.db" "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null
+        cp "$dir/tickler.db" "$dir/template.db"
+    fi
+    python3 "$ALT" --runs "$RUNS" --max-total 10 --max-rss 150 \
+        --name "sqlite3 reads it (reference)" \
+        --cmd "sqlite3 $dir/template.db 'SELECT count(*), sum(length(c.first_name) + length(e.kind)) FROM contacts c JOIN events e ON e.contact_id = c.id'" \
+        --name "tickler first tick" \
+        --setup "rm -f $dir/tickler.db*; cp $dir/template.db $dir/tickler.db" \
+        --cmd "$BIN --config $cfg tick --now $T0"
+    echo "planned in the last run: $(sqlite3 "$dir/tickler.db" "SELECT count(*) FROM contacts WHERE next_due_at > strftime('%s', '$T0')") contacts ahead, $(sqlite3 "$dir/tickler.db" "SELECT count(*) FROM sends") send-log rows"
 }
 
 # tick: a dry-run tick with 1,000 sends due, at 10,000 and at 1,000,000 contacts.
@@ -170,18 +239,41 @@ smtp_import() {
 
 # smtp: 20,000 due emails sent by a tick over 4 connections, each recorded, against
 # smtp-source sending as many 3,000-byte messages over 4 connections; alternated.
+# Target: at least 0.8 of smtp-source's rate.
 smtp_bench() {
     echo "## smtp"
     local cfg
     cfg=$(config smtp smtp)
     smtp_import smtp "$cfg"
     start_sink
-    python3 "$ALT" --runs "$RUNS" \
+    python3 "$ALT" --runs "$RUNS" --max-ratio 1.25 \
         --name "smtp-source (reference)" --cmd "/usr/sbin/smtp-source -d -s 4 -m 20000 -l 3000 127.0.0.1:$PORT" \
         --name "tickler tick, 20,000 sends" \
         --setup "rm -f $WORK/smtp/tickler.db*; cp $WORK/smtp/template.db $WORK/smtp/tickler.db" \
         --cmd "$BIN --config $cfg tick --now $T1"
     echo "sent in the last run: $(sqlite3 "$WORK/smtp/tickler.db" "SELECT status, COUNT(*) FROM sends GROUP BY status")"
+}
+
+# smtp-pg: the same with the send log on PostgreSQL at $PG: the data imported once into
+# tickler_bench_template, and each tick on a fresh copy of it. Target: at least 0.6 of
+# smtp-source's rate.
+smtp_pg_bench() {
+    echo "## smtp-pg"
+    local cfg data=$WORK/data-smtp copy="psql -q $PG/postgres -c"
+    [ -f "$data/events.csv" ] || "$GEN" --seed "$SEED" --contacts 20000 --events 20000 --due 20000 --out "$data"
+    cfg=$(DB_URL=$PG/tickler_bench config smtp-pg smtp)
+    $copy "DROP DATABASE IF EXISTS tickler_bench" -c "DROP DATABASE IF EXISTS tickler_bench_template" \
+        -c "CREATE DATABASE tickler_bench"
+    "$BIN" --config "$cfg" import contacts "$data/contacts.csv"
+    "$BIN" --config "$cfg" import events "$data/events.csv"
+    $copy "CREATE DATABASE tickler_bench_template TEMPLATE tickler_bench"
+    start_sink
+    python3 "$ALT" --runs "$RUNS" --max-ratio 1.667 \
+        --name "smtp-source (reference)" --cmd "/usr/sbin/smtp-source -d -s 4 -m 20000 -l 3000 127.0.0.1:$PORT" \
+        --name "tickler tick, 20,000 sends" \
+        --setup "$copy 'DROP DATABASE tickler_bench' -c 'CREATE DATABASE tickler_bench TEMPLATE tickler_bench_template'" \
+        --cmd "$BIN --config $cfg tick --now $T1"
+    echo "sent in the last run: $(psql -qtA "$PG/tickler_bench" -c "SELECT status, COUNT(*) FROM sends GROUP BY status" | tr '\n' ' ')"
 }
 
 # smtp-postfix: the same as smtp, but to a real, strict Postfix smtpd (a private
@@ -245,15 +337,18 @@ console_bench() {
 }
 
 what=${1:-all}
-build >&2
+[ -n "${BENCH_BIN:-}" ] && [ -x "$GEN" ] || build >&2
 case $what in
     machine) machine ;;
     import) import_bench ;;
+    first-pass) first_pass_bench ;;
     tick) tick_bench ;;
     smtp) smtp_bench ;;
+    smtp-pg) smtp_pg_bench ;;
     smtp-postfix) smtp_postfix_bench ;;
     daemon) daemon_bench ;;
     console) console_bench ;;
-    all) machine; import_bench; tick_bench; smtp_bench; smtp_postfix_bench; daemon_bench; console_bench ;;
-    *) echo "usage: $0 [machine|import|tick|smtp|smtp-postfix|daemon|console|all]" >&2; exit 2 ;;
+    all) machine; import_bench; first_pass_bench; tick_bench; smtp_bench; smtp_pg_bench; smtp_postfix_bench
+        daemon_bench; console_bench ;;
+    *) echo "usage: $0 [machine|import|first-pass|tick|smtp|smtp-pg|smtp-postfix|daemon|console|all]" >&2; exit 2 ;;
 esac
