@@ -145,6 +145,48 @@ pub fn fire_times(
     out
 }
 
+/// The fire times a broadcast owes a contact: the latest within `[floor, now]`, then
+/// those after `now` until `until` (at most `limit`). Every contact of a pass asks with
+/// the same arguments but its floor, so the last answer is kept per thread: searching
+/// the expression's calendar costs far more than planning the rest of a contact.
+pub fn owed_fires(
+    expr: &str,
+    zone: &TimeZone,
+    floor: Timestamp,
+    now: Timestamp,
+    until: Timestamp,
+    limit: usize,
+) -> Vec<Timestamp> {
+    type Key = (String, TimeZone, Timestamp, Timestamp, Timestamp, usize);
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(Key, Vec<Timestamp>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let same = |k: &Key| {
+        k.0 == expr && k.1 == *zone && k.2 == floor && k.3 == now && k.4 == until && k.5 == limit
+    };
+    if let Some(found) = LAST.with_borrow(|last| {
+        last.as_ref()
+            .filter(|(k, _)| same(k))
+            .map(|(_, fires)| fires.clone())
+    }) {
+        return found;
+    }
+    let fires = match parse(expr) {
+        Ok(cron) => {
+            let after_now = now + jiff::SignedDuration::from_nanos(1);
+            latest_fire(&cron, zone, floor, now)
+                .into_iter()
+                .chain(fire_times(&cron, zone, after_now, until, limit))
+                .collect()
+        }
+        Err(_) => Vec::new(),
+    };
+    let key = (expr.to_owned(), zone.clone(), floor, now, until, limit);
+    LAST.with_borrow_mut(|last| *last = Some((key, fires.clone())));
+    fires
+}
+
 fn to_chrono(dt: DateTime) -> Option<NaiveDateTime> {
     let date =
         chrono::NaiveDate::from_ymd_opt(dt.year().into(), dt.month() as u32, dt.day() as u32)?;
@@ -168,6 +210,25 @@ fn from_chrono(dt: NaiveDateTime) -> Option<DateTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owed_fires_answers_each_floor_on_its_own_though_it_keeps_the_last() {
+        let zone = TimeZone::get("America/New_York").expect("zone");
+        let day = jiff::SignedDuration::from_hours(24);
+        let now: Timestamp = "2026-05-01T12:00:00Z".parse().expect("instant");
+        let until = now + day * 400;
+        let expr = "0 0 10 18 4 *";
+        let missed: Timestamp = "2026-04-18T14:00:00Z".parse().expect("instant");
+        let next: Timestamp = "2027-04-18T14:00:00Z".parse().expect("instant");
+        // Seen a month ago: April 18 fell due since, and is owed.
+        let old = owed_fires(expr, &zone, now - day * 30, now, until, 10);
+        // Seen ten days ago: only next year's.
+        let recent = owed_fires(expr, &zone, now - day * 10, now, until, 10);
+        assert_eq!(old, [missed, next]);
+        assert_eq!(recent, [next]);
+        assert_eq!(owed_fires(expr, &zone, now - day * 30, now, until, 10), old);
+        assert!(owed_fires("not cron", &zone, now, now, until, 10).is_empty());
+    }
 
     #[test]
     fn rejects_too_few_fields_and_dates_that_never_come() {

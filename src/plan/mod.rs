@@ -141,18 +141,12 @@ pub fn occurrences(
             }
         }
         Trigger::Cron { expr } => {
-            if let Ok(parsed) = cron::parse(expr) {
-                let floor = floor_for(contact.armed_at);
-                // Fire times missed while tickler was not running collapse into the
-                // latest: only it is owed (SPEC section 7).
-                let zone = frame.business_zone;
-                if let Some(at) = cron::latest_fire(&parsed, zone, floor, frame.now) {
-                    push(at, at.to_string(), None, floor);
-                }
-                let after_now = frame.now + jiff::SignedDuration::from_nanos(1);
-                for at in cron::fire_times(&parsed, zone, after_now, frame.until, MAX_PER_CADENCE) {
-                    push(at, at.to_string(), None, floor);
-                }
+            let floor = floor_for(contact.armed_at);
+            // Fire times missed while tickler was not running collapse into the latest:
+            // only it is owed (SPEC section 7).
+            let zone = frame.business_zone;
+            for at in cron::owed_fires(expr, zone, floor, frame.now, frame.until, MAX_PER_CADENCE) {
+                push(at, at.to_string(), None, floor);
             }
         }
     }
