@@ -165,22 +165,24 @@ impl Backend for SqliteStore {
 
     async fn mark(&self, ids: &[String], mark: i64, now: Timestamp) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
-        // The two numbers are written into the text (integers cannot inject anything),
-        // so these statements differ from pass to pass and are not kept prepared.
         let now = now.as_second();
-        let events = format!(
-            "UPDATE events SET armed_at = {now} WHERE armed_at IS NULL AND contact_id IN ("
-        );
-        let contacts = format!(
-            "UPDATE contacts SET next_due_at = {mark}, armed_at = coalesce(armed_at, {now}) WHERE id IN ("
-        );
         for chunk in ids.chunks(BATCH) {
-            for head in [&events, &contacts] {
-                in_list::<Sqlite>(head, chunk)
-                    .build()
-                    .persistent(false)
-                    .execute(&mut *tx.tx)
-                    .await?;
+            let mut events = QueryBuilder::<Sqlite>::new("UPDATE events SET armed_at = ");
+            events.push_bind(now);
+            events.push(" WHERE armed_at IS NULL AND contact_id IN (");
+            let mut contacts = QueryBuilder::<Sqlite>::new("UPDATE contacts SET next_due_at = ");
+            contacts.push_bind(mark);
+            contacts
+                .push(", armed_at = coalesce(armed_at, ")
+                .push_bind(now);
+            contacts.push(") WHERE id IN (");
+            for q in [&mut events, &mut contacts] {
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(id);
+                }
+                q.push(")");
+                q.build().execute(&mut *tx.tx).await?;
             }
         }
         tx.commit().await

@@ -21,13 +21,19 @@ pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Options of the sqlx pool's connections to the database at `url`, which is created
 /// (in WAL mode, with 8 KiB pages) if missing.
+/// Rows a connection's thread may hand over before the reader takes them: a pass reads
+/// pages of a few thousand rows, and with sqlx's 50 the two threads woke each other
+/// every few rows.
+const ROW_BUFFER: usize = 4096;
+
 pub(super) fn pool_options(url: &str) -> Result<SqliteConnectOptions, sqlx::Error> {
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         // Only a new database takes it; an existing one keeps its own.
         .page_size(8192)
         .journal_mode(SqliteJournalMode::Wal)
-        .busy_timeout(BUSY_TIMEOUT);
+        .busy_timeout(BUSY_TIMEOUT)
+        .row_buffer_size(ROW_BUFFER);
     Ok(PRAGMAS.iter().fold(options, |options, &(name, value)| {
         options.pragma(name, value)
     }))
