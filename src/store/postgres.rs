@@ -63,7 +63,7 @@ impl Backend for PostgresStore {
             .map(|s| s.status == SendStatus::Pending)
             .collect();
         let column = |f: fn(&NewSend) -> String| sends.iter().map(f).collect::<Vec<String>>();
-        let mut tx = self.write().await?;
+        // One statement, atomic on its own: no transaction's round trips around it.
         let found = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO sends (contact_id, cadence, occurrence, channel, status, reason, event_id, due_at, \
              lease_until, lease_owner, message_id, created_at, updated_at) \
@@ -97,9 +97,8 @@ impl Backend for PostgresStore {
         )
         .bind(column(|s| s.message_id.clone()))
         .bind(now.as_second())
-        .fetch_all(&mut *tx.tx)
+        .fetch_all(&self.pool)
         .await?;
-        tx.commit().await?;
         rows::<Postgres, _>(&found, send_from_row::<Postgres>)
     }
 
@@ -108,7 +107,6 @@ impl Backend for PostgresStore {
         outcomes: &[Outcome],
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
         sqlx::query(
             "UPDATE sends SET status = v.status, reason = v.reason, \
              reply = COALESCE(v.reply, sends.reply), next_attempt_at = v.next_attempt_at, \
@@ -138,37 +136,33 @@ impl Backend for PostgresStore {
                 .map(|o| i64::from(o.attempted))
                 .collect::<Vec<_>>(),
         )
-        .execute(&mut *tx.tx)
+        .execute(&self.pool)
         .await?;
-        tx.commit().await
+        Ok(())
     }
 
     async fn mark(&self, ids: &[String], mark: i64, now: Timestamp) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        // Events before contacts: the order an import locks them in.
+        // One statement, one round trip. The events are armed (and locked) first, the
+        // order an import locks them in: the scalar subquery over `armed` runs before
+        // the contacts are scanned.
         sqlx::query(
-            "UPDATE events SET armed_at = $1 WHERE armed_at IS NULL AND contact_id = ANY($2)",
+            "WITH armed AS (UPDATE events SET armed_at = $1 WHERE armed_at IS NULL AND contact_id = ANY($3) \
+             RETURNING 1) \
+             UPDATE contacts SET next_due_at = $2, armed_at = coalesce(armed_at, $1) \
+             WHERE id = ANY($3) AND (SELECT count(*) FROM armed) >= 0",
         )
         .bind(now.as_second())
-        .bind(ids)
-        .execute(&mut *tx.tx)
-        .await?;
-        sqlx::query(
-            "UPDATE contacts SET next_due_at = $1, armed_at = coalesce(armed_at, $2) WHERE id = ANY($3)",
-        )
         .bind(mark)
-        .bind(now.as_second())
         .bind(ids)
-        .execute(&mut *tx.tx)
+        .execute(&self.pool)
         .await?;
-        tx.commit().await
+        Ok(())
     }
 
     async fn set_due(&self, updates: &[NextDue], mark: i64) -> Result<(), StoreError> {
         // In id order, the order other writers lock contacts in, and in one statement.
         let mut updates: Vec<&NextDue> = updates.iter().collect();
         updates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut tx = self.write().await?;
         sqlx::query(
             "UPDATE contacts SET next_due_at = v.at \
              FROM UNNEST($1::text[], $2::bigint[]) AS v (id, at) \
@@ -182,9 +176,9 @@ impl Backend for PostgresStore {
                 .collect::<Vec<_>>(),
         )
         .bind(mark)
-        .execute(&mut *tx.tx)
+        .execute(&self.pool)
         .await?;
-        tx.commit().await
+        Ok(())
     }
 
     /// A session advisory lock, held by a connection of its own (see [`Exclusive`]).
