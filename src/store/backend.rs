@@ -11,7 +11,7 @@ use sqlx::{Pool, Postgres, QueryBuilder};
 
 use super::sql::{Bind, Sql, Write};
 use super::{BulkWriter, Contacts, NewSend, NextDue, Outcome, SendRow, Store, StoreError};
-use crate::domain::{Channel, Choices, EmailAddress};
+use crate::domain::{Channel, Choices, EmailAddress, History};
 
 /// Ids bound in one `IN (...)` list; SQLite allows 32766 bound values a statement.
 pub(crate) const BATCH: usize = 500;
@@ -49,6 +49,14 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn writer(&self) -> Result<Box<dyn BulkWriter>, StoreError>;
     /// [`Contacts::contact_zones`].
     async fn zones(&self, ids: &[String]) -> Result<HashMap<String, Option<String>>, StoreError>;
+    /// [`DueQueue::history`](super::DueQueue::history): through sqlx, unless the
+    /// backend reads them its own way.
+    async fn histories(&self, ids: &[String]) -> Result<Vec<History>, StoreError>
+    where
+        Self: Sized,
+    {
+        super::queue::read_histories(self, ids).await
+    }
 }
 
 /// Runs `q`, a statement ending in `RETURNING ...`, in a write transaction of its own;

@@ -18,6 +18,7 @@ mod sql;
 mod sqlite;
 mod sqlite_conn;
 mod sqlite_contacts;
+mod sqlite_history;
 mod sqlite_writer;
 mod suppress;
 mod upsert_sql;

@@ -10,8 +10,8 @@ use sqlx::QueryBuilder;
 use super::StoreError;
 use super::backend::{BATCH, Backend};
 use super::sql::{
-    Bind, CONTACT_COLUMNS, EVENT_COLUMNS, Sql, contact_from_row, event_from_row, in_list, opt_time,
-    owned, rows, status, time,
+    Bind, CONTACT_COLUMNS, Columns, EVENT_COLUMNS, Sql, SqlxRow, contact_from, event_from_row,
+    in_list, owned, rows,
 };
 use crate::domain::{Choices, Contact, Event, History, SendStatus};
 
@@ -165,56 +165,63 @@ impl<B: Backend> DueQueue for B {
     }
 
     async fn history(&self, ids: &[String]) -> Result<Vec<History>, StoreError> {
-        let contacts =
-            format!("SELECT {CONTACT_COLUMNS}, declined, paused_until FROM contacts WHERE id IN (");
-        let events = format!("SELECT {EVENT_COLUMNS} FROM events WHERE contact_id IN (");
-        let logged = "SELECT contact_id, cadence, occurrence, status, updated_at FROM sends WHERE contact_id IN (";
-        let mut out = Vec::with_capacity(ids.len());
-        let mut conn = self.pool().acquire().await?;
-        // An empty suppression list (a new user's first pass) costs one probe, not one
-        // lookup per chunk.
-        let mut q = QueryBuilder::new("SELECT 1 AS one FROM suppressions LIMIT 1");
-        let any_suppressed = B::Db::fetch_optional(&mut conn, &mut q).await?.is_some();
-        for chunk in ids.chunks(BATCH) {
-            let mut gathering = Gathering::new(chunk);
-            let found = B::Db::fetch_all(&mut conn, &mut in_list(&contacts, chunk)).await?;
-            for row in &found {
-                let choices = Choices::from_stored(
-                    B::Db::text(row, "declined")?,
-                    opt_time::<B::Db>(row, "paused_until")?,
-                );
-                gathering.contact(contact_from_row::<B::Db>(row)?, choices);
-            }
-            let found = B::Db::fetch_all(&mut conn, &mut in_list(&events, chunk)).await?;
-            for row in &found {
-                gathering.event(event_from_row::<B::Db>(row)?);
-            }
-            let found = B::Db::fetch_all(&mut conn, &mut in_list(logged, chunk)).await?;
-            for row in &found {
-                gathering.logged(
-                    B::Db::text(row, "contact_id")?,
-                    B::Db::text(row, "cadence")?.to_owned(),
-                    B::Db::text(row, "occurrence")?.to_owned(),
-                    status::<B::Db>(row)?,
-                    time::<B::Db>(row, "updated_at")?,
-                );
-            }
-            let addresses = if any_suppressed {
-                gathering.addresses()
-            } else {
-                Vec::new()
-            };
-            if !addresses.is_empty() {
-                let head = "SELECT address, reason FROM suppressions WHERE address IN (";
-                for row in B::Db::fetch_all(&mut conn, &mut in_list(head, &addresses)).await? {
-                    gathering
-                        .suppressed(B::Db::text(&row, "address")?, B::Db::text(&row, "reason")?);
-                }
-            }
-            out.extend(gathering.finish());
-        }
-        Ok(out)
+        self.histories(ids).await
     }
+}
+
+/// The heads of a history read's statements; an `IN` list of ids completes each.
+pub(crate) fn history_heads() -> [String; 3] {
+    [
+        format!("SELECT {CONTACT_COLUMNS}, declined, paused_until FROM contacts WHERE id IN ("),
+        format!("SELECT {EVENT_COLUMNS} FROM events WHERE contact_id IN ("),
+        "SELECT contact_id, cadence, occurrence, status, updated_at FROM sends WHERE contact_id IN ("
+            .to_owned(),
+    ]
+}
+
+/// Whether any address is suppressed: an empty list (a new user's first pass) costs
+/// one probe, not one lookup per chunk.
+pub(crate) const ANY_SUPPRESSED: &str = "SELECT 1 AS one FROM suppressions LIMIT 1";
+/// The head of the suppressions of a list of addresses.
+pub(crate) const SUPPRESSED_HEAD: &str =
+    "SELECT address, reason FROM suppressions WHERE address IN (";
+
+/// The histories of the contacts of `ids` that exist, in that order, read through sqlx.
+pub(crate) async fn read_histories<B: Backend>(
+    backend: &B,
+    ids: &[String],
+) -> Result<Vec<History>, StoreError> {
+    let [contacts, events, logged] = history_heads();
+    let mut out = Vec::with_capacity(ids.len());
+    let mut conn = backend.pool().acquire().await?;
+    let mut q = QueryBuilder::new(ANY_SUPPRESSED);
+    let any_suppressed = B::Db::fetch_optional(&mut conn, &mut q).await?.is_some();
+    for chunk in ids.chunks(BATCH) {
+        let mut gathering = Gathering::new(chunk);
+        for row in B::Db::fetch_all(&mut conn, &mut in_list(&contacts, chunk)).await? {
+            gathering.contact_row(&SqlxRow::<B::Db>(&row))?;
+        }
+        for row in B::Db::fetch_all(&mut conn, &mut in_list(&events, chunk)).await? {
+            gathering.event(event_from_row::<B::Db>(&row)?);
+        }
+        for row in B::Db::fetch_all(&mut conn, &mut in_list(&logged, chunk)).await? {
+            gathering.logged_row(&SqlxRow::<B::Db>(&row))?;
+        }
+        let addresses = if any_suppressed {
+            gathering.addresses()
+        } else {
+            Vec::new()
+        };
+        if !addresses.is_empty() {
+            for row in
+                B::Db::fetch_all(&mut conn, &mut in_list(SUPPRESSED_HEAD, &addresses)).await?
+            {
+                gathering.suppressed(B::Db::text(&row, "address")?, B::Db::text(&row, "reason")?);
+            }
+        }
+        out.extend(gathering.finish());
+    }
+    Ok(out)
 }
 
 /// The histories of a chunk of contacts as a backend reads them (contacts, then events
@@ -247,6 +254,28 @@ impl<'a> Gathering<'a> {
                 choices,
             });
         }
+    }
+
+    /// A row of the contacts head of [`history_heads`].
+    pub(crate) fn contact_row(&mut self, row: &impl Columns) -> Result<(), StoreError> {
+        let choices = Choices::from_stored(row.text("declined")?, row.opt_time("paused_until")?);
+        self.contact(contact_from(row)?, choices);
+        Ok(())
+    }
+
+    /// A row of the send-log head of [`history_heads`].
+    pub(crate) fn logged_row(&mut self, row: &impl Columns) -> Result<(), StoreError> {
+        let status = SendStatus::parse(row.text("status")?).map_err(StoreError::Corrupt)?;
+        let updated_at = row.time("updated_at")?;
+        let (cadence, occurrence) = (row.owned("cadence")?, row.owned("occurrence")?);
+        self.logged(
+            row.text("contact_id")?,
+            cadence,
+            occurrence,
+            status,
+            updated_at,
+        );
+        Ok(())
     }
 
     pub(crate) fn event(&mut self, event: Event) {

@@ -183,57 +183,109 @@ pub(crate) fn opt_time<DB: Sql>(
     DB::opt_int(row, column)?.map(|t| ts(column, t)).transpose()
 }
 
-fn json<DB: Sql>(
-    row: &DB::Row,
-    column: &str,
-) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
-    serde_json::from_str(DB::text(row, column)?)
-        .map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
-}
-
 pub(crate) fn status<DB: Sql>(row: &DB::Row) -> Result<SendStatus, StoreError> {
     SendStatus::parse(DB::text(row, "status")?).map_err(StoreError::Corrupt)
 }
 
+/// A row's columns by name, whichever library fetched it: the contact and event rows
+/// are read through sqlx, and a pass's histories on SQLite through rusqlite.
+pub(crate) trait Columns {
+    fn int(&self, column: &str) -> Result<i64, StoreError>;
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError>;
+    fn text(&self, column: &str) -> Result<&str, StoreError>;
+    fn opt_text(&self, column: &str) -> Result<Option<&str>, StoreError>;
+    fn flag(&self, column: &str) -> Result<bool, StoreError>;
+
+    fn owned(&self, column: &str) -> Result<String, StoreError> {
+        self.text(column).map(str::to_owned)
+    }
+    fn time(&self, column: &str) -> Result<Timestamp, StoreError> {
+        ts(column, self.int(column)?)
+    }
+    fn opt_time(&self, column: &str) -> Result<Option<Timestamp>, StoreError> {
+        self.opt_int(column)?.map(|t| ts(column, t)).transpose()
+    }
+    /// A JSON object of custom columns.
+    fn json(&self, column: &str) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        serde_json::from_str(self.text(column)?)
+            .map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+    }
+}
+
+/// A row fetched through sqlx, read as [`Columns`].
+pub(crate) struct SqlxRow<'r, DB: Sql>(pub(crate) &'r DB::Row);
+
+impl<DB: Sql> Columns for SqlxRow<'_, DB> {
+    fn int(&self, column: &str) -> Result<i64, StoreError> {
+        Ok(DB::int(self.0, column)?)
+    }
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        Ok(DB::opt_int(self.0, column)?)
+    }
+    fn text(&self, column: &str) -> Result<&str, StoreError> {
+        Ok(DB::text(self.0, column)?)
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<&str>, StoreError> {
+        Ok(DB::opt_text(self.0, column)?)
+    }
+    fn flag(&self, column: &str) -> Result<bool, StoreError> {
+        Ok(DB::flag(self.0, column)?)
+    }
+}
+
 /// A row of [`CONTACT_COLUMNS`].
 pub(crate) fn contact_from_row<DB: Sql>(row: &DB::Row) -> Result<Contact, StoreError> {
-    let tags = DB::text(row, "tags")?;
+    contact_from(&SqlxRow::<DB>(row))
+}
+
+/// A row of [`EVENT_COLUMNS`].
+pub(crate) fn event_from_row<DB: Sql>(row: &DB::Row) -> Result<Event, StoreError> {
+    event_from(&SqlxRow::<DB>(row))
+}
+
+/// A row of [`CONTACT_COLUMNS`], however fetched.
+pub(crate) fn contact_from(row: &impl Columns) -> Result<Contact, StoreError> {
+    let tags = row.text("tags")?;
     Ok(Contact {
-        id: owned::<DB>(row, "id")?,
-        first_name: owned::<DB>(row, "first_name")?,
-        last_name: owned::<DB>(row, "last_name")?,
-        email: DB::opt_text(row, "email")?.and_then(|e| EmailAddress::parse(e).ok()),
+        id: row.owned("id")?,
+        first_name: row.owned("first_name")?,
+        last_name: row.owned("last_name")?,
+        email: row
+            .opt_text("email")?
+            .and_then(|e| EmailAddress::parse(e).ok()),
         address: PostalAddress {
-            line1: owned::<DB>(row, "address_line1")?,
-            line2: owned::<DB>(row, "address_line2")?,
-            city: owned::<DB>(row, "city")?,
-            region: owned::<DB>(row, "region")?,
-            postal_code: owned::<DB>(row, "postal_code")?,
-            country: owned::<DB>(row, "country")?,
+            line1: row.owned("address_line1")?,
+            line2: row.owned("address_line2")?,
+            city: row.owned("city")?,
+            region: row.owned("region")?,
+            postal_code: row.owned("postal_code")?,
+            country: row.owned("country")?,
         },
-        birthday: DB::opt_text(row, "birthday")?.and_then(|b| MonthDay::parse(b).ok()),
-        timezone: opt_owned::<DB>(row, "timezone")?,
+        birthday: row
+            .opt_text("birthday")?
+            .and_then(|b| MonthDay::parse(b).ok()),
+        timezone: row.opt_text("timezone")?.map(str::to_owned),
         tags: tags
             .split(';')
             .filter(|t| !t.is_empty())
             .map(str::to_owned)
             .collect(),
-        email_opt_out: DB::flag(row, "email_opt_out")?,
-        postcard_opt_out: DB::flag(row, "postcard_opt_out")?,
-        fields: json::<DB>(row, "fields")?,
-        armed_at: opt_time::<DB>(row, "armed_at")?,
+        email_opt_out: row.flag("email_opt_out")?,
+        postcard_opt_out: row.flag("postcard_opt_out")?,
+        fields: row.json("fields")?,
+        armed_at: row.opt_time("armed_at")?,
     })
 }
 
-/// A row of [`EVENT_COLUMNS`].
-pub(crate) fn event_from_row<DB: Sql>(row: &DB::Row) -> Result<Event, StoreError> {
+/// A row of [`EVENT_COLUMNS`], however fetched.
+pub(crate) fn event_from(row: &impl Columns) -> Result<Event, StoreError> {
     Ok(Event {
-        contact_id: owned::<DB>(row, "contact_id")?,
-        id: owned::<DB>(row, "id")?,
-        kind: owned::<DB>(row, "kind")?,
-        at: time::<DB>(row, "at")?,
-        fields: json::<DB>(row, "fields")?,
-        armed_at: opt_time::<DB>(row, "armed_at")?,
+        contact_id: row.owned("contact_id")?,
+        id: row.owned("id")?,
+        kind: row.owned("kind")?,
+        at: row.time("at")?,
+        fields: row.json("fields")?,
+        armed_at: row.opt_time("armed_at")?,
     })
 }
 

@@ -17,9 +17,10 @@ use sqlx::{ConnectOptions, Pool, QueryBuilder, Row, Sqlite, SqliteConnection};
 use super::backend::{BATCH, Backend, Exclusive};
 use super::sql::{SEND_COLUMNS, Write, in_list, rows, send_from_row};
 use super::sqlite_conn;
+use super::sqlite_history::HistoryReader;
 use super::sqlite_writer::{SqliteWriter, WriteTurn};
 use super::{BulkWriter, NewSend, NextDue, Outcome, SendRow, StoreError};
-use crate::domain::SendStatus;
+use crate::domain::{History, SendStatus};
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -27,6 +28,8 @@ pub struct SqliteStore {
     write_turn: WriteTurn,
     /// The database file, which the bulk writer opens a connection of its own to.
     path: PathBuf,
+    /// A pass's history reads, on a connection of their own.
+    history: HistoryReader,
 }
 
 /// Prepared statements each connection keeps. A pass's multi-row statements differ
@@ -63,6 +66,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             write_turn: WriteTurn::default(),
+            history: HistoryReader::new(&path),
             path,
         })
     }
@@ -222,6 +226,10 @@ impl Backend for SqliteStore {
     async fn zones(&self, ids: &[String]) -> Result<HashMap<String, Option<String>>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         zones(&mut conn, ids).await
+    }
+
+    async fn histories(&self, ids: &[String]) -> Result<Vec<History>, StoreError> {
+        self.history.read(ids).await
     }
 }
 

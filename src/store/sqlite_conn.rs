@@ -19,13 +19,13 @@ const PRAGMAS: [(&str, &str); 3] = [
 /// How long a write waits for another writer (a CLI command beside the daemon).
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Options of the sqlx pool's connections to the database at `url`, which is created
-/// (in WAL mode, with 8 KiB pages) if missing.
 /// Rows a connection's thread may hand over before the reader takes them: a pass reads
 /// pages of a few thousand rows, and with sqlx's 50 the two threads woke each other
 /// every few rows.
 const ROW_BUFFER: usize = 4096;
 
+/// Options of the sqlx pool's connections to the database at `url`, which is created
+/// (in WAL mode, with 8 KiB pages) if missing.
 pub(super) fn pool_options(url: &str) -> Result<SqliteConnectOptions, sqlx::Error> {
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
