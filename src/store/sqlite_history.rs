@@ -19,7 +19,7 @@ use crate::domain::History;
 
 /// Page cache of the history connection, in KiB: a page of contacts' rows and index
 /// pages, read once each.
-const CACHE_KIB: i64 = 16 * 1024;
+const CACHE_KIB: i64 = 8 * 1024;
 
 /// The read connection, opened at the first read and used on one thread at a time.
 #[derive(Clone)]

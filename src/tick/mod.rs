@@ -31,11 +31,11 @@ use crate::unsubscribe::{self, Signer};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
 
-/// Contacts looked at per batch; a page that claims nothing to deliver (a first pass
+/// Contacts looked at per batch; a page that adds nothing to the send log (a first pass
 /// planning a new list ahead) lets the next be twice as large, up to `MAX_PAGE`, so
 /// that a large pass costs fewer statements and transactions.
 const PAGE: u32 = 500;
-const MAX_PAGE: u32 = 4000;
+const MAX_PAGE: u32 = 2000;
 /// How long a claim holds before another tick may take the send over.
 const LEASE: SignedDuration = SignedDuration::from_mins(10);
 /// How far ahead the planner looks for a contact's next due time.
@@ -258,17 +258,17 @@ impl Engine {
             };
             let (read, written) = tokio::join!(reading, writing);
             if let Some((inserted, histories)) = written? {
-                let claimed = self
-                    .hand_over(inserted, histories, deliveries, summary)
-                    .await;
-                let Some(claimed) = claimed else {
-                    return Ok(());
-                };
-                size = if claimed == 0 {
+                size = if inserted.is_empty() {
                     (size * 2).min(MAX_PAGE)
                 } else {
                     PAGE
                 };
+                if !self
+                    .hand_over(inserted, histories, deliveries, summary)
+                    .await
+                {
+                    return Ok(());
+                }
             }
             let Some(page) = read? else { break };
             if dry_run {
@@ -336,15 +336,15 @@ impl Engine {
         Ok((inserted, page.histories))
     }
 
-    /// Counts the skips among `inserted` and queues the claimed sends for delivery:
-    /// how many were queued, or `None` once delivery has stopped.
+    /// Counts the skips among `inserted` and queues the claimed sends for delivery;
+    /// false once delivery has stopped.
     async fn hand_over(
         &self,
         inserted: Vec<SendRow>,
         histories: Vec<History>,
         deliveries: &Deliveries,
         summary: &mut Summary,
-    ) -> Option<usize> {
+    ) -> bool {
         let wanted: std::collections::HashSet<&str> = inserted
             .iter()
             .filter(|row| row.status != SendStatus::Skipped)
@@ -355,7 +355,6 @@ impl Engine {
             .filter(|h| wanted.contains(h.contact.id.as_str()))
             .map(|h| (h.contact.id.clone(), Arc::new(h)))
             .collect();
-        let mut claimed = 0;
         for row in inserted {
             if row.status == SendStatus::Skipped {
                 summary.skipped += 1;
@@ -367,12 +366,11 @@ impl Engine {
                     history: Arc::clone(history),
                 };
                 if !deliveries.push(job).await {
-                    return None;
+                    return false;
                 }
-                claimed += 1;
             }
         }
-        Some(claimed)
+        true
     }
 
     /// Counts and lists what a dry run would send or skip.
