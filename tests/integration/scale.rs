@@ -165,3 +165,83 @@ fn three_instances_deliver_5000_sends_once_though_one_is_killed_midway() {
         );
     }
 }
+
+/// A first pass over more contacts than a page plans every one of them ahead, in pages
+/// that grow while nothing is recorded, and the pass at their due time sends each
+/// thank-you once.
+#[test]
+fn a_first_pass_in_growing_pages_plans_every_contact_once() {
+    const CONTACTS: usize = 6_000;
+    let ws = Workspace::new(None);
+    let mut contacts = String::from("id,first_name,email\n");
+    let mut events = String::from("id,contact_id,kind,at\n");
+    for i in 0..CONTACTS {
+        contacts.push_str(&format!("C{i:05},Pat,c{i}@example.com\n"));
+        events.push_str(&format!("P{i},C{i:05},purchase,2026-03-02\n"));
+    }
+    ws.write("contacts.csv", &contacts);
+    ws.write("events.csv", &events);
+    ws.import_all();
+
+    // The thank-yous fall due on March 4 at 09:00: the day before, nothing is.
+    let ahead = ws
+        .tickler(&["tick", "--now", "2026-03-03T10:00:00-05:00"])
+        .ok();
+    assert_eq!(
+        ahead.stdout.trim(),
+        "sent=0 failed=0 retrying=0 skipped=0 deferred=0"
+    );
+    // Each contact's next due time was written, under the mark of the page it was read
+    // in: all of them at the thank-you's opening, none left due.
+    let db = rusqlite::Connection::open(ws.path("state/tickler.db")).expect("database");
+    let due: Vec<(Option<i64>, i64)> = db
+        .prepare("SELECT next_due_at, count(*) FROM contacts GROUP BY next_due_at")
+        .and_then(|mut q| {
+            q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()
+        })
+        .expect("due times");
+    let opening: jiff::Timestamp = "2026-03-04T09:00:00-05:00".parse().expect("instant");
+    assert_eq!(due, [(Some(opening.as_second()), CONTACTS as i64)]);
+    // A look two days ahead finds them all.
+    let plan = ws
+        .tickler(&[
+            "plan",
+            "--days",
+            "2",
+            "--format",
+            "csv",
+            "--now",
+            "2026-03-03T10:00:00-05:00",
+        ])
+        .ok();
+    assert_eq!(
+        plan.stdout
+            .lines()
+            .filter(|l| l.contains(",thanks,"))
+            .count(),
+        CONTACTS,
+        "every contact's thank-you is planned:\n{}",
+        plan.stdout.lines().take(5).collect::<Vec<_>>().join("\n")
+    );
+
+    let due = ws
+        .tickler(&["tick", "--now", "2026-03-04T10:00:00-05:00"])
+        .ok();
+    assert_eq!(
+        due.stdout.trim(),
+        format!("sent={CONTACTS} failed=0 retrying=0 skipped=0 deferred=0")
+    );
+    let again = ws
+        .tickler(&["tick", "--now", "2026-03-04T11:00:00-05:00"])
+        .ok();
+    assert_eq!(
+        again.stdout.trim(),
+        "sent=0 failed=0 retrying=0 skipped=0 deferred=0"
+    );
+    let sends = ws.sends();
+    let mut contacts: Vec<&str> = sends.iter().filter_map(|s| s["contact"].as_str()).collect();
+    contacts.sort_unstable();
+    contacts.dedup();
+    assert_eq!((sends.len(), contacts.len()), (CONTACTS, CONTACTS));
+}
