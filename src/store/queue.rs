@@ -11,7 +11,7 @@ use super::StoreError;
 use super::backend::{BATCH, Backend};
 use super::sql::{
     Bind, CONTACT_COLUMNS, Columns, EVENT_COLUMNS, Sql, SqlxRow, contact_from, event_from_row,
-    in_list, owned, rows,
+    in_list, rows,
 };
 use crate::domain::{Choices, Contact, Event, History, SendStatus};
 
@@ -342,6 +342,6 @@ impl<'a> Gathering<'a> {
 fn due_from_row<DB: Sql>(row: &DB::Row) -> Result<DuePosition, StoreError> {
     Ok(DuePosition {
         next_due_at: DB::int(row, "next_due_at")?,
-        id: owned::<DB>(row, "id")?,
+        id: SqlxRow::<DB>(row).owned("id")?,
     })
 }

@@ -146,6 +146,13 @@ impl<DB: Database> Write<DB> {
 /// `head` followed by the ids as a bound list, and `)`.
 pub(crate) fn in_list<DB: Sql>(head: &str, ids: &[String]) -> QueryBuilder<DB> {
     let mut q = QueryBuilder::<DB>::new(head);
+    push_list(&mut q, ids);
+    q
+}
+
+/// Binds `ids` as a comma-separated list and closes it with `)`: the end of an `IN`
+/// list whose head binds values of its own.
+pub(crate) fn push_list<DB: Sql>(q: &mut QueryBuilder<DB>, ids: &[String]) {
     for (i, id) in ids.iter().enumerate() {
         if i > 0 {
             q.push(", ");
@@ -153,7 +160,6 @@ pub(crate) fn in_list<DB: Sql>(head: &str, ids: &[String]) -> QueryBuilder<DB> {
         q.text(id);
     }
     q.push(")");
-    q
 }
 
 pub(crate) const CONTACT_COLUMNS: &str = "id, first_name, last_name, email, address_line1, address_line2, city, region, \
@@ -163,29 +169,6 @@ pub(crate) const EVENT_COLUMNS: &str = "contact_id, id, kind, at, fields, armed_
 
 pub(crate) const SEND_COLUMNS: &str = "id, contact_id, cadence, occurrence, channel, status, reason, event_id, due_at, \
      attempts, next_attempt_at, message_id, reply, created_at, updated_at";
-
-pub(crate) fn owned<DB: Sql>(row: &DB::Row, column: &str) -> SqlResult<String> {
-    DB::text(row, column).map(str::to_owned)
-}
-
-fn opt_owned<DB: Sql>(row: &DB::Row, column: &str) -> SqlResult<Option<String>> {
-    Ok(DB::opt_text(row, column)?.map(str::to_owned))
-}
-
-pub(crate) fn time<DB: Sql>(row: &DB::Row, column: &str) -> Result<Timestamp, StoreError> {
-    ts(column, DB::int(row, column)?)
-}
-
-pub(crate) fn opt_time<DB: Sql>(
-    row: &DB::Row,
-    column: &str,
-) -> Result<Option<Timestamp>, StoreError> {
-    DB::opt_int(row, column)?.map(|t| ts(column, t)).transpose()
-}
-
-pub(crate) fn status<DB: Sql>(row: &DB::Row) -> Result<SendStatus, StoreError> {
-    SendStatus::parse(DB::text(row, "status")?).map_err(StoreError::Corrupt)
-}
 
 /// A row's columns by name, whichever library fetched it: the contact and event rows
 /// are read through sqlx, and a pass's histories on SQLite through rusqlite.
@@ -199,11 +182,17 @@ pub(crate) trait Columns {
     fn owned(&self, column: &str) -> Result<String, StoreError> {
         self.text(column).map(str::to_owned)
     }
+    fn opt_owned(&self, column: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.opt_text(column)?.map(str::to_owned))
+    }
     fn time(&self, column: &str) -> Result<Timestamp, StoreError> {
         ts(column, self.int(column)?)
     }
     fn opt_time(&self, column: &str) -> Result<Option<Timestamp>, StoreError> {
         self.opt_int(column)?.map(|t| ts(column, t)).transpose()
+    }
+    fn status(&self) -> Result<SendStatus, StoreError> {
+        SendStatus::parse(self.text("status")?).map_err(StoreError::Corrupt)
     }
     /// A JSON object of custom columns.
     fn json(&self, column: &str) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
@@ -291,22 +280,23 @@ pub(crate) fn event_from(row: &impl Columns) -> Result<Event, StoreError> {
 
 /// A row of [`SEND_COLUMNS`].
 pub(crate) fn send_from_row<DB: Sql>(row: &DB::Row) -> Result<SendRow, StoreError> {
+    let row = SqlxRow::<DB>(row);
     Ok(SendRow {
-        id: DB::int(row, "id")?,
-        contact: owned::<DB>(row, "contact_id")?,
-        cadence: owned::<DB>(row, "cadence")?,
-        occurrence: owned::<DB>(row, "occurrence")?,
-        channel: Channel::parse(DB::text(row, "channel")?).map_err(StoreError::Corrupt)?,
-        status: status::<DB>(row)?,
-        reason: opt_owned::<DB>(row, "reason")?,
-        due_at: time::<DB>(row, "due_at")?,
-        attempts: DB::int(row, "attempts")?,
-        message_id: owned::<DB>(row, "message_id")?,
-        reply: opt_owned::<DB>(row, "reply")?,
-        next_attempt_at: opt_time::<DB>(row, "next_attempt_at")?,
-        updated_at: time::<DB>(row, "updated_at")?,
-        created_at: time::<DB>(row, "created_at")?,
-        event_id: opt_owned::<DB>(row, "event_id")?,
+        id: row.int("id")?,
+        contact: row.owned("contact_id")?,
+        cadence: row.owned("cadence")?,
+        occurrence: row.owned("occurrence")?,
+        channel: Channel::parse(row.text("channel")?).map_err(StoreError::Corrupt)?,
+        status: row.status()?,
+        reason: row.opt_owned("reason")?,
+        due_at: row.time("due_at")?,
+        attempts: row.int("attempts")?,
+        message_id: row.owned("message_id")?,
+        reply: row.opt_owned("reply")?,
+        next_attempt_at: row.opt_time("next_attempt_at")?,
+        updated_at: row.time("updated_at")?,
+        created_at: row.time("created_at")?,
+        event_id: row.opt_owned("event_id")?,
     })
 }
 

@@ -15,7 +15,7 @@ use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 use sqlx::{ConnectOptions, Pool, QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::backend::{BATCH, Backend, Exclusive};
-use super::sql::{SEND_COLUMNS, Write, in_list, rows, send_from_row};
+use super::sql::{SEND_COLUMNS, Write, in_list, push_list, rows, send_from_row};
 use super::sqlite_conn;
 use super::sqlite_history::HistoryReader;
 use super::sqlite_writer::{SqliteWriter, WriteTurn};
@@ -181,11 +181,7 @@ impl Backend for SqliteStore {
                 .push_bind(now);
             contacts.push(") WHERE id IN (");
             for q in [&mut events, &mut contacts] {
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(id);
-                }
-                q.push(")");
+                push_list(q, chunk);
                 q.build().execute(&mut *tx.tx).await?;
             }
         }

@@ -20,8 +20,8 @@ const PRAGMAS: [(&str, &str); 3] = [
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Rows a connection's thread may hand over before the reader takes them: a pass reads
-/// pages of a few thousand rows, and with sqlx's 50 the two threads woke each other
-/// every few rows.
+/// pages of a few thousand rows, and with sqlx's default of 50 the two threads wake each
+/// other every few rows.
 const ROW_BUFFER: usize = 4096;
 
 /// Options of the sqlx pool's connections to the database at `url`, which is created

@@ -1,8 +1,8 @@
 //! A pass's history reads on SQLite, through SQLite's C interface (rusqlite) on a read
-//! connection kept for them. sqlx copies every column of every row and hands the rows
-//! from its connection's thread one at a time, which for a pass through a million
-//! contacts cost ten times what SQLite itself does. The statements are the shared ones
-//! (`queue::history_heads`), and the rows fill the same `Gathering`.
+//! connection kept for them: sqlx copies every column of every row and hands the rows
+//! over from its connection's thread, which costs more than SQLite's own work on a pass
+//! through many contacts. The statements are the shared ones (`queue::history_heads`),
+//! and the rows fill the same `Gathering`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -86,14 +86,10 @@ fn histories(conn: &Connection, ids: &[String]) -> Result<Vec<History>, StoreErr
         } else {
             Vec::new()
         };
-        let mut suppressed = Vec::new();
         each_row(conn, SUPPRESSED_HEAD, &addresses, |row| {
-            suppressed.push((row.owned("address")?, row.owned("reason")?));
+            gathering.suppressed(row.text("address")?, row.text("reason")?);
             Ok(())
         })?;
-        for (address, reason) in suppressed {
-            gathering.suppressed(&address, &reason);
-        }
         out.extend(gathering.finish());
     }
     Ok(out)
