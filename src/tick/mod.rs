@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::domain::History;
 use crate::domain::{SendKey, SendStatus};
 use crate::render::Templates;
-use crate::store::{NewSend, PassToken, SendRow, Store};
+use crate::store::{NewSend, NextDue, PassToken, SendRow, Store};
 mod deliver;
 mod pass;
 mod retry;
@@ -42,12 +42,12 @@ const LEASE: SignedDuration = SignedDuration::from_mins(10);
 const HORIZON: SignedDuration = SignedDuration::from_hours(24 * 400);
 
 /// Rows to add to the send log, and each contact's next due time.
-type Evaluation = (Vec<NewSend>, Vec<(String, Option<Timestamp>)>);
+type Evaluation = (Vec<NewSend>, Vec<NextDue>);
 
 /// A page of contacts, marked and planned, waiting to be written.
 struct Planned {
     sends: Vec<NewSend>,
-    next_due: Vec<(String, Option<Timestamp>)>,
+    next_due: Vec<NextDue>,
     histories: Vec<History>,
     /// The pass as it marked this page: its due times are written under that mark.
     mark: PassToken,
