@@ -22,8 +22,11 @@ pub async fn run(path: &Path, smtp: bool) -> CommandResult {
     errors.extend(smtp_errors);
     let imap = config.email.bounce.as_ref().and_then(|b| b.imap.as_ref());
     if let Some(imap) = imap {
-        let at = |key: &str| located(&config, key);
-        errors.extend(password_readable(&imap.password, "email.bounce.imap", &at));
+        errors.extend(password_readable(
+            &config,
+            &imap.password,
+            "email.bounce.imap",
+        ));
     }
     errors.extend(logo_settings(&config));
     let (dkim_errors, dkim_warnings) = dkim_settings(&config);
@@ -102,22 +105,19 @@ fn located(config: &Config, key: &str) -> String {
 }
 
 /// The password must be where `setting` says, as the daemon will read it.
-fn password_readable(
-    source: &PasswordSource,
-    setting: &str,
-    at: &dyn Fn(&str) -> String,
-) -> Option<String> {
+fn password_readable(config: &Config, source: &PasswordSource, setting: &str) -> Option<String> {
+    let at = |key: &str| located(config, &format!("{setting}.{key}"));
     match source {
         PasswordSource::File(file) => std::fs::read_to_string(file).err().map(|e| {
             format!(
                 "{}: {setting}.password_file: cannot read {}: {e}",
-                at(&format!("{setting}.password_file")),
+                at("password_file"),
                 file.display()
             )
         }),
         PasswordSource::Env(var) if std::env::var_os(var).is_none() => Some(format!(
             "{}: {setting}.password_env: ${var} is not set here",
-            at(&format!("{setting}.password_env"))
+            at("password_env")
         )),
         PasswordSource::Env(_) => None,
     }
@@ -134,7 +134,7 @@ fn smtp_settings(config: &Config) -> (Vec<String>, Vec<String>) {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     if let Some(source) = &smtp.password {
-        errors.extend(password_readable(source, "email.smtp", &at));
+        errors.extend(password_readable(config, source, "email.smtp"));
     }
     if smtp.username.is_some() && smtp.url.ends_with("?tls=none") {
         warnings.push(format!(
