@@ -91,6 +91,12 @@ dataset() {
     echo "$dir"
 }
 
+# import_data CONFIG DIR: the contacts, then the events, of DIR imported as CONFIG says.
+import_data() {
+    "$BIN" --config "$1" import contacts "$2/contacts.csv"
+    "$BIN" --config "$1" import events "$2/events.csv"
+}
+
 # The three data sets of a million contacts and two million events: events spread at
 # random over the contacts, and a shop's customer list (every contact with a birthday,
 # a purchase and a service next to each other, then 1,000 rows for random contacts)
@@ -156,8 +162,7 @@ first_pass_bench() {
     cfg=$(CADENCES=$WORK/three-cadences.yaml config first-pass)
     if [ ! -f "$dir/template.db" ]; then
         rm -f "$dir"/tickler.db*
-        "$BIN" --config "$cfg" import contacts "$data/contacts.csv"
-        "$BIN" --config "$cfg" import events "$data/events.csv"
+        import_data "$cfg" "$data"
         sqlite3 "$dir/tickler.db" "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null
         cp "$dir/tickler.db" "$dir/template.db"
     fi
@@ -175,13 +180,12 @@ tick_bench() {
     echo "## tick"
     local size
     for size in 10000 1000000; do
-        local data=$WORK/data-$size cfg
-        [ -f "$data/events.csv" ] || "$GEN" --seed "$SEED" --contacts $size --events $((2 * size)) --due 1000 --out "$data"
+        local data cfg
+        data=$(dataset "data-$size" --contacts $size --events $((2 * size)) --due 1000)
         cfg=$(config tick-$size)
         if [ ! -f "$WORK/tick-$size/ready" ]; then
             rm -f "$WORK/tick-$size"/tickler.db*
-            "$BIN" --config "$cfg" import contacts "$data/contacts.csv"
-            "$BIN" --config "$cfg" import events "$data/events.csv"
+            import_data "$cfg" "$data"
             # The first real tick plans every contact ahead (nothing is due at T0).
             /usr/bin/time -f "first tick at $size contacts: %e s, %M KB" "$BIN" --config "$cfg" tick --now "$T0"
             touch "$WORK/tick-$size/ready"
@@ -228,13 +232,25 @@ trap cleanup EXIT
 # smtp_import NAME CONFIG: the 20,000 due emails imported into $WORK/NAME, and a copy
 # of that database (template.db) for each tick to start from.
 smtp_import() {
-    local name=$1 cfg=$2 data=$WORK/data-smtp
-    [ -f "$data/events.csv" ] || "$GEN" --seed "$SEED" --contacts 20000 --events 20000 --due 20000 --out "$data"
+    local name=$1 cfg=$2
     rm -f "$WORK/$name"/tickler.db*
-    "$BIN" --config "$cfg" import contacts "$data/contacts.csv"
-    "$BIN" --config "$cfg" import events "$data/events.csv"
+    import_data "$cfg" "$(smtp_data)"
     sqlite3 "$WORK/$name/tickler.db" "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null
     cp "$WORK/$name/tickler.db" "$WORK/$name/template.db"
+}
+
+# The 20,000 due emails' data, made once; prints its directory.
+smtp_data() {
+    dataset data-smtp --contacts 20000 --events 20000 --due 20000
+}
+
+# smtp_race MAX_RATIO CONFIG SETUP: smtp-source to the sink, against a tick of CONFIG
+# sending the 20,000 from the fresh database SETUP makes; alternated.
+smtp_race() {
+    start_sink
+    python3 "$ALT" --runs "$RUNS" --max-ratio "$1" \
+        --name "smtp-source (reference)" --cmd "/usr/sbin/smtp-source -d -s 4 -m 20000 -l 3000 127.0.0.1:$PORT" \
+        --name "tickler tick, 20,000 sends" --setup "$3" --cmd "$BIN --config $2 tick --now $T1"
 }
 
 # smtp: 20,000 due emails sent by a tick over 4 connections, each recorded, against
@@ -245,12 +261,7 @@ smtp_bench() {
     local cfg
     cfg=$(config smtp smtp)
     smtp_import smtp "$cfg"
-    start_sink
-    python3 "$ALT" --runs "$RUNS" --max-ratio 1.25 \
-        --name "smtp-source (reference)" --cmd "/usr/sbin/smtp-source -d -s 4 -m 20000 -l 3000 127.0.0.1:$PORT" \
-        --name "tickler tick, 20,000 sends" \
-        --setup "rm -f $WORK/smtp/tickler.db*; cp $WORK/smtp/template.db $WORK/smtp/tickler.db" \
-        --cmd "$BIN --config $cfg tick --now $T1"
+    smtp_race 1.25 "$cfg" "rm -f $WORK/smtp/tickler.db*; cp $WORK/smtp/template.db $WORK/smtp/tickler.db"
     echo "sent in the last run: $(sqlite3 "$WORK/smtp/tickler.db" "SELECT status, COUNT(*) FROM sends GROUP BY status")"
 }
 
@@ -259,20 +270,14 @@ smtp_bench() {
 # smtp-source's rate.
 smtp_pg_bench() {
     echo "## smtp-pg"
-    local cfg data=$WORK/data-smtp copy="psql -q $PG/postgres -c"
-    [ -f "$data/events.csv" ] || "$GEN" --seed "$SEED" --contacts 20000 --events 20000 --due 20000 --out "$data"
+    local cfg copy="psql -q $PG/postgres -c"
     cfg=$(DB_URL=$PG/tickler_bench config smtp-pg smtp)
     $copy "DROP DATABASE IF EXISTS tickler_bench" -c "DROP DATABASE IF EXISTS tickler_bench_template" \
         -c "CREATE DATABASE tickler_bench"
-    "$BIN" --config "$cfg" import contacts "$data/contacts.csv"
-    "$BIN" --config "$cfg" import events "$data/events.csv"
+    import_data "$cfg" "$(smtp_data)"
     $copy "CREATE DATABASE tickler_bench_template TEMPLATE tickler_bench"
-    start_sink
-    python3 "$ALT" --runs "$RUNS" --max-ratio 1.667 \
-        --name "smtp-source (reference)" --cmd "/usr/sbin/smtp-source -d -s 4 -m 20000 -l 3000 127.0.0.1:$PORT" \
-        --name "tickler tick, 20,000 sends" \
-        --setup "$copy 'DROP DATABASE tickler_bench' -c 'CREATE DATABASE tickler_bench TEMPLATE tickler_bench_template'" \
-        --cmd "$BIN --config $cfg tick --now $T1"
+    smtp_race 1.667 "$cfg" \
+        "$copy 'DROP DATABASE tickler_bench' -c 'CREATE DATABASE tickler_bench TEMPLATE tickler_bench_template'"
     echo "sent in the last run: $(psql -qtA "$PG/tickler_bench" -c "SELECT status, COUNT(*) FROM sends GROUP BY status" | tr '\n' ' ')"
 }
 
@@ -324,8 +329,7 @@ daemon_bench() {
     "$GEN" --seed "$SEED" --contacts 20000 --events 20000 --due 20000 --now "$now" --out "$data"
     cfg=$(config daemon smtp all-day)
     rm -f "$WORK/daemon"/tickler.db*
-    "$BIN" --config "$cfg" import contacts "$data/contacts.csv"
-    "$BIN" --config "$cfg" import events "$data/events.csv"
+    import_data "$cfg" "$data"
     start_sink
     python3 "$PROBE" --bin "$BIN" --config "$cfg" --db "$WORK/daemon/tickler.db" --expect 20000
 }
