@@ -244,9 +244,12 @@ impl Opening {
         if self.window.is_always() && self.days == Days::ALL {
             return at;
         }
-        let local = at.to_zoned(zone.clone());
+        let today = zone.to_datetime(at).date();
         // A window that crosses midnight may have opened yesterday.
-        let first = local.date().yesterday().unwrap_or(local.date());
+        let first = match self.window.end > 1440 {
+            true => today.yesterday().unwrap_or(today),
+            false => today,
+        };
         for offset in 0..16 {
             let Some(day) = first.checked_add(offset.days()).ok() else {
                 break;
@@ -276,9 +279,8 @@ fn local_instant(day: Date, minutes: i32, zone: &TimeZone) -> Timestamp {
     let minutes = minutes % 1440;
     let time =
         Time::new((minutes / 60) as i8, (minutes % 60) as i8, 0, 0).unwrap_or(Time::midnight());
-    DateTime::from_parts(day, time)
-        .to_zoned(zone.clone())
-        .map(|z| z.timestamp())
+    zone.to_ambiguous_timestamp(DateTime::from_parts(day, time))
+        .compatible()
         .unwrap_or(Timestamp::MAX)
 }
 

@@ -3,21 +3,19 @@
 //! the outcomes. Claims are written before anything is handed to a transport, and
 //! outcomes after, both in batches; the log's unique key makes overlapping ticks safe.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
 
-use crate::agenda::{Decision, agenda};
 use crate::channel::EmailTransport;
 use crate::channel::postcard::PostcardOutbox;
 use crate::config::Config;
 use crate::domain::History;
-use crate::domain::{SendKey, SendStatus};
 use crate::render::Templates;
-use crate::store::{NewSend, NextDue, PassToken, SendRow, Store};
+use crate::store::{SendRow, Store};
 mod deliver;
+mod pages;
 mod pass;
 mod retry;
 
@@ -40,18 +38,6 @@ const MAX_PAGE: u32 = 2000;
 const LEASE: SignedDuration = SignedDuration::from_mins(10);
 /// How far ahead the planner looks for a contact's next due time.
 const HORIZON: SignedDuration = SignedDuration::from_hours(24 * 400);
-
-/// Rows to add to the send log, and each contact's next due time.
-type Evaluation = (Vec<NewSend>, Vec<NextDue>);
-
-/// A page of contacts, marked and planned, waiting to be written.
-struct Planned {
-    sends: Vec<NewSend>,
-    next_due: Vec<NextDue>,
-    histories: Vec<History>,
-    /// The pass as it marked this page: its due times are written under that mark.
-    mark: PassToken,
-}
 
 /// A claimed send with what rendering it needs.
 pub(crate) struct Job {
@@ -232,227 +218,6 @@ impl Engine {
         }
         summary.paused = pass.pause_reason().map(str::to_owned);
         Ok(summary)
-    }
-
-    /// Pages through the due contacts, records what the planner decides, and hands the
-    /// claimed sends to `deliveries`; then the same for retries. A page's writes run
-    /// beside the reading and planning of the next one.
-    async fn claim_and_deliver(
-        &self,
-        state: &Pass,
-        now: Timestamp,
-        dry_run: bool,
-        deliveries: &Deliveries,
-        summary: &mut Summary,
-    ) -> anyhow::Result<()> {
-        let mut pass = self.store.begin_pass();
-        let mut size = PAGE;
-        let mut planned: Option<Planned> = None;
-        loop {
-            let reading = self.read_and_plan(state, &mut pass, size, now, dry_run, summary);
-            let writing = async {
-                match planned.take() {
-                    Some(page) => self.write_page(page, now).await.map(Some),
-                    None => Ok(None),
-                }
-            };
-            let (read, written) = tokio::join!(reading, writing);
-            if let Some((inserted, histories)) = written? {
-                size = if inserted.is_empty() {
-                    (size * 2).min(MAX_PAGE)
-                } else {
-                    PAGE
-                };
-                if !self
-                    .hand_over(inserted, histories, deliveries, summary)
-                    .await
-                {
-                    return Ok(());
-                }
-            }
-            let Some(page) = read? else { break };
-            if dry_run {
-                self.list_would(&page.histories, page.sends, summary);
-                continue;
-            }
-            if state.pause_reason().is_some() {
-                // The page stays marked, and so due, for the next pass.
-                break;
-            }
-            planned = Some(page);
-        }
-        if state.pause_reason().is_none() && !state.is_stopping() {
-            self.retry_due(state, now, dry_run, deliveries, summary)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// The next page of due contacts, marked (unless a dry run) and planned; `None` when
-    /// none is left or the pass is stopping.
-    async fn read_and_plan(
-        &self,
-        state: &Pass,
-        pass: &mut PassToken,
-        size: u32,
-        now: Timestamp,
-        dry_run: bool,
-        summary: &mut Summary,
-    ) -> anyhow::Result<Option<Planned>> {
-        if state.is_stopping() {
-            return Ok(None);
-        }
-        // Pages in (due time, id) order: a contact handled in this pass is not met
-        // again in it.
-        let ids = self.store.next_due(pass, now, size).await?;
-        if ids.is_empty() {
-            return Ok(None);
-        }
-        if !dry_run {
-            self.store.mark_due(&ids, pass, now).await?;
-        }
-        let histories = self.store.history(&ids).await?;
-        let (sends, next_due) = self.evaluate(&histories, now, summary);
-        Ok(Some(Planned {
-            sends,
-            next_due,
-            histories,
-            mark: pass.clone(),
-        }))
-    }
-
-    /// Records a planned page: its sends and skips, then each contact's next due time.
-    async fn write_page(
-        &self,
-        page: Planned,
-        now: Timestamp,
-    ) -> anyhow::Result<(Vec<SendRow>, Vec<History>)> {
-        let lease_until = now + LEASE;
-        let inserted = self
-            .store
-            .insert_sends(&page.sends, now, lease_until, &self.owner)
-            .await?;
-        self.store.set_next_due(&page.next_due, &page.mark).await?;
-        Ok((inserted, page.histories))
-    }
-
-    /// Counts the skips among `inserted` and queues the claimed sends for delivery;
-    /// false once delivery has stopped.
-    async fn hand_over(
-        &self,
-        inserted: Vec<SendRow>,
-        histories: Vec<History>,
-        deliveries: &Deliveries,
-        summary: &mut Summary,
-    ) -> bool {
-        let wanted: std::collections::HashSet<&str> = inserted
-            .iter()
-            .filter(|row| row.status != SendStatus::Skipped)
-            .map(|row| row.contact.as_str())
-            .collect();
-        let histories: HashMap<String, Arc<History>> = histories
-            .into_iter()
-            .filter(|h| wanted.contains(h.contact.id.as_str()))
-            .map(|h| (h.contact.id.clone(), Arc::new(h)))
-            .collect();
-        for row in inserted {
-            if row.status == SendStatus::Skipped {
-                summary.skipped += 1;
-                tracing::info!(contact = %row.contact, cadence = %row.cadence, occurrence = %row.occurrence,
-                    status = "skipped", reason = row.reason.as_deref().unwrap_or_default(), "send");
-            } else if let Some(history) = histories.get(row.contact.as_str()) {
-                let job = Job {
-                    row,
-                    history: Arc::clone(history),
-                };
-                if !deliveries.push(job).await {
-                    return false;
-                }
-            }
-        }
-        true
-    }
-
-    /// Counts and lists what a dry run would send or skip.
-    fn list_would(&self, histories: &[History], sends: Vec<NewSend>, summary: &mut Summary) {
-        let zones: HashMap<&str, jiff::tz::TimeZone> = histories
-            .iter()
-            .map(|h| {
-                (
-                    h.contact.id.as_str(),
-                    h.contact.zone(&self.config.business.zone),
-                )
-            })
-            .collect();
-        for send in sends {
-            let skip = match send.status {
-                SendStatus::Skipped => send.reason.or_else(|| Some(String::new())),
-                _ => None,
-            };
-            match skip {
-                Some(_) => summary.skipped += 1,
-                None => summary.sent += 1,
-            }
-            let zone = zones
-                .get(send.key.contact.as_str())
-                .cloned()
-                .unwrap_or_else(|| self.config.business.zone.clone());
-            summary.would.push(Would {
-                due_at: crate::domain::time::rfc3339(send.due_at, &zone),
-                contact: send.key.contact,
-                cadence: send.key.cadence,
-                channel: send.channel.to_string(),
-                occurrence: send.key.occurrence,
-                skip,
-            });
-        }
-    }
-
-    /// For each contact: the rows to add to the send log now, and when to look again.
-    fn evaluate(&self, histories: &[History], now: Timestamp, summary: &mut Summary) -> Evaluation {
-        let config = &self.config;
-        let mut sends = Vec::new();
-        let mut next_due = Vec::new();
-        for h in histories {
-            let mut next: Option<Timestamp> = None;
-            for verdict in agenda(config, h, now, now + HORIZON) {
-                let (status, reason) = match verdict.decision {
-                    Decision::Send => (SendStatus::Pending, None),
-                    Decision::Skip(reason) => (SendStatus::Skipped, Some(reason)),
-                    Decision::Wait(at) | Decision::Later(at) => {
-                        // A deferral is counted once, by the tick at which the send
-                        // fell due; so look again then, as well as at the new time.
-                        let look = match verdict.deferred_from {
-                            Some(from) if from <= now => {
-                                summary.deferred += 1;
-                                at
-                            }
-                            Some(from) => from.min(at),
-                            None => at,
-                        };
-                        next = Some(next.map_or(look, |n| n.min(look)));
-                        continue;
-                    }
-                };
-                let key = SendKey {
-                    contact: h.contact.id.clone(),
-                    cadence: verdict.cadence.id.clone(),
-                    occurrence: verdict.due.occurrence.clone(),
-                };
-                sends.push(NewSend {
-                    message_id: key.message_id(config.business.email.domain()),
-                    key,
-                    channel: verdict.cadence.channel,
-                    status,
-                    reason,
-                    event_id: verdict.due.event_id.clone(),
-                    due_at: verdict.due.due_at,
-                });
-            }
-            // Nothing ahead within the horizon: look again when it has moved on.
-            next_due.push((h.contact.id.clone(), Some(next.unwrap_or(now + HORIZON))));
-        }
-        (sends, next_due)
     }
 
     async fn sync_files(&self, now: Timestamp) {
