@@ -33,7 +33,7 @@ use std::num::NonZeroU32;
 /// planning a new list ahead) lets the next be twice as large, up to `MAX_PAGE`, so
 /// that a large pass costs fewer statements and transactions.
 const PAGE: u32 = 500;
-const MAX_PAGE: u32 = 2000;
+const MAX_PAGE: u32 = 8000;
 /// How long a claim holds before another tick may take the send over.
 const LEASE: SignedDuration = SignedDuration::from_mins(10);
 /// How far ahead the planner looks for a contact's next due time.
