@@ -6,7 +6,7 @@ use std::fmt;
 
 use jiff::civil::{Date, DateTime, Time, Weekday};
 use jiff::tz::TimeZone;
-use jiff::{SignedDuration, Span, Timestamp, ToSpan, Zoned};
+use jiff::{SignedDuration, Span, Timestamp, ToSpan};
 
 /// A length of time as people write it in cadences: `30m`, `12h`, `2d`, `3w`.
 ///
@@ -304,8 +304,8 @@ pub fn rfc3339(at: Timestamp, zone: &TimeZone) -> String {
 }
 
 pub fn start_of_day(day: Date, zone: &TimeZone) -> Timestamp {
-    day.to_zoned(zone.clone())
-        .map(|z: Zoned| z.timestamp())
+    zone.to_ambiguous_timestamp(day.to_datetime(Time::midnight()))
+        .compatible()
         .unwrap_or(Timestamp::MAX)
 }
 

@@ -119,11 +119,8 @@ pub fn occurrences(
         Trigger::Yearly { lead, feb29, .. } => {
             if let Some(day) = contact.birthday {
                 let floor = floor_for(contact.armed_at);
-                let first = floor
-                    .max(Timestamp::UNIX_EPOCH)
-                    .to_zoned(zone.clone())
-                    .year();
-                let last = frame.until.to_zoned(zone.clone()).year() + 1;
+                let first = zone.to_datetime(floor.max(Timestamp::UNIX_EPOCH)).year();
+                let last = zone.to_datetime(frame.until).year() + 1;
                 for year in first..=last {
                     if let Some(date) = yearly_date(day, year, *feb29) {
                         let send_day = jiff::Span::new()
@@ -158,7 +155,7 @@ pub fn occurrences(
 fn after(at: Timestamp, period: Period, zone: &TimeZone, times: i64) -> Timestamp {
     match period.calendar_days() {
         Some(days) => {
-            let day = at.to_zoned(zone.clone()).date();
+            let day = zone.to_datetime(at).date();
             let due_day = days
                 .checked_mul(times)
                 .and_then(|days| jiff::Span::new().try_days(days).ok())
