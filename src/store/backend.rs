@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::{Pool, Postgres, QueryBuilder};
 
+use super::queue::DuePosition;
 use super::sql::{Bind, Sql, Write};
 use super::{BulkWriter, Contacts, NewSend, NextDue, Outcome, SendRow, Store, StoreError};
 use crate::domain::{Channel, Choices, EmailAddress, History};
@@ -49,6 +50,19 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn writer(&self) -> Result<Box<dyn BulkWriter>, StoreError>;
     /// [`Contacts::contact_zones`].
     async fn zones(&self, ids: &[String]) -> Result<HashMap<String, Option<String>>, StoreError>;
+    /// A page of [`DueQueue::next_due`](super::DueQueue::next_due): through sqlx,
+    /// unless the backend reads it its own way.
+    async fn due_page(
+        &self,
+        now: i64,
+        after: &DuePosition,
+        limit: u32,
+    ) -> Result<Vec<DuePosition>, StoreError>
+    where
+        Self: Sized,
+    {
+        super::queue::read_due_page(self, now, after, limit).await
+    }
     /// [`DueQueue::history`](super::DueQueue::history): through sqlx, unless the
     /// backend reads them its own way.
     async fn histories(&self, ids: &[String]) -> Result<Vec<History>, StoreError>

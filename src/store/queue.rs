@@ -114,16 +114,7 @@ impl<B: Backend> DueQueue for B {
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<String>, StoreError> {
-        let mut q = QueryBuilder::new("SELECT next_due_at, id FROM contacts WHERE next_due_at <= ");
-        q.int(now.as_second());
-        q.push(" AND (next_due_at, id) > (")
-            .int(pass.after.next_due_at);
-        q.push(", ").text(&pass.after.id);
-        q.push(") ORDER BY next_due_at, id LIMIT ")
-            .int(i64::from(limit));
-        let mut conn = self.pool().acquire().await?;
-        let found = B::Db::fetch_all(&mut conn, &mut q).await?;
-        let page = rows::<B::Db, _>(&found, due_from_row::<B::Db>)?;
+        let page = self.due_page(now.as_second(), &pass.after, limit).await?;
         pass.advance(&page);
         Ok(page.into_iter().map(|d| d.id).collect())
     }
@@ -170,6 +161,35 @@ impl<B: Backend> DueQueue for B {
 }
 
 /// The heads of a history read's statements; an `IN` list of ids completes each.
+/// The next `limit` due contacts after `after`, in (next_due_at, id) order: a range of
+/// the due index. Its binds are `now`, `after` and `limit`, in that order.
+pub(crate) fn due_page_query<DB: Sql>(
+    now: i64,
+    after: &DuePosition,
+    limit: u32,
+) -> QueryBuilder<DB> {
+    let mut q = QueryBuilder::new("SELECT next_due_at, id FROM contacts WHERE next_due_at <= ");
+    q.int(now);
+    q.push(" AND (next_due_at, id) > (").int(after.next_due_at);
+    q.push(", ").text(&after.id);
+    q.push(") ORDER BY next_due_at, id LIMIT ")
+        .int(i64::from(limit));
+    q
+}
+
+/// [`due_page_query`] through sqlx.
+pub(crate) async fn read_due_page<B: Backend>(
+    store: &B,
+    now: i64,
+    after: &DuePosition,
+    limit: u32,
+) -> Result<Vec<DuePosition>, StoreError> {
+    let mut q = due_page_query::<B::Db>(now, after, limit);
+    let mut conn = store.pool().acquire().await?;
+    let found = B::Db::fetch_all(&mut conn, &mut q).await?;
+    rows::<B::Db, _>(&found, due_from_row::<B::Db>)
+}
+
 pub(crate) fn history_heads() -> [String; 3] {
     [
         format!("SELECT {CONTACT_COLUMNS}, declined, paused_until FROM contacts WHERE id IN ("),

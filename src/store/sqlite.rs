@@ -15,6 +15,7 @@ use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 use sqlx::{ConnectOptions, Pool, QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::backend::{BATCH, Backend, Exclusive};
+use super::queue::{DuePosition, due_page_query};
 use super::sql::{SEND_COLUMNS, Write, in_list, push_list, rows, send_from_row};
 use super::sqlite_conn;
 use super::sqlite_history::HistoryReader;
@@ -30,6 +31,9 @@ pub struct SqliteStore {
     path: PathBuf,
     /// A pass's history reads, on a connection of their own.
     history: HistoryReader,
+    /// A pass's pages of due contacts, on another: they are found while the page
+    /// before is read.
+    pages: HistoryReader,
 }
 
 /// Prepared statements each connection keeps. A pass's multi-row statements differ
@@ -67,6 +71,7 @@ impl SqliteStore {
             pool,
             write_turn: WriteTurn::default(),
             history: HistoryReader::new(&path),
+            pages: HistoryReader::new(&path),
             path,
         })
     }
@@ -226,6 +231,19 @@ impl Backend for SqliteStore {
 
     async fn histories(&self, ids: &[String]) -> Result<Vec<History>, StoreError> {
         self.history.read(ids).await
+    }
+
+    async fn due_page(
+        &self,
+        now: i64,
+        after: &DuePosition,
+        limit: u32,
+    ) -> Result<Vec<DuePosition>, StoreError> {
+        let query = due_page_query::<Sqlite>(now, after, limit)
+            .sql()
+            .as_str()
+            .to_owned();
+        self.pages.due_page(query, now, after, limit).await
     }
 }
 

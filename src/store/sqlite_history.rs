@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
 use super::StoreError;
 use super::backend::BATCH;
-use super::queue::{ANY_SUPPRESSED, Gathering, SUPPRESSED_HEAD, history_heads};
+use super::queue::{ANY_SUPPRESSED, DuePosition, Gathering, SUPPRESSED_HEAD, history_heads};
 use super::sql::{Columns, event_from};
 use super::sqlite_conn::{self, Access};
 use crate::domain::History;
@@ -21,7 +21,7 @@ use crate::domain::History;
 /// pages, read once each.
 const CACHE_KIB: i64 = 8 * 1024;
 
-/// The read connection, opened at the first read and used on one thread at a time.
+/// A read connection, opened at the first read and used on one thread at a time.
 #[derive(Clone)]
 pub(super) struct HistoryReader {
     path: PathBuf,
@@ -37,10 +37,51 @@ impl HistoryReader {
     }
 
     /// The histories of the contacts of `ids` that exist, in that order, read in one
-    /// read transaction on a blocking thread.
+    /// read transaction.
     pub(super) async fn read(&self, ids: &[String]) -> Result<Vec<History>, StoreError> {
-        let reader = self.clone();
         let ids = ids.to_vec();
+        self.run(move |conn| {
+            let tx = conn.transaction()?;
+            let found = histories(&tx, &ids);
+            tx.finish()?;
+            found
+        })
+        .await
+    }
+
+    /// A page of due contacts: `query`, the shared statement, with its binds.
+    pub(super) async fn due_page(
+        &self,
+        query: String,
+        now: i64,
+        after: &DuePosition,
+        limit: u32,
+    ) -> Result<Vec<DuePosition>, StoreError> {
+        let after = after.clone();
+        self.run(move |conn| {
+            let mut statement = conn.prepare_cached(&query)?;
+            let page = statement
+                .query_map(
+                    rusqlite::params![now, after.next_due_at, after.id, i64::from(limit)],
+                    |row| {
+                        Ok(DuePosition {
+                            next_due_at: row.get(0)?,
+                            id: row.get(1)?,
+                        })
+                    },
+                )?
+                .collect::<Result<_, _>>()?;
+            Ok(page)
+        })
+        .await
+    }
+
+    /// Runs `work` on the connection, on a blocking thread.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = self.clone();
         tokio::task::spawn_blocking(move || {
             // A panic while it was held leaves nothing half-done in the connection.
             let mut slot = reader
@@ -55,13 +96,10 @@ impl HistoryReader {
                     slot.insert(conn)
                 }
             };
-            let tx = conn.transaction()?;
-            let found = histories(&tx, &ids);
-            tx.finish()?;
-            found
+            work(conn)
         })
         .await
-        .map_err(|e| StoreError::Other(anyhow::anyhow!("reading histories stopped: {e}")))?
+        .map_err(|e| StoreError::Other(anyhow::anyhow!("reading stopped: {e}")))?
     }
 }
 
