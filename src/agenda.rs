@@ -53,10 +53,12 @@ pub fn agenda<'a>(
     let mut candidates: Vec<(&Cadence, Due)> = Vec::new();
     for cadence in &config.cadences {
         for due in plan::occurrences(cadence, contact, &history.events, frame) {
-            if !history
-                .logged
-                .contains(&(due.cadence.clone(), due.occurrence.clone()))
-            {
+            // Most contacts have nothing logged: no key is built to look for it.
+            let logged = !history.logged.is_empty()
+                && history
+                    .logged
+                    .contains(&(due.cadence.clone(), due.occurrence.clone()));
+            if !logged {
                 candidates.push((cadence, due));
             }
         }

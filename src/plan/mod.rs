@@ -65,22 +65,26 @@ pub fn occurrences(
             .unwrap_or(Timestamp::MIN)
     };
     let mut out = Vec::new();
-    let mut push =
-        |nominal: Timestamp, occurrence: String, event: Option<&Event>, floor: Timestamp| {
-            let due_at = cadence.opening.next_open(nominal, &zone);
-            if due_at < floor || due_at > frame.until {
-                return;
-            }
-            let cancelled_by =
-                event.and_then(|e| newer_cancelling_event(cadence, e, events, frame.now));
-            out.push(Due {
-                cadence: cadence.id.clone(),
-                occurrence,
-                due_at,
-                event_id: event.map(|e| e.id.clone()),
-                cancelled_by,
-            });
-        };
+    // The occurrence's name is made only for an occurrence that is kept.
+    let mut push = |nominal: Timestamp,
+                    occurrence: &dyn Fn() -> String,
+                    event: Option<&Event>,
+                    floor: Timestamp| {
+        let due_at = cadence.opening.next_open(nominal, &zone);
+        if due_at < floor || due_at > frame.until {
+            return;
+        }
+        let occurrence = occurrence();
+        let cancelled_by =
+            event.and_then(|e| newer_cancelling_event(cadence, e, events, frame.now));
+        out.push(Due {
+            cadence: cadence.id.clone(),
+            occurrence,
+            due_at,
+            event_id: event.map(|e| e.id.clone()),
+            cancelled_by,
+        });
+    };
     match &cadence.trigger {
         Trigger::After { kind, delay } => {
             let mut matching: Vec<&Event> = events.iter().filter(|e| &e.kind == kind).collect();
@@ -89,7 +93,7 @@ pub fn occurrences(
                 let nominal = after(event.at, *delay, &zone, 1);
                 push(
                     nominal,
-                    event.id.clone(),
+                    &|| event.id.clone(),
                     Some(event),
                     floor_for(event.armed_at),
                 );
@@ -112,7 +116,7 @@ pub fn occurrences(
                     if nominal > frame.until || nominal >= end {
                         break;
                     }
-                    push(nominal, format!("{}/{n}", event.id), Some(event), floor);
+                    push(nominal, &|| format!("{}/{n}", event.id), Some(event), floor);
                 }
             }
         }
@@ -132,7 +136,7 @@ pub fn occurrences(
                                 .checked_sub(jiff::SignedDuration::from_secs(lead.seconds()))
                                 .unwrap_or(Timestamp::MIN),
                         };
-                        push(nominal, year.to_string(), None, floor);
+                        push(nominal, &|| year.to_string(), None, floor);
                     }
                 }
             }
@@ -143,7 +147,7 @@ pub fn occurrences(
             // only it is owed (SPEC section 7).
             let zone = frame.business_zone;
             for at in cron::owed_fires(expr, zone, floor, frame.now, frame.until, MAX_PER_CADENCE) {
-                push(at, at.to_string(), None, floor);
+                push(at, &|| at.to_string(), None, floor);
             }
         }
     }
