@@ -1,8 +1,9 @@
-//! A pass's history reads on SQLite, through SQLite's C interface (rusqlite) on a read
-//! connection kept for them: sqlx copies every column of every row and hands the rows
-//! over from its connection's thread, which costs more than SQLite's own work on a pass
-//! through many contacts. The statements are the shared ones (`queue::history_heads`),
-//! and the rows fill the same `Gathering`.
+//! A pass's reads on SQLite (its pages of due contacts and their histories), through
+//! SQLite's C interface (rusqlite) on read connections kept for them: sqlx copies every
+//! column of every row and hands the rows over from its connection's thread, which
+//! costs more than SQLite's own work on a pass through many contacts. The statements
+//! are the shared ones (`queue::due_page_query`, `queue::history_heads`), and history
+//! rows fill the same `Gathering`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
