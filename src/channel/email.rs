@@ -85,15 +85,14 @@ pub fn build(envelope: &Envelope<'_>, body: &RenderedEmail) -> Result<Message, S
         // The boundary comes from the Message-ID, not from chance: every attempt of a
         // send is the same bytes.
         Some(html) => {
+            let boundary = boundary(envelope.message_id);
+            let content_type =
+                ContentType::parse(&format!("multipart/alternative; boundary=\"{boundary}\""))
+                    .map_err(|e| format!("cannot build the message: {e}"))?;
             let part = MultiPart::alternative()
-                .boundary(boundary(envelope.message_id))
-                .singlepart(SinglePart::plain(crlf(&body.text)))
-                .singlepart(SinglePart::html(crlf(html)));
-            let content_type = ContentType::parse(&format!(
-                "multipart/alternative; boundary=\"{}\"",
-                boundary(envelope.message_id)
-            ))
-            .map_err(|e| format!("cannot build the message: {e}"))?;
+                .boundary(boundary)
+                .singlepart(SinglePart::plain(encoded_body(&body.text)))
+                .singlepart(SinglePart::html(encoded_body(html)));
             // lettre encodes each part for 7-bit transport (quoted-printable or base64,
             // lines within 1000 octets), so the whole body is 7-bit as it stands.
             let encoded = without_headers(part.formatted());
@@ -105,7 +104,7 @@ pub fn build(envelope: &Envelope<'_>, body: &RenderedEmail) -> Result<Message, S
         }
         None => builder
             .header(ContentType::TEXT_PLAIN)
-            .body(crlf(&body.text)),
+            .body(encoded_body(&body.text)),
     };
     let mut message = message.map_err(|e| format!("cannot build the message: {e}"))?;
     // In the business's offset, as a person there would write it; lettre writes UTC.
@@ -146,8 +145,34 @@ fn without_headers(mut part: Vec<u8>) -> Vec<u8> {
 fn boundary(message_id: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(message_id.as_bytes());
-    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-    format!("tickler_{hex}")
+    format!("tickler_{}", hex::encode(&digest[..12]))
+}
+
+/// A part's text in CRLF lines and in the transfer encoding lettre would choose for it
+/// (7bit, quoted-printable or base64, for a server without SMTPUTF8), without lettre's
+/// second pass over the text for line endings.
+fn encoded_body(text: &str) -> Body {
+    use email_encoding::body::Encoding;
+    // Chosen on the text as written, as lettre chooses, so that the bytes are the same.
+    let encoding = Encoding::choose(text, false);
+    let text = crlf(text);
+    match encoding {
+        Encoding::SevenBit => {
+            Body::dangerous_pre_encoded(text.into_bytes(), ContentTransferEncoding::SevenBit)
+        }
+        Encoding::QuotedPrintable => Body::dangerous_pre_encoded(
+            quoted_printable::encode(text.as_bytes()),
+            ContentTransferEncoding::QuotedPrintable,
+        ),
+        // 8bit is chosen only for a server that takes UTF-8, which was not asked.
+        Encoding::EightBit | Encoding::Base64 => {
+            let mut out =
+                String::with_capacity(email_encoding::body::base64::encoded_len(text.len()));
+            // Writing into a String cannot fail.
+            let _ = email_encoding::body::base64::encode(text.as_bytes(), &mut out);
+            Body::dangerous_pre_encoded(out.into_bytes(), ContentTransferEncoding::Base64)
+        }
+    }
 }
 
 /// The text with every line ending in CRLF, as a message body must, in one pass
@@ -212,6 +237,27 @@ mod tests {
         assert_eq!(crlf(""), "");
         assert_eq!(crlf("\n\r\n"), "\r\n\r\n");
         assert_eq!(crlf("é\nü"), "é\r\nü");
+    }
+
+    #[test]
+    fn parts_are_encoded_as_lettre_encodes_them() {
+        let long = "word ".repeat(40);
+        let texts = [
+            "Hi Ana,\n\nthanks.\n".to_owned(),
+            format!("{long}\n{long}\r\nend"),
+            format!("<p style=\"a=b\">{long}</p>\n"),
+            "Grüße, Zoë — à bientôt\n".to_owned(),
+            "日本語のテキスト。".repeat(20),
+            format!("74 chars {}\n75 chars {}\n", "x".repeat(65), "x".repeat(66)),
+            "trailing space \nand tab\t\n".to_owned(),
+            String::new(),
+        ];
+        for text in texts {
+            let ours = encoded_body(&text);
+            let lettres = Body::new(text.clone());
+            assert_eq!(ours.encoding(), lettres.encoding(), "{text:?}");
+            assert_eq!(ours.into_vec(), lettres.into_vec(), "{text:?}");
+        }
     }
 }
 

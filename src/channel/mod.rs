@@ -80,6 +80,20 @@ pub fn transport(config: &Transport) -> anyhow::Result<Box<dyn EmailTransport>> 
 /// `text` on one line: control characters become spaces and runs of whitespace one
 /// space, so that no value put in a header can start a header of its own.
 fn one_line(text: &str) -> String {
+    // Most names and subjects are one line already: single spaces between words.
+    let mut after_space = true;
+    let single_spaced = text.chars().all(|c| {
+        let fits = if c == ' ' {
+            !after_space
+        } else {
+            !c.is_whitespace() && !c.is_control()
+        };
+        after_space = c == ' ';
+        fits
+    });
+    if single_spaced && !after_space {
+        return text.to_owned();
+    }
     let cleaned: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -97,5 +111,9 @@ mod tests {
             one_line("Ana\r\nBcc: evil@example.com"),
             "Ana Bcc: evil@example.com"
         );
+        assert_eq!(one_line("  Ana \t Ruiz "), "Ana Ruiz");
+        assert_eq!(one_line("Ana\u{a0}Ruiz"), "Ana Ruiz");
+        assert_eq!(one_line("Zoë's Tiles & Stone"), "Zoë's Tiles & Stone");
+        assert_eq!(one_line(""), "");
     }
 }
