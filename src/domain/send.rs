@@ -74,10 +74,7 @@ impl SendKey {
             hash.update(part.as_bytes());
             hash.update([0u8]);
         }
-        hash.finalize()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex::encode(&hash.finalize()[..16])
     }
 
     /// `<DIGEST.tickler@DOMAIN>`, as RFC 5322 wants it.
