@@ -48,7 +48,7 @@ impl Signer {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut bytes = [0u8; 32];
                 std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-                let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                let key = hex::encode(bytes);
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir)?;
                 }
@@ -120,8 +120,7 @@ impl Signer {
         let mut mac = self.mac();
         mac.update(format!("verp:{id}").as_bytes());
         let tag = mac.finalize().into_bytes();
-        let hex: String = tag[..VERP_TAG].iter().map(|b| format!("{b:02x}")).collect();
-        format!("s{id}-{hex}")
+        format!("s{id}-{}", hex::encode(&tag[..VERP_TAG]))
     }
 
     /// The send a genuine VERP token names.

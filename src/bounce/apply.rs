@@ -63,10 +63,7 @@ async fn send_of(
 fn report_key(raw: &[u8], message_id: Option<&str>) -> String {
     match message_id {
         Some(id) => id.to_owned(),
-        None => Sha256::digest(raw)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        None => hex::encode(Sha256::digest(raw)),
     }
 }
 

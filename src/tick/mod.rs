@@ -274,11 +274,8 @@ impl Engine {
     /// When the cadences changed, every contact's next due time may have too.
     async fn notice_cadence_changes(&self) -> anyhow::Result<()> {
         use sha2::{Digest, Sha256};
-        let fingerprint: String = Sha256::digest(format!("{:?}", self.config.cadences).as_bytes())
-            [..12]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let fingerprint =
+            hex::encode(&Sha256::digest(format!("{:?}", self.config.cadences).as_bytes())[..12]);
         if self.store.meta("cadences").await?.as_deref() != Some(fingerprint.as_str()) {
             self.store.mark_all_due().await?;
             self.store.set_meta("cadences", &fingerprint).await?;
