@@ -80,25 +80,17 @@ pub fn transport(config: &Transport) -> anyhow::Result<Box<dyn EmailTransport>> 
 /// `text` on one line: control characters become spaces and runs of whitespace one
 /// space, so that no value put in a header can start a header of its own.
 fn one_line(text: &str) -> String {
-    // Most names and subjects are one line already: single spaces between words.
-    let mut after_space = true;
-    let single_spaced = text.chars().all(|c| {
-        let fits = if c == ' ' {
-            !after_space
-        } else {
-            !c.is_whitespace() && !c.is_control()
-        };
-        after_space = c == ' ';
-        fits
-    });
-    if single_spaced && !after_space {
-        return text.to_owned();
+    let mut out = String::with_capacity(text.len());
+    for word in text
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+    {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
     }
-    let cleaned: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
+    out
 }
 
 #[cfg(test)]
