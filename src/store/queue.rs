@@ -136,8 +136,8 @@ impl<B: Backend> DueQueue for B {
     }
 
     async fn mark_all_due(&self) -> Result<(), StoreError> {
-        // Rows already due are left as they are: after an import that is every row,
-        // and rewriting a million of them took longer than a tenth of the first pass.
+        // Rows already due are left as they are (after an import, every row is):
+        // rewriting them, and their entries in the due index, would change nothing.
         let mut q = QueryBuilder::new(
             "UPDATE contacts SET next_due_at = 0 WHERE next_due_at IS NULL OR next_due_at <> 0",
         );
