@@ -45,7 +45,7 @@ pub fn history(n: u64, due: bool) -> History {
         tags: vec!["customer".into()],
         email_opt_out: false,
         postcard_opt_out: false,
-        fields: BTreeMap::from([("favorite_tile".into(), "subway tile".into())]),
+        fields: BTreeMap::from([("favorite_tile".into(), "subway tile".into())]).into(),
         armed_at: Some(now - day * 30),
     };
     let event = |id: &str, kind: &str, at: Timestamp| Event {
@@ -53,7 +53,7 @@ pub fn history(n: u64, due: bool) -> History {
         contact_id: contact.id.clone(),
         kind: kind.into(),
         at,
-        fields: BTreeMap::from([("item".into(), "12x24 porcelain, 320 sq ft".into())]),
+        fields: BTreeMap::from([("item".into(), "12x24 porcelain, 320 sq ft".into())]).into(),
         armed_at: Some(now - day * 30),
     };
     let mut events = vec![

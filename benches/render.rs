@@ -31,7 +31,10 @@ fn render(c: &mut Criterion) {
     c.bench_function("render/thank-you email", |b| {
         b.iter(|| {
             templates
-                .render_email(&cadence.template, black_box(data()).to_json())
+                .render_email(
+                    &cadence.template,
+                    black_box(data()).to_json().expect("data"),
+                )
                 .expect("renders")
         })
     });
@@ -39,7 +42,7 @@ fn render(c: &mut Criterion) {
     c.bench_function("render/thank-you message, formatted", |b| {
         b.iter(|| {
             let body = templates
-                .render_email(&cadence.template, data().to_json())
+                .render_email(&cadence.template, data().to_json().expect("data"))
                 .expect("renders");
             let envelope = Envelope {
                 business: &config.business,

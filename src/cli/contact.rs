@@ -43,7 +43,8 @@ pub async fn run(path: &Path, id: &str, now: Option<&str>, format: Format) -> Co
             "--format csv: a customer's timeline is several tables; use table or json".into(),
         )),
         Format::Json => {
-            let whole = as_json(&history, &rows, &next, &zone, home);
+            let whole = as_json(&history, &rows, &next, &zone, home)
+                .map_err(|e| Failure::Errors(vec![e]))?;
             let text = serde_json::to_string_pretty(&whole).map_err(anyhow::Error::from)?;
             say!("{text}");
             Ok(())
@@ -82,8 +83,8 @@ fn print_text(
     if !c.tags.is_empty() {
         details.push(vec!["tags".into(), c.tags.join(", "), String::new()]);
     }
-    for (name, value) in &c.fields {
-        details.push(vec![name.clone(), value.clone(), String::new()]);
+    for (name, value) in c.fields.map().map_err(|e| Failure::Errors(vec![e]))? {
+        details.push(vec![name, value, String::new()]);
     }
     let width = details
         .iter()
@@ -169,10 +170,20 @@ fn as_json(
     next: &[timeline::Next],
     zone: &TimeZone,
     home: &str,
-) -> Value {
+) -> Result<Value, String> {
     let c = &history.contact;
-    let events = history.events_newest_first();
-    json!({
+    let events = history
+        .events_newest_first()
+        .into_iter()
+        .map(|e| {
+            let fields = e
+                .fields
+                .map()
+                .map_err(|m| format!("event `{}`: {m}", e.id))?;
+            Ok(json!({ "id": e.id, "kind": e.kind, "at": rfc3339(e.at, zone), "fields": fields }))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(json!({
         "id": c.id,
         "name": c.full_name(),
         "email": c.email.as_ref().map(ToString::to_string),
@@ -180,11 +191,9 @@ fn as_json(
         "zone": zone.iana_name().unwrap_or("UTC"),
         "birthday": c.birthday.map(|b| b.to_string()),
         "tags": c.tags,
-        "fields": c.fields,
+        "fields": c.fields.map()?,
         "opted_out": {"email": c.email_opt_out, "postcard": c.postcard_opt_out},
-        "events": events.iter().map(|e| json!({
-            "id": e.id, "kind": e.kind, "at": rfc3339(e.at, zone), "fields": e.fields,
-        })).collect::<Vec<_>>(),
+        "events": events,
         "sends": rows.iter().map(|r| json!({
             "cadence": r.cadence,
             "occurrence": r.occurrence,
@@ -203,5 +212,5 @@ fn as_json(
             "at": n.at.map(|at| rfc3339(at, zone)),
             "what": n.what,
         })).collect::<Vec<_>>(),
-    })
+    }))
 }

@@ -21,9 +21,15 @@ pub struct MessageData<'a> {
 }
 
 impl MessageData<'_> {
-    pub fn to_json(&self) -> Value {
+    /// What templates see; fails only where stored custom fields are not a JSON object
+    /// of strings.
+    pub fn to_json(&self) -> Result<Value, String> {
         let zone = self.contact.zone(&self.config.business.zone);
         let c = self.contact;
+        let fields = c
+            .fields
+            .map()
+            .map_err(|e| format!("contact `{}`: {e}", c.id))?;
         let mut data = json!({
             "contact": {
                 "id": c.id, "first_name": c.first_name, "last_name": c.last_name,
@@ -33,7 +39,7 @@ impl MessageData<'_> {
                 "birthday": c.birthday.map(|b| b.to_string()).unwrap_or_default(),
                 "timezone": c.timezone.clone().unwrap_or_default(),
                 "tags": c.tags,
-                "fields": c.fields,
+                "fields": fields,
             },
             "business": business_json(self.config),
             "cadence": { "id": self.cadence.id },
@@ -50,10 +56,14 @@ impl MessageData<'_> {
             data["age"] = json!(age);
         }
         if let Some(e) = self.event {
+            let fields = e
+                .fields
+                .map()
+                .map_err(|m| format!("event `{}`: {m}", e.id))?;
             data["event"] =
-                json!({ "id": e.id, "kind": e.kind, "at": e.at.to_string(), "fields": e.fields });
+                json!({ "id": e.id, "kind": e.kind, "at": e.at.to_string(), "fields": fields });
         }
-        data
+        Ok(data)
     }
 }
 

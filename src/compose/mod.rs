@@ -118,17 +118,18 @@ impl Composer<'_> {
             unsubscribe_url: &unsubscribe_url,
             preferences_url: &preferences_url,
         };
+        let data = data.to_json().map_err(ComposeError::Build)?;
         if cadence.channel == Channel::Postcard {
             if test {
                 return Err(ComposeError::Build(
                     "a postcard is not sent as a test; `tickler preview --out DIR` draws it".into(),
                 ));
             }
-            let rendered = templates.render_postcard(&cadence.template, data.to_json())?;
+            let rendered = templates.render_postcard(&cadence.template, data)?;
             let card = card::card(config, cadence, contact, request.send_id, rendered);
             return Ok(Composed::Card(Box::new(card)));
         }
-        let mut body = templates.render_email(&cadence.template, data.to_json())?;
+        let mut body = templates.render_email(&cadence.template, data)?;
         let (to_name, to) = if test {
             body.subject = format!("[TEST] {}", body.subject);
             (config.business.name.clone(), &config.business.email)

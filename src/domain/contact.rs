@@ -130,7 +130,7 @@ pub struct Contact {
     pub email_opt_out: bool,
     pub postcard_opt_out: bool,
     /// Columns the business added; templates see them as `contact.fields.NAME`.
-    pub fields: BTreeMap<String, String>,
+    pub fields: Fields,
     /// When tickler first saw this contact (its first tick); `None` until then.
     /// Occurrences long before it are history and are not replayed.
     pub armed_at: Option<Timestamp>,
@@ -160,6 +160,42 @@ impl Contact {
     }
 }
 
+/// The columns a business added to a contact or an event, as stored: a JSON object of
+/// strings. It stays that text until a template or a listing reads it, because a pass
+/// reads far more contacts and events than it renders.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fields(String);
+
+impl Fields {
+    /// Fields as the store holds them; [`Fields::map`] checks them when they are read.
+    pub fn stored(json: String) -> Fields {
+        Fields(json)
+    }
+
+    /// The JSON object, as stored.
+    pub fn as_json(&self) -> &str {
+        &self.0
+    }
+
+    /// The fields by name, or why the stored text is not a JSON object of strings.
+    pub fn map(&self) -> Result<BTreeMap<String, String>, String> {
+        serde_json::from_str(&self.0).map_err(|e| format!("custom fields: {e}"))
+    }
+}
+
+impl Default for Fields {
+    fn default() -> Fields {
+        Fields("{}".to_owned())
+    }
+}
+
+impl From<BTreeMap<String, String>> for Fields {
+    fn from(map: BTreeMap<String, String>) -> Fields {
+        // A map of strings always has a JSON form.
+        Fields(serde_json::to_string(&map).unwrap_or_else(|_| "{}".to_owned()))
+    }
+}
+
 /// Something that happened with a contact; cadences are triggered by these.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
@@ -168,7 +204,7 @@ pub struct Event {
     pub id: String,
     pub kind: String,
     pub at: Timestamp,
-    pub fields: BTreeMap<String, String>,
+    pub fields: Fields,
     /// When tickler first saw this event; `None` until its first tick.
     pub armed_at: Option<Timestamp>,
 }
@@ -197,6 +233,20 @@ pub fn parse_instant(text: &str, zone: &TimeZone) -> Result<Timestamp, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn custom_fields_read_back_as_they_were_written() {
+        let map = BTreeMap::from([
+            ("favorite_tile".to_owned(), "subway, \"white\"".to_owned()),
+            ("note".to_owned(), "ünïcode".to_owned()),
+        ]);
+        let fields = Fields::from(map.clone());
+        assert_eq!(fields.map(), Ok(map.clone()));
+        assert_eq!(Fields::stored(fields.as_json().to_owned()).map(), Ok(map));
+        assert_eq!(Fields::default().map(), Ok(BTreeMap::new()));
+        let broken = Fields::stored("{\"note\": 3".to_owned()).map().unwrap_err();
+        assert!(broken.starts_with("custom fields: "), "{broken}");
+    }
 
     #[test]
     fn emails_are_validated() {

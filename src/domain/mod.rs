@@ -12,7 +12,7 @@ pub mod time;
 
 pub use address::PostalAddress;
 pub use cadence::{Cadence, Channel, Feb29, Trigger};
-pub use contact::{Contact, EmailAddress, Event, MonthDay};
+pub use contact::{Contact, EmailAddress, Event, Fields, MonthDay};
 pub use history::{Choices, History};
 pub use send::{SendKey, SendStatus};
 pub use suppression::Suppression;

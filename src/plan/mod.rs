@@ -205,7 +205,6 @@ fn newer_cancelling_event(
 mod tests {
     use super::*;
     use crate::domain::{Channel, Days, Opening, PostalAddress, Window};
-    use std::collections::BTreeMap;
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -241,7 +240,7 @@ mod tests {
             tags: vec!["customer".into()],
             email_opt_out: false,
             postcard_opt_out: false,
-            fields: BTreeMap::new(),
+            fields: Default::default(),
             armed_at: Some(ts("2026-01-01T00:00:00Z")),
         }
     }
@@ -252,7 +251,7 @@ mod tests {
             id: id.into(),
             kind: kind.into(),
             at: ts(at),
-            fields: BTreeMap::new(),
+            fields: Default::default(),
             armed_at: Some(ts("2026-01-01T00:00:00Z")),
         }
     }

@@ -62,7 +62,7 @@ impl ContactColumns {
         use sha2::{Digest, Sha256};
         let birthday = c.birthday.map(|b| b.to_string());
         let tags = c.tags.join(";");
-        let fields = serde_json::to_string(&c.fields)?;
+        let fields = c.fields.as_json().to_owned();
         let mut hash = Sha256::new();
         let email = c.email.as_ref().map(|e| e.as_str()).unwrap_or_default();
         for part in [

@@ -8,7 +8,9 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Query
 use tokio::sync::OwnedMutexGuard;
 
 use super::{SendRow, StoreError, ts};
-use crate::domain::{Channel, Contact, EmailAddress, Event, MonthDay, PostalAddress, SendStatus};
+use crate::domain::{
+    Channel, Contact, EmailAddress, Event, Fields, MonthDay, PostalAddress, SendStatus,
+};
 
 pub(crate) type SqlResult<T> = Result<T, sqlx::Error>;
 
@@ -194,11 +196,6 @@ pub(crate) trait Columns {
     fn status(&self) -> Result<SendStatus, StoreError> {
         SendStatus::parse(self.text("status")?).map_err(StoreError::Corrupt)
     }
-    /// A JSON object of custom columns.
-    fn json(&self, column: &str) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
-        serde_json::from_str(self.text(column)?)
-            .map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
-    }
 }
 
 /// A row fetched through sqlx, read as [`Columns`].
@@ -261,7 +258,7 @@ pub(crate) fn contact_from(row: &impl Columns) -> Result<Contact, StoreError> {
             .collect(),
         email_opt_out: row.flag("email_opt_out")?,
         postcard_opt_out: row.flag("postcard_opt_out")?,
-        fields: row.json("fields")?,
+        fields: Fields::stored(row.owned("fields")?),
         armed_at: row.opt_time("armed_at")?,
     })
 }
@@ -273,7 +270,7 @@ pub(crate) fn event_from(row: &impl Columns) -> Result<Event, StoreError> {
         id: row.owned("id")?,
         kind: row.owned("kind")?,
         at: row.time("at")?,
-        fields: row.json("fields")?,
+        fields: Fields::stored(row.owned("fields")?),
         armed_at: row.opt_time("armed_at")?,
     })
 }

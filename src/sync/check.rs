@@ -175,7 +175,7 @@ pub fn contact_from_record(record: &impl Fields) -> Result<ContactUpsert, String
             tags,
             email_opt_out: email_opt_out.unwrap_or(false),
             postcard_opt_out: postcard_opt_out.unwrap_or(false),
-            fields: custom_fields(record, &CONTACT_COLUMNS)?,
+            fields: custom_fields(record, &CONTACT_COLUMNS)?.into(),
             armed_at: None,
         },
         email_opt_out,

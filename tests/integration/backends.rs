@@ -438,7 +438,7 @@ fn an_older_sqlite_database_keeps_its_rows_through_the_upgrade() {
             .collect();
         k1_events.sort();
         assert_eq!(k1_events, [("P-1", Some(100)), ("S-1", Some(100))]);
-        assert_eq!(k1.events.iter().find(|e| e.id == "P-1").unwrap().fields["item"], "slate");
+        assert_eq!(k1.events.iter().find(|e| e.id == "P-1").unwrap().fields.map().unwrap()["item"], "slate");
         assert_eq!(k1.contact.armed_at.map(|t| t.as_second()), Some(100));
         assert!(k1.logged.contains(&("thank-you".to_owned(), "P-1".to_owned())));
         assert_eq!(k2.contact.armed_at, None);
