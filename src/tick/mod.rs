@@ -38,6 +38,10 @@ const MAX_PAGE: u32 = 8000;
 const LEASE: SignedDuration = SignedDuration::from_mins(10);
 /// How far ahead the planner looks for a contact's next due time.
 const HORIZON: SignedDuration = SignedDuration::from_hours(24 * 400);
+/// How far the planner looks first: most contacts have something due within it (a
+/// quarterly repeat, a birthday), and planning the whole horizon for each costs a pass
+/// over a large list more than a second look at the few that have not.
+const NEAR: SignedDuration = SignedDuration::from_hours(24 * 120);
 
 /// A claimed send with what rendering it needs.
 pub(crate) struct Job {

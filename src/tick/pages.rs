@@ -11,8 +11,8 @@ use jiff::Timestamp;
 
 use super::deliver::Deliveries;
 use super::pass::{Pass, Summary, Would};
-use super::{Engine, HORIZON, Job, LEASE, MAX_PAGE, PAGE};
-use crate::agenda::{Decision, agenda};
+use super::{Engine, HORIZON, Job, LEASE, MAX_PAGE, NEAR, PAGE};
+use crate::agenda::{Decision, Verdict, agenda};
 use crate::config::Config;
 use crate::domain::{History, SendKey, SendStatus};
 use crate::store::{NewSend, NextDue, PassToken, SendRow};
@@ -262,23 +262,22 @@ fn evaluate(
     let mut sends = Vec::new();
     let mut next_due = Vec::new();
     for h in histories {
-        let mut next: Option<Timestamp> = None;
-        for verdict in agenda(config, h, now, now + HORIZON) {
+        // Up to `NEAR` first. Occurrences due later sort after all those due by then, so
+        // they change nothing in the rows written now, nor a next look found by then.
+        let mut verdicts = agenda(config, h, now, now + NEAR);
+        let mut next = next_look(&verdicts, now);
+        if next.is_none_or(|look| look > now + NEAR) {
+            verdicts = agenda(config, h, now, now + HORIZON);
+            next = next_look(&verdicts, now);
+        }
+        for verdict in verdicts {
             let (status, reason) = match verdict.decision {
                 Decision::Send => (SendStatus::Pending, None),
                 Decision::Skip(reason) => (SendStatus::Skipped, Some(reason)),
-                Decision::Wait(at) | Decision::Later(at) => {
-                    // A deferral is counted once, by the tick at which the send
-                    // fell due; so look again then, as well as at the new time.
-                    let look = match verdict.deferred_from {
-                        Some(from) if from <= now => {
-                            *deferred += 1;
-                            at
-                        }
-                        Some(from) => from.min(at),
-                        None => at,
-                    };
-                    next = Some(next.map_or(look, |n| n.min(look)));
+                Decision::Wait(_) | Decision::Later(_) => {
+                    if verdict.deferred_from.is_some_and(|from| from <= now) {
+                        *deferred += 1;
+                    }
                     continue;
                 }
             };
@@ -301,4 +300,20 @@ fn evaluate(
         next_due.push((h.contact.id.clone(), Some(next.unwrap_or(now + HORIZON))));
     }
     (sends, next_due)
+}
+
+/// The earliest time one of `verdicts` asks the pass to look again. A deferred send is
+/// looked at when it was due as well as at its new time, so that the tick at which it
+/// fell due counts the deferral.
+fn next_look(verdicts: &[Verdict<'_>], now: Timestamp) -> Option<Timestamp> {
+    verdicts
+        .iter()
+        .filter_map(|verdict| match verdict.decision {
+            Decision::Wait(at) | Decision::Later(at) => Some(match verdict.deferred_from {
+                Some(from) if from > now => from.min(at),
+                _ => at,
+            }),
+            Decision::Send | Decision::Skip(_) => None,
+        })
+        .min()
 }
