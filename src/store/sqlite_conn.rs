@@ -24,6 +24,12 @@ pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// other every few rows.
 const ROW_BUFFER: usize = 4096;
 
+/// WAL pages written before a commit copies them into the database file (SQLite's
+/// default is 1,000). A pass over a large list rewrites the same pages page after page;
+/// with a larger log each is copied once per checkpoint rather than once per write, and
+/// the checkpoint's two syncs come fewer times. The file is cut back to this size after.
+const CHECKPOINT_PAGES: u32 = 16_384;
+
 /// Options of the sqlx pool's connections to the database at `url`, which is created
 /// (in WAL mode, with 8 KiB pages) if missing.
 pub(super) fn pool_options(url: &str) -> Result<SqliteConnectOptions, sqlx::Error> {
@@ -33,7 +39,9 @@ pub(super) fn pool_options(url: &str) -> Result<SqliteConnectOptions, sqlx::Erro
         .page_size(8192)
         .journal_mode(SqliteJournalMode::Wal)
         .busy_timeout(BUSY_TIMEOUT)
-        .row_buffer_size(ROW_BUFFER);
+        .row_buffer_size(ROW_BUFFER)
+        .pragma("wal_autocheckpoint", CHECKPOINT_PAGES.to_string())
+        .pragma("journal_size_limit", (CHECKPOINT_PAGES * 8192).to_string());
     Ok(PRAGMAS.iter().fold(options, |options, &(name, value)| {
         options.pragma(name, value)
     }))
