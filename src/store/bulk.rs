@@ -105,6 +105,43 @@ pub struct KnownContact {
     pub zone: Option<String>,
     /// Whether it is due already, so that a changed event need not wake it.
     pub due: bool,
+    /// Whether no pass has looked at it yet: an event written now is first seen with it
+    /// (stored as [`WITH_CONTACT`](super::queue::WITH_CONTACT)) rather than armed by the
+    /// pass on its own.
+    pub unseen: bool,
+}
+
+/// Finds each event's contact in `known` (in id order), given events in contact order.
+pub(crate) struct KnownWalk<'a> {
+    known: &'a mut [(String, KnownContact)],
+    next: usize,
+}
+
+impl<'a> KnownWalk<'a> {
+    pub(crate) fn new(known: &'a mut [(String, KnownContact)]) -> KnownWalk<'a> {
+        KnownWalk { known, next: 0 }
+    }
+
+    /// The contact `id`, if known; ids asked for must not go down.
+    pub(crate) fn find(&mut self, id: &str) -> Option<&mut KnownContact> {
+        while self.next < self.known.len() && self.known[self.next].0.as_str() < id {
+            self.next += 1;
+        }
+        match self.known.get_mut(self.next) {
+            Some((known, contact)) if known == id => Some(contact),
+            _ => None,
+        }
+    }
+}
+
+impl KnownContact {
+    /// The `armed_at` a new event of this contact is stored with: first seen with the
+    /// contact if no pass has seen it, else none (the next pass that reads it arms it).
+    pub(crate) fn armed_with(contact: Option<&KnownContact>) -> Option<i64> {
+        contact
+            .filter(|c| c.unseen)
+            .map(|_| super::queue::WITH_CONTACT)
+    }
 }
 
 /// Finds the contacts that events name. It runs on a thread of its own (it may block)

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row, Transaction};
 
+use super::bulk::KnownWalk;
 use super::upsert_sql::{CONTACT_INSERT, EVENT_CONFLICT, EVENT_INSERT, SHAPES, contact_conflict};
 use super::{BulkWriter, ContactLookup, ContactUpsert, EventUpsert, KnownContact, StoreError};
 use crate::domain::EmailAddress;
@@ -53,28 +54,31 @@ impl BulkWriter for PostgresWriter {
         Ok(changed)
     }
 
-    /// Wakes every contact of a changed event, even one already due (`known` is not
-    /// needed): the row lock is what makes a pass that marks the contact meanwhile wait
-    /// for this writer's events, or have its mark replaced.
+    /// Wakes every contact of a changed event, even one already due: the row lock is
+    /// what makes a pass that marks the contact meanwhile wait for this writer's
+    /// events, or have its mark replaced. `known` says which contacts no pass has seen.
     async fn events(
         &mut self,
         events: Vec<EventUpsert>,
-        _known: Vec<(String, KnownContact)>,
+        mut known: Vec<(String, KnownContact)>,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
         let mut changed = 0;
         let mut touched: Vec<String> = Vec::new();
+        let mut known = KnownWalk::new(&mut known);
         for run in runs(&events, EVENT_ROWS, |e| {
             (e.contact_id.as_str(), e.id.as_str())
         }) {
             let mut q = QueryBuilder::<Postgres>::new(EVENT_INSERT);
             q.push_values(run, |mut b, e| {
+                let armed = KnownContact::armed_with(known.find(&e.contact_id).as_deref());
                 b.push_bind(e.contact_id.as_str())
                     .push_bind(e.id.as_str())
                     .push_bind(e.kind.as_str())
                     .push_bind(e.at.as_second())
                     .push_bind(e.fields.as_str())
-                    .push_bind(now.as_second());
+                    .push_bind(now.as_second())
+                    .push_bind(armed);
             });
             q.push(EVENT_CONFLICT).push(" RETURNING contact_id");
             for row in q.build().fetch_all(&mut *self.tx).await? {
@@ -116,15 +120,25 @@ struct Lookup {
 impl ContactLookup for Lookup {
     fn find(&mut self, ids: &[&str]) -> Result<Vec<(String, KnownContact)>, StoreError> {
         let ids: Vec<String> = ids.iter().map(|&id| id.to_owned()).collect();
-        let mut zones = self.runtime.block_on(async {
-            let mut conn = self.pool.acquire().await?;
-            zones(&mut conn, &ids).await
+        let mut found: HashMap<String, KnownContact> = self.runtime.block_on(async {
+            let rows = sqlx::query(
+                "SELECT id, timezone, armed_at IS NULL AS unseen FROM contacts WHERE id = ANY($1)",
+            )
+            .bind(&ids)
+            .fetch_all(&self.pool)
+            .await?;
+            let known = |row: &sqlx::postgres::PgRow| KnownContact {
+                zone: row.get("timezone"),
+                due: false,
+                unseen: row.get("unseen"),
+            };
+            Ok::<_, StoreError>(rows.iter().map(|row| (row.get("id"), known(row))).collect())
         })?;
         Ok(ids
             .into_iter()
             .filter_map(|id| {
-                let zone = zones.remove(&id)?;
-                Some((id, KnownContact { zone, due: false }))
+                let known = found.remove(&id)?;
+                Some((id, known))
             })
             .collect())
     }

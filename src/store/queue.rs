@@ -205,6 +205,11 @@ pub(crate) fn history_heads() -> [String; 3] {
 
 /// Whether any address is suppressed: an empty list (a new user's first pass) costs
 /// one probe, not one lookup per chunk.
+/// `events.armed_at` of an event written before any pass had seen its contact: it is
+/// first seen with the contact, and takes the contact's `armed_at` when read. So the
+/// first pass after a large import need not rewrite every event to arm it.
+pub(crate) const WITH_CONTACT: i64 = 0;
+
 pub(crate) const ANY_SUPPRESSED: &str = "SELECT 1 AS one FROM suppressions LIMIT 1";
 /// The head of the suppressions of a list of addresses.
 pub(crate) const SUPPRESSED_HEAD: &str =
@@ -302,8 +307,11 @@ impl<'a> Gathering<'a> {
         Ok(())
     }
 
-    pub(crate) fn event(&mut self, event: Event) {
+    pub(crate) fn event(&mut self, mut event: Event) {
         if let Some(h) = self.get(&event.contact_id) {
+            if event.armed_at.map(Timestamp::as_second) == Some(WITH_CONTACT) {
+                event.armed_at = h.contact.armed_at;
+            }
             h.events.push(event);
         }
     }

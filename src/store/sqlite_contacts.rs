@@ -16,6 +16,8 @@ use crate::keys::KeyTable;
 const LOOKUP_CACHE_KIB: i64 = 4 * 1024;
 /// Set in a contact's value when it is due already (its zone's number is the rest).
 const DUE: u32 = 1 << 31;
+/// Set in a contact's value when no pass has looked at it yet.
+const UNSEEN: u32 = 1 << 30;
 
 /// Where SQLite's bulk writer finds its contacts.
 pub(super) enum Lookup {
@@ -58,7 +60,7 @@ impl ContactLookup for Lookup {
                     }
                 };
                 let mut statement = conn.prepare_cached(
-                    "SELECT timezone, next_due_at IS 0 FROM contacts WHERE id = ?1",
+                    "SELECT timezone, next_due_at IS 0, armed_at IS NULL FROM contacts WHERE id = ?1",
                 )?;
                 for &id in ids {
                     let known = statement
@@ -66,6 +68,7 @@ impl ContactLookup for Lookup {
                             Ok(KnownContact {
                                 zone: row.get(0)?,
                                 due: row.get(1)?,
+                                unseen: row.get(2)?,
                             })
                         })
                         .optional()?;
@@ -77,12 +80,13 @@ impl ContactLookup for Lookup {
             Lookup::All(all) => {
                 for &id in ids {
                     if let Some(value) = all.ids.get(&[id]) {
-                        let zone = match value & !DUE {
+                        let zone = match value & !(DUE | UNSEEN) {
                             0 => None,
                             n => Some(all.zones[n as usize].clone()),
                         };
                         let due = value & DUE != 0;
-                        found.push((id.to_owned(), KnownContact { zone, due }));
+                        let unseen = value & UNSEEN != 0;
+                        found.push((id.to_owned(), KnownContact { zone, due, unseen }));
                     }
                 }
             }
@@ -91,7 +95,7 @@ impl ContactLookup for Lookup {
     }
 }
 
-/// Every contact's id, zone and whether it is due: about 30 bytes a contact.
+/// Every contact's id, zone, and whether it is due and seen: about 30 bytes a contact.
 pub(super) struct AllContacts {
     ids: KeyTable,
     /// Zone names by number; number 0 is "none given" (the business's).
@@ -114,7 +118,8 @@ impl AllContacts {
             zones: vec![String::new()],
         };
         let mut numbers: HashMap<String, u32> = HashMap::new();
-        let mut statement = conn.prepare("SELECT id, timezone, next_due_at IS 0 FROM contacts")?;
+        let mut statement =
+            conn.prepare("SELECT id, timezone, next_due_at IS 0, armed_at IS NULL FROM contacts")?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
             let id: &str = row.get_ref(0)?.as_str().map_err(corrupt)?;
@@ -131,8 +136,10 @@ impl AllContacts {
                 },
             };
             let due: bool = row.get(2)?;
+            let unseen: bool = row.get(3)?;
+            let flags = if due { DUE } else { 0 } | if unseen { UNSEEN } else { 0 };
             all.ids
-                .insert(&[id], zone | if due { DUE } else { 0 })
+                .insert(&[id], zone | flags)
                 .map_err(anyhow::Error::msg)?;
         }
         Ok(all)

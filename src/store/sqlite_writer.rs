@@ -12,6 +12,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 
+use super::bulk::KnownWalk;
 use super::sqlite_conn::{self, Access, BUSY_TIMEOUT};
 use super::sqlite_contacts::{AllContacts, Lookup};
 use super::upsert_sql::{CONTACT_INSERT, EVENT_CONFLICT, EVENT_INSERT, SHAPES, contact_conflict};
@@ -338,31 +339,29 @@ fn write_events(
         "UPDATE contacts SET next_due_at = 0 WHERE id = ?1 AND next_due_at IS NOT 0",
     )?;
     let mut changed = 0;
-    let mut next = 0;
+    let mut known = KnownWalk::new(known);
     for e in events {
+        let contact = known.find(&e.contact_id);
         let written = upsert.execute(params![
             e.contact_id,
             e.id,
             e.kind,
             e.at.as_second(),
             e.fields,
-            now.as_second()
+            now.as_second(),
+            KnownContact::armed_with(contact.as_deref()),
         ])?;
         if written == 0 {
             continue;
         }
         changed += 1;
-        while next < known.len() && known[next].0 < e.contact_id {
-            next += 1;
-        }
-        match known.get_mut(next) {
-            Some((id, contact)) if *id == e.contact_id => {
-                if !contact.due {
-                    contact.due = true;
-                    wake.execute([&e.contact_id])?;
-                }
+        match contact {
+            Some(contact) if contact.due => {}
+            Some(contact) => {
+                contact.due = true;
+                wake.execute([&e.contact_id])?;
             }
-            _ => {
+            None => {
                 wake.execute([&e.contact_id])?;
             }
         }
@@ -382,7 +381,7 @@ static CONTACT_UPSERTS: LazyLock<[String; 4]> = LazyLock::new(|| {
 });
 
 static EVENT_UPSERT: LazyLock<String> =
-    LazyLock::new(|| format!("{EVENT_INSERT}VALUES (?1, ?2, ?3, ?4, ?5, ?6){EVENT_CONFLICT}"));
+    LazyLock::new(|| format!("{EVENT_INSERT}VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7){EVENT_CONFLICT}"));
 
 #[cfg(test)]
 mod tests {

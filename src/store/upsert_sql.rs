@@ -34,9 +34,10 @@ pub(super) fn contact_conflict(email_given: bool, postcard_given: bool) -> Strin
     )
 }
 
-/// The head of an event insert; the values follow, then [`EVENT_CONFLICT`].
+/// The head of an event insert; the values follow, then [`EVENT_CONFLICT`]. `armed_at`
+/// is [`KnownContact::armed_with`](super::KnownContact::armed_with).
 pub(super) const EVENT_INSERT: &str =
-    "INSERT INTO events (contact_id, id, kind, at, fields, created_at) ";
+    "INSERT INTO events (contact_id, id, kind, at, fields, created_at, armed_at) ";
 
 /// The update half of an event upsert: only an event whose values differ is written.
 pub(super) const EVENT_CONFLICT: &str = " ON CONFLICT (contact_id, id) DO UPDATE SET \

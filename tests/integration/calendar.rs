@@ -312,6 +312,40 @@ fn history_is_not_replayed_on_first_import() {
 }
 
 #[test]
+fn a_purchase_imported_after_the_customer_was_seen_is_first_seen_then() {
+    let cadences = format!(
+        "cadences:\n{}",
+        cadence("thanks", "{ after: purchase, delay: 1d }", "")
+    );
+    let contacts = "id,first_name,email\nA,Ann,ann@example.com\n";
+    let ws = workspace(
+        WINDOW_9_TO_6,
+        &cadences,
+        contacts,
+        "id,contact_id,kind,at\n",
+    );
+    ws.tickler(&["tick", "--now", "2026-04-01T10:00:00-04:00"])
+        .ok();
+    // Three months on, a file brings a purchase from six weeks back and one from two
+    // days back: only the recent one is owed, as if both had come with Ann.
+    ws.write(
+        "events.csv",
+        "id,contact_id,kind,at\nold,A,purchase,2026-05-20\nnew,A,purchase,2026-06-29\n",
+    );
+    ws.tickler(&["import", "events", "events.csv"]).ok();
+    let run = ws
+        .tickler(&["tick", "--now", "2026-07-01T10:00:00-04:00"])
+        .ok();
+    assert_eq!(
+        run.stdout.trim(),
+        "sent=1 failed=0 retrying=0 skipped=0 deferred=0"
+    );
+    let rows = ws.sends();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["occurrence"], "new");
+}
+
+#[test]
 fn the_frequency_cap_defers_and_never_drops() {
     let cadences = format!(
         "cadences:\n{}{}{}",
