@@ -12,6 +12,7 @@ mod core;
 mod daemon;
 mod deliverability;
 mod delivery;
+mod first_seen;
 mod hardening;
 mod helpers;
 mod http_limits;
