@@ -12,8 +12,19 @@ use jiff::Timestamp;
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 
-/// Parses `expr` as tokio-cron-scheduler would.
+/// Parses `expr` as tokio-cron-scheduler would, less one thing it accepts: a list with
+/// an empty item (`,` or `5,,10`). A field that is only that matches nothing, and
+/// finding that no date matches then takes the parser's calendar search a minute.
 pub fn parse(expr: &str) -> Result<Cron, String> {
+    if let Some(n) = expr
+        .split_whitespace()
+        .position(|field| field.split(',').any(str::is_empty))
+    {
+        return Err(format!(
+            "`{expr}` is not a cron expression (sec min hour day month weekday): field {} has an empty item in its list",
+            n + 1
+        ));
+    }
     CronParser::builder()
         .seconds(Seconds::Required)
         .dom_and_dow(true)
@@ -210,6 +221,25 @@ fn from_chrono(dt: NaiveDateTime) -> Option<DateTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_with_an_empty_item_is_refused_at_once() {
+        for expr in [
+            ", 02 * * * *",
+            "0 , * * * *",
+            "0 0 9 * * Mon,",
+            "0,,30 0 9 * * *",
+        ] {
+            let started = std::time::Instant::now();
+            let e = parse_checked(expr).map(|_| ()).unwrap_err();
+            assert!(e.contains("has an empty item"), "{expr}: {e}");
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(1),
+                "{expr}"
+            );
+        }
+        assert!(parse_checked("0 0 9,17 * * Mon,Wed").is_ok());
+    }
 
     #[test]
     fn owed_fires_answers_each_floor_on_its_own_though_it_keeps_the_last() {
