@@ -203,13 +203,13 @@ pub(crate) fn history_heads() -> [String; 3] {
     ]
 }
 
-/// Whether any address is suppressed: an empty list (a new user's first pass) costs
-/// one probe, not one lookup per chunk.
 /// `events.armed_at` of an event written before any pass had seen its contact: it is
 /// first seen with the contact, and takes the contact's `armed_at` when read. So the
 /// first pass after a large import need not rewrite every event to arm it.
 pub(crate) const WITH_CONTACT: i64 = 0;
 
+/// Whether any address is suppressed: an empty list (a new user's first pass) costs
+/// one probe, not one lookup per chunk.
 pub(crate) const ANY_SUPPRESSED: &str = "SELECT 1 AS one FROM suppressions LIMIT 1";
 /// The head of the suppressions of a list of addresses.
 pub(crate) const SUPPRESSED_HEAD: &str =

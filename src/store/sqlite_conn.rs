@@ -24,6 +24,9 @@ pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// other every few rows.
 const ROW_BUFFER: usize = 4096;
 
+/// The page size of a new database, in bytes.
+const PAGE_SIZE: u32 = 8192;
+
 /// WAL pages written before a commit copies them into the database file (SQLite's
 /// default is 1,000). A pass over a large list rewrites the same pages page after page;
 /// with a larger log each is copied once per checkpoint rather than once per write, and
@@ -36,12 +39,15 @@ pub(super) fn pool_options(url: &str) -> Result<SqliteConnectOptions, sqlx::Erro
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         // Only a new database takes it; an existing one keeps its own.
-        .page_size(8192)
+        .page_size(PAGE_SIZE)
         .journal_mode(SqliteJournalMode::Wal)
         .busy_timeout(BUSY_TIMEOUT)
         .row_buffer_size(ROW_BUFFER)
         .pragma("wal_autocheckpoint", CHECKPOINT_PAGES.to_string())
-        .pragma("journal_size_limit", (CHECKPOINT_PAGES * 8192).to_string());
+        .pragma(
+            "journal_size_limit",
+            (CHECKPOINT_PAGES * PAGE_SIZE).to_string(),
+        );
     Ok(PRAGMAS.iter().fold(options, |options, &(name, value)| {
         options.pragma(name, value)
     }))
