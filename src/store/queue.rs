@@ -139,7 +139,7 @@ impl<B: Backend> DueQueue for B {
         // Rows already due are left as they are (after an import, every row is):
         // rewriting them, and their entries in the due index, would change nothing.
         let mut q = QueryBuilder::new(
-            "UPDATE contacts SET next_due_at = 0 WHERE next_due_at IS NULL OR next_due_at <> 0",
+            "UPDATE due SET next_due_at = 0 WHERE next_due_at IS NULL OR next_due_at <> 0",
         );
         let mut tx = self.write().await?;
         B::Db::execute(&mut tx.tx, &mut q).await?;
@@ -172,7 +172,7 @@ pub(crate) fn due_page_query<DB: Sql>(
     after: &DuePosition,
     limit: u32,
 ) -> QueryBuilder<DB> {
-    let mut q = QueryBuilder::new("SELECT next_due_at, id FROM contacts WHERE next_due_at <= ");
+    let mut q = QueryBuilder::new("SELECT next_due_at, id FROM due WHERE next_due_at <= ");
     q.int(now);
     q.push(" AND (next_due_at, id) > (").int(after.next_due_at);
     q.push(", ").text(&after.id);
