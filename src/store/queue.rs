@@ -39,6 +39,15 @@ impl PassToken {
         }
     }
 
+    /// A pass that marks with `mark`, for tests of what keeps a token.
+    #[cfg(test)]
+    pub(crate) fn with_mark(mark: i64) -> PassToken {
+        PassToken {
+            after: DuePosition::default(),
+            mark,
+        }
+    }
+
     /// Moves past `page` (in due order), keeping the mark below all of it.
     pub(crate) fn advance(&mut self, page: &[DuePosition]) {
         if let Some(first) = page.first() {

@@ -1,6 +1,6 @@
 //! A pass's walk through the due contacts, a page at a time: each page is read and
-//! marked, then planned, then its send-log rows and next due times are written. Three
-//! pages are in flight at once, so that the database's writes (one page's records and
+//! marked, then planned, then its send-log rows are written and its next due times
+//! kept to be written in batches. Three pages are in flight at once, so that the database's writes (one page's records and
 //! the mark of the page after the next) run while the page between them is read and
 //! planned on other threads.
 
@@ -10,6 +10,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use super::deliver::Deliveries;
+use super::due_times::DueTimes;
 use super::pass::{Pass, Summary, Would};
 use super::{Engine, HORIZON, Job, LEASE, MAX_PAGE, NEAR, PAGE};
 use crate::agenda::{Decision, Verdict, agenda};
@@ -50,6 +51,7 @@ impl Engine {
         let mut size = PAGE;
         let mut ahead = self.next_page(state, &mut pass, size, now, dry_run).await?;
         let mut planned: Option<Planned> = None;
+        let mut due = DueTimes::default();
         while ahead.is_some() || planned.is_some() {
             let page = ahead.take();
             let read_on = page.is_some();
@@ -62,7 +64,7 @@ impl Engine {
             };
             let writing = async {
                 let written = match to_write {
-                    Some(page) => Some(self.write_page(page, now).await?),
+                    Some(page) => Some(self.write_page(page, now, &mut due).await?),
                     None => None,
                 };
                 if let Some((inserted, _)) = &written {
@@ -85,7 +87,7 @@ impl Engine {
                     .hand_over(inserted, histories, deliveries, summary)
                     .await
             {
-                return Ok(());
+                return self.write_due(&mut due).await;
             }
             ahead = next;
             let Some((page, deferred)) = plan? else {
@@ -102,6 +104,7 @@ impl Engine {
             }
             planned = Some(page);
         }
+        self.write_due(&mut due).await?;
         if state.pause_reason().is_none() && !state.is_stopping() {
             self.retry_due(state, now, dry_run, deliveries, summary)
                 .await?;
@@ -164,19 +167,31 @@ impl Engine {
         ))
     }
 
-    /// Records a planned page: its sends and skips, then each contact's next due time.
+    /// Records a planned page's sends and skips, and keeps its next due times in `due`
+    /// until there are enough of them to write.
     async fn write_page(
         &self,
         page: Planned,
         now: Timestamp,
+        due: &mut DueTimes,
     ) -> anyhow::Result<(Vec<SendRow>, Vec<History>)> {
         let lease_until = now + LEASE;
         let inserted = self
             .store
             .insert_sends(&page.sends, now, lease_until, &self.owner)
             .await?;
-        self.store.set_next_due(&page.next_due, &page.mark).await?;
+        for (times, mark) in due.keep(page.next_due, page.mark) {
+            self.store.set_next_due(&times, &mark).await?;
+        }
         Ok((inserted, page.histories))
+    }
+
+    /// Writes the next due times still kept in `due`.
+    async fn write_due(&self, due: &mut DueTimes) -> anyhow::Result<()> {
+        if let Some((times, mark)) = due.take() {
+            self.store.set_next_due(&times, &mark).await?;
+        }
+        Ok(())
     }
 
     /// Counts the skips among `inserted` and queues the claimed sends for delivery;
