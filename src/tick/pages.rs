@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use jiff::Timestamp;
+use tokio::task::JoinHandle;
 
 use super::deliver::Deliveries;
 use super::due_times::DueTimes;
@@ -20,6 +21,10 @@ use crate::store::{NewSend, NextDue, PassToken, SendRow};
 
 /// Rows to add to the send log, and each contact's next due time.
 type Evaluation = (Vec<NewSend>, Vec<NextDue>);
+
+/// Contacts of a page read at once: small enough that planning one part overlaps
+/// reading the next, large enough that each read's own cost is small beside its rows'.
+const READ_PART: usize = 1000;
 
 /// A page of due contacts, read and (unless in a dry run) marked, waiting to be planned.
 struct Marked {
@@ -140,31 +145,32 @@ impl Engine {
         }))
     }
 
-    /// Reads a marked page's histories and plans them, on a blocking thread so that the
-    /// page being written meanwhile is not held up; also returns the deferrals counted.
+    /// Reads a marked page's histories and plans them; also returns the deferrals
+    /// counted. The page is read a part at a time, and each part planned on a blocking
+    /// thread while the next is read, so that reading and planning share the cores.
     async fn plan(&self, page: Marked, now: Timestamp) -> anyhow::Result<(Planned, usize)> {
-        let mut histories = self.store.history(&page.ids).await?;
-        let config = Arc::clone(&self.config);
-        let (histories, (sends, next_due), deferred) = tokio::task::spawn_blocking(move || {
-            let mut deferred = 0;
-            let (sends, next_due) = evaluate(&config, &histories, now, &mut deferred);
-            // Only the contacts with something to send or skip are needed further; the
-            // rest are let go here, off the pass's path.
-            let named: HashSet<&str> = sends.iter().map(|s| s.key.contact.as_str()).collect();
-            histories.retain(|h| named.contains(h.contact.id.as_str()));
-            (histories, (sends, next_due), deferred)
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("planning stopped: {e}"))?;
-        Ok((
-            Planned {
-                sends,
-                next_due,
-                histories,
-                mark: page.mark,
-            },
-            deferred,
-        ))
+        let mut planned = Planned {
+            sends: Vec::new(),
+            next_due: Vec::new(),
+            histories: Vec::new(),
+            mark: page.mark,
+        };
+        let mut deferred = 0;
+        let mut running: Option<JoinHandle<PlannedPart>> = None;
+        for part in page.ids.chunks(READ_PART) {
+            let histories = self.store.history(part).await?;
+            if let Some(done) = running.take() {
+                deferred += done.await.map_err(stopped)?.add_to(&mut planned);
+            }
+            let config = Arc::clone(&self.config);
+            running = Some(tokio::task::spawn_blocking(move || {
+                PlannedPart::of(&config, histories, now)
+            }));
+        }
+        if let Some(done) = running {
+            deferred += done.await.map_err(stopped)?.add_to(&mut planned);
+        }
+        Ok((planned, deferred))
     }
 
     /// Records a planned page's sends and skips, and keeps its next due times in `due`
@@ -265,6 +271,43 @@ impl Engine {
             });
         }
     }
+}
+
+/// Part of a page, planned.
+struct PlannedPart {
+    sends: Vec<NewSend>,
+    next_due: Vec<NextDue>,
+    /// Only those of contacts with something to send or skip.
+    histories: Vec<History>,
+    deferred: usize,
+}
+
+impl PlannedPart {
+    fn of(config: &Config, mut histories: Vec<History>, now: Timestamp) -> PlannedPart {
+        let mut deferred = 0;
+        let (sends, next_due) = evaluate(config, &histories, now, &mut deferred);
+        // The rest are let go here, off the pass's path.
+        let named: HashSet<&str> = sends.iter().map(|s| s.key.contact.as_str()).collect();
+        histories.retain(|h| named.contains(h.contact.id.as_str()));
+        PlannedPart {
+            sends,
+            next_due,
+            histories,
+            deferred,
+        }
+    }
+
+    /// Adds this part to its page; returns the deferrals counted.
+    fn add_to(self, page: &mut Planned) -> usize {
+        page.sends.extend(self.sends);
+        page.next_due.extend(self.next_due);
+        page.histories.extend(self.histories);
+        self.deferred
+    }
+}
+
+fn stopped(e: tokio::task::JoinError) -> anyhow::Error {
+    anyhow::anyhow!("planning stopped: {e}")
 }
 
 /// For each contact: the rows to add to the send log now, and when to look again.
