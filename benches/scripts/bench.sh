@@ -172,7 +172,7 @@ first_pass_bench() {
         --name "tickler first tick" \
         --setup "rm -f $dir/tickler.db*; cp $dir/template.db $dir/tickler.db" \
         --cmd "$BIN --config $cfg tick --now $T0"
-    echo "planned in the last run: $(sqlite3 "$dir/tickler.db" "SELECT count(*) FROM due WHERE next_due_at > strftime('%s', '$T0')") contacts ahead, $(sqlite3 "$dir/tickler.db" "SELECT count(*) FROM sends") send-log rows"
+    echo "planned in the last run: $(sqlite3 "$dir/tickler.db" "SELECT count(*) FROM contacts WHERE next_due_at > strftime('%s', '$T0')") contacts ahead, $(sqlite3 "$dir/tickler.db" "SELECT count(*) FROM sends") send-log rows"
 }
 
 # tick: a dry-run tick with 1,000 sends due, at 10,000 and at 1,000,000 contacts.

@@ -11,17 +11,14 @@ SELECT k, json_extract('["Maria","James","Zoe","Daniel","Priya","Olu","Mei","Ing
        json_extract('["Alvarez","Smith","Bronte","OBrien","Nair","Ade","Chen","Berg","Ruiz","Khan","Miller","Rossi","Novak","Kowalski","Tanaka","Dubois","Silva","Jensen","Moreau","Fischer"]', '$[' || (k / 10 % 20) || ']') || (k % 10) AS last FROM n;
 WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 999999)
 INSERT INTO contacts (id, first_name, last_name, email, address_line1, city, region, postal_code,
-                      country, tags, digest, created_at, updated_at)
+                      country, tags, digest, armed_at, next_due_at, created_at, updated_at)
 SELECT printf('C%07d', i), nm.first, nm.last,
        lower(nm.first || '.' || nm.last || '.' || i || '@example.com'),
        (i % 900 + 1) || ' River St', 'Albany', 'NY', '12207', 'US', 'customer', 'x',
+       (SELECT t FROM bench_now) - 86400 * 700,
+       (SELECT t FROM bench_now) + (i % 365) * 86400 + i % 86400,
        (SELECT t FROM bench_now) - 86400 * 700, (SELECT t FROM bench_now) - 86400 * 700
 FROM n JOIN names nm ON nm.k = n.i % 200;
-WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 999999)
-INSERT INTO due (id, next_due_at, armed_at)
-SELECT printf('C%07d', i), (SELECT t FROM bench_now) + (i % 365) * 86400 + i % 86400,
-       (SELECT t FROM bench_now) - 86400 * 700
-FROM n;
 WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 4999999)
 INSERT INTO sends (contact_id, cadence, occurrence, channel, status, reason, due_at, attempts,
                    next_attempt_at, message_id, reply, created_at, updated_at)

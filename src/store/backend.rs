@@ -85,14 +85,6 @@ pub(crate) async fn write_returning<B: Backend>(
     Ok(found.is_some())
 }
 
-/// Makes `contact` due now, so that the next pass looks at what changed.
-async fn wake<B: Backend>(tx: &mut Write<B::Db>, contact: &str) -> Result<(), StoreError> {
-    let mut q = QueryBuilder::new("UPDATE due SET next_due_at = 0 WHERE id = ");
-    q.text(contact);
-    B::Db::execute(&mut tx.tx, &mut q).await?;
-    Ok(())
-}
-
 /// Held while one process of the group does a job (a CSV sync); let go when dropped.
 #[must_use = "the job is exclusive only while the guard lives"]
 pub enum Exclusive {
@@ -130,15 +122,9 @@ impl<B: Backend> Contacts for B {
             None => q.push("NULL"),
         };
         q.push(", updated_at = ").int(now.as_second());
-        q.push(" WHERE id = ").text(contact);
+        q.push(", next_due_at = 0 WHERE id = ").text(contact);
         q.push(" RETURNING id");
-        let mut tx = self.write().await?;
-        if B::Db::fetch_optional(&mut tx.tx, &mut q).await?.is_none() {
-            return Ok(false);
-        }
-        wake::<B>(&mut tx, contact).await?;
-        tx.commit().await?;
-        Ok(true)
+        write_returning(self, &mut q).await
     }
 
     async fn set_opt_out(
@@ -155,13 +141,12 @@ impl<B: Backend> Contacts for B {
         let mut q = QueryBuilder::new(format!("UPDATE contacts SET {column} = "));
         q.flag(opted_out);
         q.push(", updated_at = ").int(now.as_second());
-        q.push(" WHERE id = ").text(contact);
+        q.push(", next_due_at = 0 WHERE id = ").text(contact);
         q.push(" RETURNING email");
         let mut tx = self.write().await?;
         let Some(found) = B::Db::fetch_optional(&mut tx.tx, &mut q).await? else {
             return Ok(false);
         };
-        wake::<B>(&mut tx, contact).await?;
         // An email unsubscribe also lists the address, so that another contact with
         // it, or this one imported again, gets nothing; a resubscribe takes back only
         // that entry, never a bounce's or a complaint's.

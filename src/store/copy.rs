@@ -25,7 +25,7 @@ use Kind::{Bool, Int, OptBytes, OptInt, OptText, Text};
 type Table = (&'static str, &'static str, &'static [(&'static str, Kind)]);
 
 /// The tables in an order that keeps references valid.
-const TABLES: [Table; 7] = [
+const TABLES: [Table; 6] = [
     (
         "contacts",
         "id",
@@ -49,14 +49,11 @@ const TABLES: [Table; 7] = [
             ("digest", Text),
             ("declined", Text),
             ("paused_until", OptInt),
+            ("armed_at", OptInt),
+            ("next_due_at", OptInt),
             ("created_at", Int),
             ("updated_at", Int),
         ],
-    ),
-    (
-        "due",
-        "id",
-        &[("id", Text), ("next_due_at", OptInt), ("armed_at", OptInt)],
     ),
     (
         "events",
@@ -125,16 +122,12 @@ pub async fn sqlite_to_postgres(from: &str, to: &str) -> anyhow::Result<Copied> 
     let path = from
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
-    // Opening each store applies its migrations, so that a database of an earlier
-    // version is read in the columns copied here (a missing one is not made).
-    if std::path::Path::new(path).exists() {
-        drop(super::open(from).await?);
-    }
     let source = SqlitePoolOptions::new()
         .max_connections(1)
         .connect_with(super::sqlite_conn::read_only_options(path))
         .await
         .map_err(|e| anyhow::anyhow!("cannot open {from}: {e}"))?;
+    // Opening the store applies the migrations.
     drop(super::open(to).await?);
     let target = PgPoolOptions::new().max_connections(1).connect(to).await?;
     let mut tx = target.begin().await?;
@@ -187,10 +180,7 @@ pub async fn sqlite_to_postgres(from: &str, to: &str) -> anyhow::Result<Copied> 
             q.build().execute(&mut *tx).await?;
             count += rows.len() as u64;
         }
-        // The due queue has a row per contact: not a count of its own to report.
-        if table != "due" {
-            copied.push((table, count));
-        }
+        copied.push((table, count));
     }
     // New sends continue after the copied ids.
     sqlx::query(

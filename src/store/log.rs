@@ -328,7 +328,7 @@ impl<B: Backend> SendLog for B {
     async fn queue_depth(&self, now: Timestamp) -> Result<i64, StoreError> {
         let mut q = QueryBuilder::new(
             "SELECT (SELECT COUNT(*) FROM sends WHERE status IN ('pending', 'retrying')) \
-             + (SELECT COUNT(*) FROM due WHERE next_due_at <= ",
+             + (SELECT COUNT(*) FROM contacts WHERE next_due_at <= ",
         );
         q.int(now.as_second()).push(") AS n");
         let mut conn = self.pool().acquire().await?;

@@ -1,5 +1,5 @@
-//! Storage: contacts, events, the send log, and the due queue (each contact's `next_due_at`)
-//! that lets a tick touch only contacts with work due. Callers see traits by who uses them
+//! Storage: contacts, events, the send log, and the per-contact `next_due_at` that
+//! lets a tick touch only contacts with work due. Callers see traits by who uses them
 //! ([`SendLog`], [`DueQueue`], [`Contacts`], [`Suppressions`]..., bundled in [`Store`]); SQLite (embedded)
 //! and PostgreSQL (shared) implement them with one set of queries over [`sqlx`], each
 //! adding only the statements it writes its own way (`backend::Backend`).

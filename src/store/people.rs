@@ -101,7 +101,7 @@ impl<B: Backend> People for B {
         (after_due, after_id): (i64, &str),
         limit: u32,
     ) -> Result<Vec<(i64, String)>, StoreError> {
-        let mut q = QueryBuilder::new("SELECT next_due_at, id FROM due WHERE next_due_at <= ");
+        let mut q = QueryBuilder::new("SELECT next_due_at, id FROM contacts WHERE next_due_at <= ");
         q.int(until.as_second());
         q.push(" AND (next_due_at, id) > (").int(after_due);
         q.push(", ").text(after_id);

@@ -148,7 +148,7 @@ impl Backend for PostgresStore {
         sqlx::query(
             "WITH armed AS (UPDATE events SET armed_at = $1 WHERE armed_at IS NULL AND contact_id = ANY($3) \
              RETURNING 1) \
-             UPDATE due SET next_due_at = $2, armed_at = coalesce(armed_at, $1) \
+             UPDATE contacts SET next_due_at = $2, armed_at = coalesce(armed_at, $1) \
              WHERE id = ANY($3) AND (SELECT count(*) FROM armed) >= 0",
         )
         .bind(now.as_second())
@@ -164,9 +164,9 @@ impl Backend for PostgresStore {
         let mut updates: Vec<&NextDue> = updates.iter().collect();
         updates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         sqlx::query(
-            "UPDATE due SET next_due_at = v.at \
+            "UPDATE contacts SET next_due_at = v.at \
              FROM UNNEST($1::text[], $2::bigint[]) AS v (id, at) \
-             WHERE due.id = v.id AND due.next_due_at = $3",
+             WHERE contacts.id = v.id AND contacts.next_due_at = $3",
         )
         .bind(updates.iter().map(|u| u.0.clone()).collect::<Vec<_>>())
         .bind(

@@ -6,17 +6,14 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, QueryBuilder, Row, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row, Transaction};
 
 use super::bulk::KnownWalk;
-use super::upsert_sql::{
-    CONTACT_INSERT, DUE_NOW, DUE_NOW_CONFLICT, EVENT_CONFLICT, EVENT_INSERT, SHAPES,
-    contact_conflict,
-};
+use super::upsert_sql::{CONTACT_INSERT, EVENT_CONFLICT, EVENT_INSERT, SHAPES, contact_conflict};
 use super::{BulkWriter, ContactLookup, ContactUpsert, EventUpsert, KnownContact, StoreError};
 use crate::domain::EmailAddress;
 
-/// Contacts per statement: 19 values a row, and PostgreSQL allows 65535.
+/// Contacts per statement: 20 values a row, and PostgreSQL allows 65535.
 const CONTACT_ROWS: usize = 1000;
 /// Events per statement: 6 values a row.
 const EVENT_ROWS: usize = 2000;
@@ -92,7 +89,7 @@ impl BulkWriter for PostgresWriter {
         touched.sort_unstable();
         touched.dedup();
         if !touched.is_empty() {
-            sqlx::query("UPDATE due SET next_due_at = 0 WHERE id = ANY($1)")
+            sqlx::query("UPDATE contacts SET next_due_at = 0 WHERE id = ANY($1)")
                 .bind(&touched)
                 .execute(&mut *self.tx)
                 .await?;
@@ -125,8 +122,7 @@ impl ContactLookup for Lookup {
         let ids: Vec<String> = ids.iter().map(|&id| id.to_owned()).collect();
         let mut found: HashMap<String, KnownContact> = self.runtime.block_on(async {
             let rows = sqlx::query(
-                "SELECT c.id, c.timezone, d.armed_at IS NULL AS unseen FROM contacts c \
-                 JOIN due d ON d.id = c.id WHERE c.id = ANY($1)",
+                "SELECT id, timezone, armed_at IS NULL AS unseen FROM contacts WHERE id = ANY($1)",
             )
             .bind(&ids)
             .fetch_all(&self.pool)
@@ -180,27 +176,12 @@ async fn upsert_contact_rows(
             .push_bind(row.postcard_opt_out.unwrap_or(false))
             .push_bind(fields.as_str())
             .push_bind(digest.as_str())
+            .push_bind(0i64)
             .push_bind(now.as_second())
             .push_bind(now.as_second());
     });
-    q.push(contact_conflict(email_given, postcard_given))
-        .push(" RETURNING id");
-    let changed: Vec<String> = q
-        .build()
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|row| row.get("id"))
-        .collect();
-    if !changed.is_empty() {
-        sqlx::query(AssertSqlSafe(format!(
-            "{DUE_NOW}SELECT id, 0 FROM UNNEST($1::text[]) AS v (id){DUE_NOW_CONFLICT}"
-        )))
-        .bind(&changed)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(changed.len() as u64)
+    q.push(contact_conflict(email_given, postcard_given));
+    Ok(q.build().execute(&mut *conn).await?.rows_affected())
 }
 
 /// The stored time zone of each id that exists.

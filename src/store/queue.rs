@@ -39,15 +39,6 @@ impl PassToken {
         }
     }
 
-    /// A pass that marks with `mark`, for tests of what keeps a token.
-    #[cfg(test)]
-    pub(crate) fn with_mark(mark: i64) -> PassToken {
-        PassToken {
-            after: DuePosition::default(),
-            mark,
-        }
-    }
-
     /// Moves past `page` (in due order), keeping the mark below all of it.
     pub(crate) fn advance(&mut self, page: &[DuePosition]) {
         if let Some(first) = page.first() {
@@ -148,7 +139,7 @@ impl<B: Backend> DueQueue for B {
         // Rows already due are left as they are (after an import, every row is):
         // rewriting them, and their entries in the due index, would change nothing.
         let mut q = QueryBuilder::new(
-            "UPDATE due SET next_due_at = 0 WHERE next_due_at IS NULL OR next_due_at <> 0",
+            "UPDATE contacts SET next_due_at = 0 WHERE next_due_at IS NULL OR next_due_at <> 0",
         );
         let mut tx = self.write().await?;
         B::Db::execute(&mut tx.tx, &mut q).await?;
@@ -181,7 +172,7 @@ pub(crate) fn due_page_query<DB: Sql>(
     after: &DuePosition,
     limit: u32,
 ) -> QueryBuilder<DB> {
-    let mut q = QueryBuilder::new("SELECT next_due_at, id FROM due WHERE next_due_at <= ");
+    let mut q = QueryBuilder::new("SELECT next_due_at, id FROM contacts WHERE next_due_at <= ");
     q.int(now);
     q.push(" AND (next_due_at, id) > (").int(after.next_due_at);
     q.push(", ").text(&after.id);

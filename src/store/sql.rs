@@ -164,11 +164,8 @@ pub(crate) fn push_list<DB: Sql>(q: &mut QueryBuilder<DB>, ids: &[String]) {
     q.push(")");
 }
 
-/// The columns of a contact, read `FROM contacts`; its `armed_at` is kept beside its due
-/// time in `due`.
 pub(crate) const CONTACT_COLUMNS: &str = "id, first_name, last_name, email, address_line1, address_line2, city, region, \
-     postal_code, country, birthday, timezone, tags, email_opt_out, postcard_opt_out, fields, \
-     (SELECT armed_at FROM due WHERE due.id = contacts.id) AS armed_at";
+     postal_code, country, birthday, timezone, tags, email_opt_out, postcard_opt_out, fields, armed_at";
 
 pub(crate) const EVENT_COLUMNS: &str = "contact_id, id, kind, at, fields, armed_at";
 

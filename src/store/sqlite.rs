@@ -179,7 +179,7 @@ impl Backend for SqliteStore {
             let mut events = QueryBuilder::<Sqlite>::new("UPDATE events SET armed_at = ");
             events.push_bind(now);
             events.push(" WHERE armed_at IS NULL AND contact_id IN (");
-            let mut contacts = QueryBuilder::<Sqlite>::new("UPDATE due SET next_due_at = ");
+            let mut contacts = QueryBuilder::<Sqlite>::new("UPDATE contacts SET next_due_at = ");
             contacts.push_bind(mark);
             contacts
                 .push(", armed_at = coalesce(armed_at, ")
@@ -203,8 +203,8 @@ impl Backend for SqliteStore {
             // `+` keeps the guard off the due index, which SQLite would otherwise scan
             // once per contact of the mark.
             q.push(
-                ") UPDATE due SET next_due_at = v.at FROM v \
-                 WHERE due.id = v.id AND +due.next_due_at = ",
+                ") UPDATE contacts SET next_due_at = v.at FROM v \
+                 WHERE contacts.id = v.id AND +contacts.next_due_at = ",
             )
             .push_bind(mark);
             q.build().execute(&mut *tx.tx).await?;
@@ -298,9 +298,8 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let store = SqliteStore::open(&url).await.expect("open");
         sqlx::query(
-            "INSERT INTO contacts (id, first_name, digest, created_at, updated_at) VALUES \
-             ('A', 'a', 'd', 1, 1), ('B', 'b', 'd', 1, 1), ('C', 'c', 'd', 1, 1); \
-             INSERT INTO due (id, next_due_at) VALUES ('A', -5000000000), ('B', 0), ('C', 50)",
+            "INSERT INTO contacts (id, first_name, digest, next_due_at, created_at, updated_at) VALUES \
+             ('A', 'a', 'd', -5000000000, 1, 1), ('B', 'b', 'd', 0, 1, 1), ('C', 'c', 'd', 50, 1, 1)",
         )
         .execute(&store.pool)
         .await

@@ -33,11 +33,6 @@ const PAGE_SIZE: u32 = 8192;
 /// the checkpoint's two syncs come fewer times. The file is cut back to this size after.
 const CHECKPOINT_PAGES: u32 = 16_384;
 
-/// Page cache of each pool connection, in KiB (SQLite's default is 2 MiB): a pass's
-/// write of many next due times dirties pages all over the due index, and a page that
-/// must leave the cache before the commit is written twice.
-const POOL_CACHE_KIB: u32 = 32 * 1024;
-
 /// Options of the sqlx pool's connections to the database at `url`, which is created
 /// (in WAL mode, with 8 KiB pages) if missing.
 pub(super) fn pool_options(url: &str) -> Result<SqliteConnectOptions, sqlx::Error> {
@@ -48,7 +43,6 @@ pub(super) fn pool_options(url: &str) -> Result<SqliteConnectOptions, sqlx::Erro
         .journal_mode(SqliteJournalMode::Wal)
         .busy_timeout(BUSY_TIMEOUT)
         .row_buffer_size(ROW_BUFFER)
-        .pragma("cache_size", format!("-{POOL_CACHE_KIB}"))
         .pragma("wal_autocheckpoint", CHECKPOINT_PAGES.to_string())
         .pragma(
             "journal_size_limit",

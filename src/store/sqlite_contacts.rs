@@ -60,8 +60,7 @@ impl ContactLookup for Lookup {
                     }
                 };
                 let mut statement = conn.prepare_cached(
-                    "SELECT c.timezone, d.next_due_at IS 0, d.armed_at IS NULL \
-                     FROM contacts c JOIN due d ON d.id = c.id WHERE c.id = ?1",
+                    "SELECT timezone, next_due_at IS 0, armed_at IS NULL FROM contacts WHERE id = ?1",
                 )?;
                 for &id in ids {
                     let known = statement
@@ -119,10 +118,8 @@ impl AllContacts {
             zones: vec![String::new()],
         };
         let mut numbers: HashMap<String, u32> = HashMap::new();
-        let mut statement = conn.prepare(
-            "SELECT c.id, c.timezone, d.next_due_at IS 0, d.armed_at IS NULL \
-             FROM contacts c JOIN due d ON d.id = c.id",
-        )?;
+        let mut statement =
+            conn.prepare("SELECT id, timezone, next_due_at IS 0, armed_at IS NULL FROM contacts")?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
             let id: &str = row.get_ref(0)?.as_str().map_err(corrupt)?;

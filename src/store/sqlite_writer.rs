@@ -15,10 +15,7 @@ use tokio::task::JoinHandle;
 use super::bulk::KnownWalk;
 use super::sqlite_conn::{self, Access, BUSY_TIMEOUT};
 use super::sqlite_contacts::{AllContacts, Lookup};
-use super::upsert_sql::{
-    CONTACT_INSERT, DUE_NOW, DUE_NOW_CONFLICT, EVENT_CONFLICT, EVENT_INSERT, SHAPES,
-    contact_conflict,
-};
+use super::upsert_sql::{CONTACT_INSERT, EVENT_CONFLICT, EVENT_INSERT, SHAPES, contact_conflict};
 use super::{BulkWriter, ContactLookup, ContactUpsert, EventUpsert, KnownContact, StoreError};
 use crate::domain::EmailAddress;
 
@@ -296,7 +293,6 @@ fn upsert_contacts(
     // Looked up in the statement cache once a call, not once a row (the key is the
     // whole statement's text).
     let mut statements: [Option<rusqlite::CachedStatement>; 4] = [None, None, None, None];
-    let mut due_now = conn.prepare_cached(&DUE_NOW_ROW)?;
     for row in contacts {
         let c = &row.contact;
         let columns = &row.columns;
@@ -306,7 +302,7 @@ fn upsert_contacts(
             statements[shape] = Some(conn.prepare_cached(&CONTACT_UPSERTS[shape])?);
         }
         let statement = statements[shape].as_mut().expect("prepared above");
-        let written = statement.execute(params![
+        changed += statement.execute(params![
             c.id,
             c.first_name,
             c.last_name,
@@ -325,11 +321,7 @@ fn upsert_contacts(
             columns.fields,
             columns.digest,
             now.as_second(),
-        ])?;
-        if written > 0 {
-            due_now.execute([&c.id])?;
-            changed += 1;
-        }
+        ])? as u64;
     }
     Ok(changed)
 }
@@ -343,8 +335,9 @@ fn write_events(
     now: Timestamp,
 ) -> Result<u64, StoreError> {
     let mut upsert = conn.prepare_cached(&EVENT_UPSERT)?;
-    let mut wake = conn
-        .prepare_cached("UPDATE due SET next_due_at = 0 WHERE id = ?1 AND next_due_at IS NOT 0")?;
+    let mut wake = conn.prepare_cached(
+        "UPDATE contacts SET next_due_at = 0 WHERE id = ?1 AND next_due_at IS NOT 0",
+    )?;
     let mut changed = 0;
     let mut known = KnownWalk::new(known);
     for e in events {
@@ -381,14 +374,11 @@ static CONTACT_UPSERTS: LazyLock<[String; 4]> = LazyLock::new(|| {
     SHAPES.map(|(email, postcard)| {
         format!(
             "{CONTACT_INSERT}VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-             ?15, ?16, ?17, ?18, ?18){}",
+             ?15, ?16, ?17, 0, ?18, ?18){}",
             contact_conflict(email, postcard)
         )
     })
 });
-
-static DUE_NOW_ROW: LazyLock<String> =
-    LazyLock::new(|| format!("{DUE_NOW}VALUES (?1, 0){DUE_NOW_CONFLICT}"));
 
 static EVENT_UPSERT: LazyLock<String> =
     LazyLock::new(|| format!("{EVENT_INSERT}VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7){EVENT_CONFLICT}"));

@@ -4,11 +4,10 @@
 /// The head of a contact insert; the values follow, then [`contact_conflict`].
 pub(super) const CONTACT_INSERT: &str = "INSERT INTO contacts (id, first_name, last_name, email, \
      address_line1, address_line2, city, region, postal_code, country, birthday, timezone, tags, \
-     email_opt_out, postcard_opt_out, fields, digest, created_at, updated_at) ";
+     email_opt_out, postcard_opt_out, fields, digest, next_due_at, created_at, updated_at) ";
 
 /// The update half of a contact upsert: only a row whose values or given flags differ
-/// is written (and then made due, [`DUE_NOW`]), so re-importing an unchanged file wakes
-/// nothing. An empty
+/// is written (and made due), so re-importing an unchanged file wakes nothing. An empty
 /// opt-out column keeps the stored flag.
 pub(super) fn contact_conflict(email_given: bool, postcard_given: bool) -> String {
     let flag = |given: bool, column: &str| {
@@ -30,17 +29,10 @@ pub(super) fn contact_conflict(email_given: bool, postcard_given: bool) -> Strin
          country = excluded.country, birthday = excluded.birthday, timezone = excluded.timezone, \
          tags = excluded.tags, fields = excluded.fields, digest = excluded.digest, \
          email_opt_out = {email_value}, postcard_opt_out = {postcard_value}, \
-         updated_at = excluded.updated_at \
+         next_due_at = 0, updated_at = excluded.updated_at \
          WHERE contacts.digest <> excluded.digest{email_differs}{postcard_differs}"
     )
 }
-
-/// The head of making contacts due now, in the due queue, whether they are in it yet or
-/// not; the ids follow as values, then [`DUE_NOW_CONFLICT`].
-pub(super) const DUE_NOW: &str = "INSERT INTO due (id, next_due_at) ";
-
-/// The update half of [`DUE_NOW`].
-pub(super) const DUE_NOW_CONFLICT: &str = " ON CONFLICT (id) DO UPDATE SET next_due_at = 0";
 
 /// The head of an event insert; the values follow, then [`EVENT_CONFLICT`]. `armed_at`
 /// is [`KnownContact::armed_with`](super::KnownContact::armed_with).

@@ -15,7 +15,6 @@ use crate::domain::History;
 use crate::render::Templates;
 use crate::store::{SendRow, Store};
 mod deliver;
-mod due_times;
 mod pages;
 mod pass;
 mod retry;

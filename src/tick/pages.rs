@@ -1,6 +1,6 @@
 //! A pass's walk through the due contacts, a page at a time: each page is read and
-//! marked, then planned, then its send-log rows are written and its next due times
-//! kept to be written in batches. Three pages are in flight at once, so that the database's writes (one page's records and
+//! marked, then planned, then its send-log rows and next due times are written. Three
+//! pages are in flight at once, so that the database's writes (one page's records and
 //! the mark of the page after the next) run while the page between them is read and
 //! planned on other threads.
 
@@ -8,10 +8,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use tokio::task::JoinHandle;
 
 use super::deliver::Deliveries;
-use super::due_times::DueTimes;
 use super::pass::{Pass, Summary, Would};
 use super::{Engine, HORIZON, Job, LEASE, MAX_PAGE, NEAR, PAGE};
 use crate::agenda::{Decision, Verdict, agenda};
@@ -21,10 +19,6 @@ use crate::store::{NewSend, NextDue, PassToken, SendRow};
 
 /// Rows to add to the send log, and each contact's next due time.
 type Evaluation = (Vec<NewSend>, Vec<NextDue>);
-
-/// Contacts of a page read at once: small enough that planning one part overlaps
-/// reading the next, large enough that each read's own cost is small beside its rows'.
-const READ_PART: usize = 1000;
 
 /// A page of due contacts, read and (unless in a dry run) marked, waiting to be planned.
 struct Marked {
@@ -56,7 +50,6 @@ impl Engine {
         let mut size = PAGE;
         let mut ahead = self.next_page(state, &mut pass, size, now, dry_run).await?;
         let mut planned: Option<Planned> = None;
-        let mut due = DueTimes::default();
         while ahead.is_some() || planned.is_some() {
             let page = ahead.take();
             let read_on = page.is_some();
@@ -69,7 +62,7 @@ impl Engine {
             };
             let writing = async {
                 let written = match to_write {
-                    Some(page) => Some(self.write_page(page, now, &mut due).await?),
+                    Some(page) => Some(self.write_page(page, now).await?),
                     None => None,
                 };
                 if let Some((inserted, _)) = &written {
@@ -92,7 +85,7 @@ impl Engine {
                     .hand_over(inserted, histories, deliveries, summary)
                     .await
             {
-                return self.write_due(&mut due).await;
+                return Ok(());
             }
             ahead = next;
             let Some((page, deferred)) = plan? else {
@@ -109,7 +102,6 @@ impl Engine {
             }
             planned = Some(page);
         }
-        self.write_due(&mut due).await?;
         if state.pause_reason().is_none() && !state.is_stopping() {
             self.retry_due(state, now, dry_run, deliveries, summary)
                 .await?;
@@ -145,59 +137,46 @@ impl Engine {
         }))
     }
 
-    /// Reads a marked page's histories and plans them; also returns the deferrals
-    /// counted. The page is read a part at a time, and each part planned on a blocking
-    /// thread while the next is read, so that reading and planning share the cores.
+    /// Reads a marked page's histories and plans them, on a blocking thread so that the
+    /// page being written meanwhile is not held up; also returns the deferrals counted.
     async fn plan(&self, page: Marked, now: Timestamp) -> anyhow::Result<(Planned, usize)> {
-        let mut planned = Planned {
-            sends: Vec::new(),
-            next_due: Vec::new(),
-            histories: Vec::new(),
-            mark: page.mark,
-        };
-        let mut deferred = 0;
-        let mut running: Option<JoinHandle<PlannedPart>> = None;
-        for part in page.ids.chunks(READ_PART) {
-            let histories = self.store.history(part).await?;
-            if let Some(done) = running.take() {
-                deferred += done.await.map_err(stopped)?.add_to(&mut planned);
-            }
-            let config = Arc::clone(&self.config);
-            running = Some(tokio::task::spawn_blocking(move || {
-                PlannedPart::of(&config, histories, now)
-            }));
-        }
-        if let Some(done) = running {
-            deferred += done.await.map_err(stopped)?.add_to(&mut planned);
-        }
-        Ok((planned, deferred))
+        let mut histories = self.store.history(&page.ids).await?;
+        let config = Arc::clone(&self.config);
+        let (histories, (sends, next_due), deferred) = tokio::task::spawn_blocking(move || {
+            let mut deferred = 0;
+            let (sends, next_due) = evaluate(&config, &histories, now, &mut deferred);
+            // Only the contacts with something to send or skip are needed further; the
+            // rest are let go here, off the pass's path.
+            let named: HashSet<&str> = sends.iter().map(|s| s.key.contact.as_str()).collect();
+            histories.retain(|h| named.contains(h.contact.id.as_str()));
+            (histories, (sends, next_due), deferred)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("planning stopped: {e}"))?;
+        Ok((
+            Planned {
+                sends,
+                next_due,
+                histories,
+                mark: page.mark,
+            },
+            deferred,
+        ))
     }
 
-    /// Records a planned page's sends and skips, and keeps its next due times in `due`
-    /// until there are enough of them to write.
+    /// Records a planned page: its sends and skips, then each contact's next due time.
     async fn write_page(
         &self,
         page: Planned,
         now: Timestamp,
-        due: &mut DueTimes,
     ) -> anyhow::Result<(Vec<SendRow>, Vec<History>)> {
         let lease_until = now + LEASE;
         let inserted = self
             .store
             .insert_sends(&page.sends, now, lease_until, &self.owner)
             .await?;
-        for (times, mark) in due.keep(page.next_due, page.mark) {
-            self.store.set_next_due(&times, &mark).await?;
-        }
+        self.store.set_next_due(&page.next_due, &page.mark).await?;
         Ok((inserted, page.histories))
-    }
-
-    /// Writes the next due times still kept in `due`.
-    async fn write_due(&self, due: &mut DueTimes) -> anyhow::Result<()> {
-        if let Some((times, mark)) = due.take() {
-            self.store.set_next_due(&times, &mark).await?;
-        }
-        Ok(())
     }
 
     /// Counts the skips among `inserted` and queues the claimed sends for delivery;
@@ -271,43 +250,6 @@ impl Engine {
             });
         }
     }
-}
-
-/// Part of a page, planned.
-struct PlannedPart {
-    sends: Vec<NewSend>,
-    next_due: Vec<NextDue>,
-    /// Only those of contacts with something to send or skip.
-    histories: Vec<History>,
-    deferred: usize,
-}
-
-impl PlannedPart {
-    fn of(config: &Config, mut histories: Vec<History>, now: Timestamp) -> PlannedPart {
-        let mut deferred = 0;
-        let (sends, next_due) = evaluate(config, &histories, now, &mut deferred);
-        // The rest are let go here, off the pass's path.
-        let named: HashSet<&str> = sends.iter().map(|s| s.key.contact.as_str()).collect();
-        histories.retain(|h| named.contains(h.contact.id.as_str()));
-        PlannedPart {
-            sends,
-            next_due,
-            histories,
-            deferred,
-        }
-    }
-
-    /// Adds this part to its page; returns the deferrals counted.
-    fn add_to(self, page: &mut Planned) -> usize {
-        page.sends.extend(self.sends);
-        page.next_due.extend(self.next_due);
-        page.histories.extend(self.histories);
-        self.deferred
-    }
-}
-
-fn stopped(e: tokio::task::JoinError) -> anyhow::Error {
-    anyhow::anyhow!("planning stopped: {e}")
 }
 
 /// For each contact: the rows to add to the send log now, and when to look again.

@@ -195,7 +195,7 @@ fn a_first_pass_in_growing_pages_plans_every_contact_once() {
     // in: all of them at the thank-you's opening, none left due.
     let db = rusqlite::Connection::open(ws.path("state/tickler.db")).expect("database");
     let due: Vec<(Option<i64>, i64)> = db
-        .prepare("SELECT next_due_at, count(*) FROM due GROUP BY next_due_at")
+        .prepare("SELECT next_due_at, count(*) FROM contacts GROUP BY next_due_at")
         .and_then(|mut q| {
             q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()
