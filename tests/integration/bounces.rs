@@ -319,7 +319,7 @@ fn saved_reports_are_imported_and_transient_failures_add_up() {
 
 #[test]
 fn the_console_lists_suppressed_addresses_with_their_reports() {
-    let console = crate::console::start_console();
+    let console = crate::console_harness::start_console();
     let (ws, port) = (&console.ws, console.port);
     // Ingrid's thank-you bounced; the provider's report names her and the Message-ID.
     let sends = ws.sends();
@@ -345,22 +345,22 @@ fn the_console_lists_suppressed_addresses_with_their_reports() {
         run.stdout
     );
 
-    let me = crate::console::sign_in(port);
+    let me = crate::console_harness::sign_in(port);
     let me = Some(me.as_str());
-    let summary = crate::console::http(port, "GET", "/console/", me, "");
+    let summary = crate::console_harness::http(port, "GET", "/console/", me, "");
     assert!(
         summary.body.contains("<strong>1</strong> suppressed"),
         "{}",
         summary.body
     );
-    let page = crate::console::http(port, "GET", "/console/suppressions", me, "");
+    let page = crate::console_harness::http(port, "GET", "/console/suppressions", me, "");
     assert_eq!(page.code, 200);
     assert!(
         page.body.contains("ingrid@example.org") && page.body.contains("5.1.1"),
         "{}",
         page.body
     );
-    let shown = crate::console::http(
+    let shown = crate::console_harness::http(
         port,
         "GET",
         "/console/suppressions?report=ingrid%40example.org",
@@ -375,10 +375,11 @@ fn the_console_lists_suppressed_addresses_with_their_reports() {
 
     // Taking it off needs the form's token.
     let form = "address=ingrid%40example.org";
-    let refused = crate::console::http(port, "POST", "/console/suppressions/remove", me, form);
+    let refused =
+        crate::console_harness::http(port, "POST", "/console/suppressions/remove", me, form);
     assert_eq!(refused.code, 403);
-    let csrf = crate::console::csrf_of(&page.body);
-    let done = crate::console::http(
+    let csrf = crate::console_harness::csrf_of(&page.body);
+    let done = crate::console_harness::http(
         port,
         "POST",
         "/console/suppressions/remove",

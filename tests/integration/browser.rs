@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{ClientBuilder, Locator};
 
-use crate::console::{PASSWORD, start_console_with_a_failure};
+use crate::console_harness::{PASSWORD, start_console_with_a_failure};
 
 struct Driver(Child);
 

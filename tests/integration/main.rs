@@ -8,6 +8,7 @@ mod bounces;
 mod browser;
 mod calendar;
 mod console;
+mod console_harness;
 mod core;
 mod daemon;
 mod deliverability;
