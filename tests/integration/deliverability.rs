@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::delivery::AuthServer;
+use crate::auth_server::AuthServer;
 use crate::helpers::{Workspace, tickler_in};
 use crate::postfix::Sink;
 

@@ -2,6 +2,7 @@
 //! directory, and a real SMTP server on 127.0.0.1.
 
 mod adaptive;
+mod auth_server;
 mod backends;
 mod bad_input;
 mod bounces;
