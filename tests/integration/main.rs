@@ -29,6 +29,7 @@ mod render_limits;
 mod scale;
 mod service;
 mod simulation;
+mod simulation_year;
 mod smtp;
 mod smtp_answers;
 mod smtp_shutdown;
