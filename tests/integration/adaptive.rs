@@ -85,10 +85,7 @@ fn a_message_rate_limit_slows_sending_and_costs_no_attempts() {
 #[test]
 fn a_server_that_cannot_be_reached_pauses_sending_without_spending_attempts() {
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let port = crate::helpers::free_port();
     let ws = Workspace::new(Some(&format!("smtp://127.0.0.1:{port}")));
     ws.always_open();
     ws.due_purchases(5);

@@ -43,10 +43,7 @@ impl AuthServer {
         if !dir.join("ca.pem").exists() {
             crate::helpers::make_certificates(dir);
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port")
-            .port();
+        let port = crate::helpers::free_port();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/auth_smtpd.py");
         let mut child = Command::new("/usr/bin/python3")
             .arg(script)

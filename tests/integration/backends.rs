@@ -76,11 +76,7 @@ fn scenario(database_url: Option<&str>) -> Vec<(String, String, String, String, 
     });
     let ws = Workspace::new(Some(&server.url()));
     if let Some(url) = database_url {
-        let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
-        ws.write(
-            "tickler.yaml",
-            &format!("{config}database:\n  url: {url}\n"),
-        );
+        ws.add_config(&format!("database:\n  url: {url}\n"));
     }
     ws.import_all();
     ws.tickler(&["import", "contacts", "contacts.csv"]).ok();
@@ -166,11 +162,7 @@ fn copy_db_moves_the_send_log_to_postgres_and_nothing_is_sent_again() {
         again.stderr
     );
 
-    let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
-    ws.write(
-        "tickler.yaml",
-        &format!("{config}database:\n  url: {}\n", db.url()),
-    );
+    ws.add_config(&format!("database:\n  url: {}\n", db.url()));
     assert_eq!(ws.sends(), before, "the send log arrived whole");
     let list = ws.tickler(&["suppressions", "--format", "csv"]).ok();
     assert!(

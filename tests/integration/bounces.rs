@@ -72,11 +72,9 @@ fn sent_to(server: &SmtpServer, to: &str) -> Received {
 /// a day later than the others'.
 fn workspace(server: &SmtpServer, bounce: &str) -> (Workspace, jiff::civil::Date) {
     let ws = Workspace::new(Some(&server.url()));
-    let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
-    ws.write(
-        "tickler.yaml",
-        &format!("{config}  bounce:\n    return_path: {RETURN_PATH}\n{bounce}"),
-    );
+    ws.add_config(&format!(
+        "  bounce:\n    return_path: {RETURN_PATH}\n{bounce}"
+    ));
     ws.write(
         "contacts.csv",
         "id,first_name,last_name,email\nK-1,Ingrid,Berg,ingrid@example.org\n\

@@ -125,21 +125,12 @@ pub fn start_console_on(database_url: Option<&str>, failure: bool) -> Console {
         ws.always_open();
     }
     if let Some(url) = database_url {
-        let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
-        ws.write(
-            "tickler.yaml",
-            &format!("{config}database:\n  url: \"{url}\"\n"),
-        );
+        ws.add_config(&format!("database:\n  url: \"{url}\"\n"));
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
-    ws.write(
-        "tickler.yaml",
-        &format!("{config}http:\n  listen: 127.0.0.1:{port}\n  console: true\n"),
-    );
+    let port = crate::helpers::free_port();
+    ws.add_config(&format!(
+        "http:\n  listen: 127.0.0.1:{port}\n  console: true\n"
+    ));
     let prospect = if failure {
         "K-7,Olu,Adeyemi,olu@example.net,prospect,\n"
     } else {

@@ -324,13 +324,7 @@ fn the_rate_limit_spaces_sends_out() {
 fn with_the_http_endpoint_configured_links_are_signed_and_one_click() {
     let server = SmtpServer::start();
     let ws = Workspace::new(Some(&server.url()));
-    let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
-    ws.write(
-        "tickler.yaml",
-        &format!(
-            "{config}http:\n  listen: 127.0.0.1:0\n  public_url: https://tiles.example/tickler/\n"
-        ),
-    );
+    ws.add_config("http:\n  listen: 127.0.0.1:0\n  public_url: https://tiles.example/tickler/\n");
     ws.import_all();
     ws.tickler(&["tick", "--now", NOW]).ok();
     let messages = server.messages();

@@ -122,6 +122,13 @@ impl Workspace {
     }
 
     /// Sends may go out at any hour, and the daemon ticks every second.
+    /// Adds `yaml` (top-level keys, or lines of the last mapping) to the end of the
+    /// workspace's tickler.yaml.
+    pub fn add_config(&self, yaml: &str) {
+        let config = std::fs::read_to_string(self.path("tickler.yaml")).expect("config");
+        self.write("tickler.yaml", &format!("{config}{yaml}"));
+    }
+
     pub fn always_open(&self) {
         let config = std::fs::read_to_string(self.path("tickler.yaml")).expect("config");
         self.write(

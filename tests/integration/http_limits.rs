@@ -23,15 +23,10 @@ struct Daemon {
 impl Daemon {
     fn start() -> Daemon {
         let ws = Workspace::new(None);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port")
-            .port();
-        let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
-        ws.write(
-            "tickler.yaml",
-            &format!("{config}http:\n  listen: 127.0.0.1:{port}\n  api_token_file: token.txt\n"),
-        );
+        let port = crate::helpers::free_port();
+        ws.add_config(&format!(
+            "http:\n  listen: 127.0.0.1:{port}\n  api_token_file: token.txt\n"
+        ));
         ws.write("token.txt", TOKEN);
         ws.import_all();
         let child = Command::new(env!("CARGO_BIN_EXE_tickler"))

@@ -20,10 +20,7 @@ impl Sink {
     /// Starts smtp-sink with extra `flags`, or returns `None` when it is not installed
     /// (which fails the test under CI, where it must be).
     pub fn start(flags: &[&str]) -> Option<Sink> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = crate::helpers::free_port();
         Sink::start_on(port, flags)
     }
 

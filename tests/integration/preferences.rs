@@ -51,11 +51,9 @@ fn a_customer_turns_off_a_follow_up_pauses_and_unsubscribes_from_their_page() {
         "{{business.name}}\nChoose what you get: {{preferences_url}}\nUnsubscribe: {{unsubscribe_url}}\n",
     );
     let port = crate::helpers::free_port();
-    let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
-    ws.write(
-        "tickler.yaml",
-        &format!("{config}http:\n  listen: 127.0.0.1:{port}\n  public_url: https://tiles.example/tickler\n"),
-    );
+    ws.add_config(&format!(
+        "http:\n  listen: 127.0.0.1:{port}\n  public_url: https://tiles.example/tickler\n"
+    ));
     ws.write(
         "contacts.csv",
         "id,first_name,email,tags\nK-1,Ingrid,ingrid@example.org,customer\n",

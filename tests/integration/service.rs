@@ -128,16 +128,9 @@ impl Drop for Daemon {
 fn the_daemon_as_systemd_runs_it() {
     let server = SmtpServer::start();
     let ws = Workspace::new(Some(&server.url()));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let port = crate::helpers::free_port();
     ws.always_open();
-    let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
-    ws.write(
-        "tickler.yaml",
-        &format!("{config}http:\n  listen: 127.0.0.1:{port}\n  public_url: https://tiles.example/tickler\n  api_token_file: token.txt\n"),
-    );
+    ws.add_config(&format!("http:\n  listen: 127.0.0.1:{port}\n  public_url: https://tiles.example/tickler\n  api_token_file: token.txt\n"));
     ws.write("token.txt", &format!("{TOKEN}\n"));
     let day = crate::helpers::two_days_ago();
     ws.write(
@@ -408,16 +401,9 @@ fn sigterm_mid_delivery_exits_0_and_loses_nothing() {
 #[test]
 fn bad_sync_files_and_requests_do_not_stop_the_daemon() {
     let ws = Workspace::new(None);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let port = crate::helpers::free_port();
     ws.always_open();
-    let config = std::fs::read_to_string(ws.path("tickler.yaml")).expect("config");
-    ws.write(
-        "tickler.yaml",
-        &format!("{config}contacts: {{ sync_csv: sync/contacts.csv }}\nevents: {{ sync_csv: sync/events.csv }}\nhttp:\n  listen: 127.0.0.1:{port}\n  api_token_file: token.txt\n"),
-    );
+    ws.add_config(&format!("contacts: {{ sync_csv: sync/contacts.csv }}\nevents: {{ sync_csv: sync/events.csv }}\nhttp:\n  listen: 127.0.0.1:{port}\n  api_token_file: token.txt\n"));
     ws.write("token.txt", TOKEN);
     // Binary garbage as the contacts export; no events file at all yet.
     let garbage: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect();
