@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Pool, Postgres};
 
 use super::backend::{Backend, Exclusive};
@@ -24,10 +24,15 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     pub async fn open(url: &str) -> anyhow::Result<PostgresStore> {
+        // Each statement planned for its own arguments: a plan kept from early in a pass,
+        // when the send log held a few rows, joined each batch of outcomes by reading the
+        // whole table, which had grown by thousands of rows since.
+        let options: PgConnectOptions = url.parse()?;
+        let options = options.options([("plan_cache_mode", "force_custom_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(30))
-            .connect(url)
+            .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         Ok(PostgresStore { pool })
