@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Pool, Postgres};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Executor, Pool, Postgres};
 
 use super::backend::{Backend, Exclusive};
 use super::postgres_writer::{PostgresWriter, zones};
@@ -24,15 +24,23 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     pub async fn open(url: &str) -> anyhow::Result<PostgresStore> {
-        // Each statement planned for its own arguments: a plan kept from early in a pass,
-        // when the send log held a few rows, joined each batch of outcomes by reading the
-        // whole table, which had grown by thousands of rows since.
-        let options: PgConnectOptions = url.parse()?;
-        let options = options.options([("plan_cache_mode", "force_custom_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // Each statement planned for its own arguments: a plan kept from early
+                    // in a pass, when the send log held a few rows, joined each batch of
+                    // outcomes by reading the whole table, grown by thousands of rows since.
+                    // Set once connected rather than as a startup option, which connection
+                    // poolers refuse; a server without it (before 12) plans as it did.
+                    if let Err(e) = conn.execute("SET plan_cache_mode = force_custom_plan").await {
+                        tracing::debug!(error = %e, "statements keep the server's default planning");
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         Ok(PostgresStore { pool })
