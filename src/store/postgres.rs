@@ -29,11 +29,11 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(30))
             .after_connect(|conn, _| {
                 Box::pin(async move {
-                    // Each statement planned for its own arguments: a plan kept from early
-                    // in a pass, when the send log held a few rows, joined each batch of
-                    // outcomes by reading the whole table, grown by thousands of rows since.
-                    // Set once connected rather than as a startup option, which connection
-                    // poolers refuse; a server without it (before 12) plans as it did.
+                    // Each statement planned for its own arguments: a plan the server keeps
+                    // for a prepared statement fits the table sizes of its first runs, and a
+                    // send log that grows during a pass outgrows it. Set once connected, as
+                    // connection poolers refuse startup options; a server before 12 lacks
+                    // the setting and plans as usual.
                     if let Err(e) = conn.execute("SET plan_cache_mode = force_custom_plan").await {
                         tracing::debug!(error = %e, "statements keep the server's default planning");
                     }

@@ -121,7 +121,6 @@ impl Workspace {
         std::fs::write(path, text).expect("write");
     }
 
-    /// Sends may go out at any hour, and the daemon ticks every second.
     /// Adds `yaml` (top-level keys, or lines of the last mapping) to the end of the
     /// workspace's tickler.yaml.
     pub fn add_config(&self, yaml: &str) {
@@ -129,6 +128,7 @@ impl Workspace {
         self.write("tickler.yaml", &format!("{config}{yaml}"));
     }
 
+    /// Sends may go out at any hour, and the daemon ticks every second.
     pub fn always_open(&self) {
         let config = std::fs::read_to_string(self.path("tickler.yaml")).expect("config");
         self.write(
